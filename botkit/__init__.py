@@ -1,1 +1,6 @@
-"""botkit"""
+"""botkit: OAuth-scoped trading bots for WhiteBIT, with backtests and a local sandbox exchange."""
+
+from botkit.strategy import Context, Strategy
+
+__version__ = "0.1.0"
+__all__ = ["Context", "Strategy", "__version__"]

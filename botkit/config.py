@@ -1,0 +1,260 @@
+"""Bot configuration: one TOML file plus `BOTKIT_*` environment overrides, validated before anything runs.
+
+Environment variables override the file (`BOTKIT_RISK__MAX_OPEN_ORDERS=5` sets ``[risk] max_open_orders``).
+Unknown keys are errors, so a typo never passes silently. Secrets never live here: they come from the environment
+or the token store (see botkit/auth).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from botkit.auth.grants import WHITEBIT_SCOPES
+from botkit.market.rules import MarketRules
+
+Repair = Literal["sort", "drop_duplicates", "fill_gaps", "allow_gaps"]
+
+
+class ConfigError(Exception):
+    """The config is wrong. The message names the key, the value and the fix. CLI exit code 2."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrategyConfig(_Strict):
+    plugin: str = Field(description="'path/file.py:Class', 'package.module:Class' or an entry-point name")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MarketConfig(_Strict):
+    """A market's rules, as WhiteBIT's markets endpoint gives them (fees in percent)."""
+
+    stock: str | None = None
+    money: str | None = None
+    stock_prec: int = Field(6, ge=0, le=18)
+    money_prec: int = Field(2, ge=0, le=18)
+    fee_prec: int = Field(4, ge=0, le=18)
+    min_amount: Decimal = Field(Decimal(0), ge=0)
+    min_total: Decimal = Field(Decimal(0), ge=0)
+    max_total: Decimal = Field(Decimal(0), ge=0, description="0 = no limit")
+    maker_fee: Decimal | None = Field(None, ge=0, le=100)
+    taker_fee: Decimal | None = Field(None, ge=0, le=100)
+
+
+class FeesConfig(_Strict):
+    """Default maker/taker fees in percent ("0.1" = 0.1 %), used where a market sets none."""
+
+    maker: Decimal = Field(Decimal("0.1"), ge=0, le=100)
+    taker: Decimal = Field(Decimal("0.1"), ge=0, le=100)
+
+
+class RiskConfig(_Strict):
+    max_order_notional: Decimal | None = Field(None, gt=0)
+    max_position: dict[str, Decimal] = Field(default_factory=dict)
+    max_open_orders: int | None = Field(None, ge=1)
+    price_band_pct: Decimal | None = Field(None, gt=0)
+    daily_loss_limit: Decimal | None = Field(None, gt=0)
+
+    @field_validator("max_position")
+    @classmethod
+    def _positive_positions(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for market, limit in v.items():
+            if limit < 0:
+                raise ValueError(f"max_position for {market} must be >= 0, got {limit}")
+        return v
+
+
+class GrantConfig(_Strict):
+    """The scopes a backtest or paper run pretends to hold, so a missing scope fails as it would live."""
+
+    scopes: list[str] = Field(
+        default_factory=lambda: ["orders.create", "orders.delete", "orders.read", "balances.read"]
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in WHITEBIT_SCOPES]
+        if bad:
+            hints = {s: difflib.get_close_matches(s, WHITEBIT_SCOPES, n=1) for s in bad}
+            tips = ", ".join(f"{s!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for s, h in hints.items())
+            raise ValueError(f"unknown WhiteBIT scope(s): {tips}; allowed: {sorted(WHITEBIT_SCOPES)}")
+        return v
+
+
+class DataConfig(_Strict):
+    files: dict[str, str] = Field(default_factory=dict, description="market -> candle file (CSV or freqtrade JSON)")
+    format: Literal["auto", "csv", "freqtrade"] = "auto"
+    timeframe: str | None = None
+    repair: list[Repair] = Field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+
+class BacktestConfig(_Strict):
+    slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
+    touch: bool = False
+    progress: bool = True
+
+
+class OutputConfig(_Strict):
+    dir: Path = Path("out")
+
+
+class BotConfig(BaseSettings):
+    """The whole bot: strategy, markets, money, limits, data, output."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTKIT_", env_nested_delimiter="__", extra="forbid")
+
+    name: str = "bot"
+    strategy: StrategyConfig
+    markets: dict[str, MarketConfig]
+    balances: dict[str, Decimal]
+    fees: FeesConfig = Field(default_factory=FeesConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    grant: GrantConfig = Field(default_factory=GrantConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    auth: dict[str, Any] | None = None
+    sandbox: dict[str, Any] | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @field_validator("markets")
+    @classmethod
+    def _market_names(cls, v: dict[str, MarketConfig]) -> dict[str, MarketConfig]:
+        if not v:
+            raise ValueError("at least one market is needed, e.g. [markets.BTC_USDT]")
+        for name, m in v.items():
+            if (m.stock is None or m.money is None) and name.count("_") != 1:
+                raise ValueError(f"market {name!r}: name it BASE_QUOTE (e.g. BTC_USDT) or set stock and money")
+        return v
+
+    @field_validator("balances")
+    @classmethod
+    def _balances(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for asset, amount in v.items():
+            if amount < 0:
+                raise ValueError(f"balance of {asset} must be >= 0, got {amount}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BotConfig:
+        for market in self.data.files:
+            if market not in self.markets:
+                raise ValueError(f"data.files has {market!r}, which is not in [markets] ({sorted(self.markets)})")
+        for market in self.risk.max_position:
+            if market not in self.markets:
+                raise ValueError(
+                    f"risk.max_position has {market!r}, which is not in [markets] ({sorted(self.markets)})"
+                )
+        if self.data.start and self.data.end and self.data.start >= self.data.end:
+            raise ValueError(f"data.start ({self.data.start}) must be before data.end ({self.data.end})")
+        return self
+
+    def market_rules(self) -> dict[str, MarketRules]:
+        out: dict[str, MarketRules] = {}
+        for name, m in self.markets.items():
+            stock, _, money = name.partition("_")
+            out[name] = MarketRules(
+                name=name,
+                stock=m.stock or stock,
+                money=m.money or money,
+                stock_prec=m.stock_prec,
+                money_prec=m.money_prec,
+                fee_prec=m.fee_prec,
+                min_amount=m.min_amount,
+                min_total=m.min_total,
+                max_total=m.max_total,
+                maker_fee=m.maker_fee if m.maker_fee is not None else self.fees.maker,
+                taker_fee=m.taker_fee if m.taker_fee is not None else self.fees.taker,
+            )
+        return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model that `loc` points into, to suggest fixes for unknown keys."""
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            # dict values: descend into the value type
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None and args:
+            inner = [a for c in args for a in getattr(c, "__args__", ())]
+            nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        current = nxt
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] = BotConfig) -> str:
+    lines = [f"invalid config {source}:"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            tip = f" Did you mean {hint[0]!r}?" if hint else ""
+            lines.append(f"  {key}: unknown key.{tip} Allowed here: {', '.join(allowed) or 'see README'}")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: required key is missing; add it to the file (see configs/ for examples)")
+        else:
+            lines.append(f"  {key} = {err.get('input')!r}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BotConfig:
+    """Read, merge with the environment, validate. Raises ConfigError with a message for humans."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist (looked in {Path.cwd()})")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text: {exc}") from None
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    try:
+        return BotConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(p))) from None

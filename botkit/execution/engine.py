@@ -1,0 +1,290 @@
+"""The one path every order takes: grant check, exchange rules, risk check, state machine, journal, venue.
+
+Backtest, paper and live differ only in the venue and the clock they hand to `ExecutionEngine`. Events that happen
+while a strategy callback runs are queued and delivered after it returns (`drain`), so callbacks never nest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from botkit.auth.grants import OPERATION_SCOPES, Grant, InsufficientScope
+from botkit.execution.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
+from botkit.execution.risk import RiskManager, RiskRejection
+from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
+from botkit.market.types import Side
+from botkit.venues.base import Venue
+
+log = logging.getLogger("botkit.execution")
+
+
+class UndeclaredScope(InsufficientScope):
+    """The grant has the scope but the strategy did not declare it: declarations are the contract."""
+
+    def __init__(self, operation: str, required: frozenset[str], declared: frozenset[str]) -> None:
+        super().__init__(operation, required, declared)
+        self.args = (
+            f"{operation} needs scope(s) {sorted(self.missing)} that the strategy does not declare; "
+            f"add them to the strategy's `scopes` (declared: {sorted(declared)})",
+        )
+
+
+class EventSink(Protocol):
+    """Receives order events after the current callback returns (the strategy runner)."""
+
+    def on_order_update(self, order: Order) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+
+class Journal(Protocol):
+    """Durable record of order intents and outcomes (in memory for backtests, SQLite for live)."""
+
+    def record(self, kind: str, order: Order, detail: str = "") -> None: ...
+
+
+class MemoryJournal:
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, str, str, str]] = []
+
+    def record(self, kind: str, order: Order, detail: str = "") -> None:
+        self.entries.append((order.updated_ms, kind, order.client_id, detail))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused order, for logs and the report."""
+
+    time_ms: int
+    client_id: str
+    market: str
+    rule: str
+    message: str
+
+
+class ExecutionEngine:
+    """Checks and routes orders; keeps the order state machine; reports events to the strategy."""
+
+    def __init__(
+        self,
+        *,
+        grant: Grant,
+        declared_scopes: Iterable[str],
+        rules: dict[str, MarketRules],
+        risk: RiskManager,
+        venue: Venue,
+        clock: Callable[[], int],
+        last_price: Callable[[str], float | None],
+        equity: Callable[[], float] | None = None,
+        ids: ClientIdFactory | None = None,
+        journal: Journal | None = None,
+    ) -> None:
+        self.grant = grant
+        self.declared = frozenset(declared_scopes)
+        self.rules = rules
+        self.risk = risk
+        self.venue = venue
+        self.clock = clock
+        self.last_price = last_price
+        self.equity = equity
+        self.ids = ids or ClientIdFactory()
+        self.journal: Journal = journal or MemoryJournal()
+        self.orders: dict[str, Order] = {}
+        self.open: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+        self.rejections: list[Rejection] = []
+        self.sink: EventSink | None = None
+        self._queue: deque[tuple[Order | None, Fill | None]] = deque()
+        venue.bind(self)
+
+    # ---- grant --------------------------------------------------------------------------------------------------
+
+    def check_start(self) -> None:
+        """Refuse to start when the strategy declares scopes the grant lacks."""
+        self.grant.require("strategy start", self.declared)
+
+    def require(self, operation: str) -> None:
+        need = OPERATION_SCOPES[operation]
+        if not need <= self.declared:
+            raise UndeclaredScope(operation, need, self.declared)
+        self.grant.require(operation, need)
+
+    # ---- strategy-facing operations ----------------------------------------------------------------------------
+
+    def place(
+        self,
+        market: str,
+        side: Side,
+        amount: Decimal | str | float | int,
+        price: Decimal | str | float | int | None = None,
+        *,
+        stop_price: Decimal | str | float | int | None = None,
+        post_only: bool = False,
+        ioc: bool = False,
+        client_id: str | None = None,
+        oco_group: str | None = None,
+    ) -> Order:
+        """Place an order; returns it (status NEW/OPEN, or REJECTED with `reject_reason`)."""
+        self.require("place_order")
+        rules = self.rules.get(market)
+        if rules is None:
+            raise ValueError(f"unknown market {market!r}; configured: {sorted(self.rules)}")
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side must be 'buy' or 'sell', not {side!r}")
+        if post_only and ioc:
+            raise ValueError("an order cannot be both post_only and ioc (WhiteBIT code 37)")
+        otype: OrderType = "stop_market" if stop_price is not None else ("limit" if price is not None else "market")
+        if otype == "stop_market" and price is not None:
+            raise ValueError("stop orders are stop-market: give stop_price without price")
+        cid = validate_client_id(client_id) if client_id is not None else self.ids()
+        now = self.clock()
+        amt = to_decimal(amount, "amount")
+        px = rules.round_price(to_decimal(price, "price"), side) if price is not None else None
+        stop = to_decimal(stop_price, "stop_price").quantize(rules.price_step) if stop_price is not None else None
+        amt = rules.truncate_quote(amt) if otype == "market" and side == "buy" else rules.truncate_amount(amt)
+        order = Order(
+            client_id=cid,
+            market=market,
+            side=side,
+            type=otype,
+            amount=amt,
+            price=px,
+            stop_price=stop,
+            post_only=post_only,
+            ioc=ioc,
+            oco_group=oco_group,
+            created_ms=now,
+            updated_ms=now,
+        )
+        if cid in self.open:
+            return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
+        self.orders[cid] = order
+        try:
+            if otype == "limit":
+                rules.check_limit(amt, px)  # type: ignore[arg-type]
+            else:
+                rules.check_market(side, amt)
+        except OrderRulesError as exc:
+            return self._reject(order, f"rules:{exc.violations[0].field}", str(exc))
+        last_f = self.last_price(market)
+        last = to_decimal(last_f) if last_f is not None else None
+        ref = px if px is not None else (stop if stop is not None else last)
+        if order.quote_amount:
+            notional = amt
+            base = amt / last if last else Decimal(0)
+        else:
+            notional = amt * ref if ref is not None else Decimal(0)
+            base = amt
+        if post_only and px is not None and last is not None and (px >= last if side == "buy" else px <= last):
+            return self._reject(order, "post_only", f"post-only {side} at {px} would cross the last price {last}")
+        equity = None
+        if self.risk.needs_equity and self.equity is not None:
+            equity = self.equity()
+            self.risk.new_day_if_needed(now, equity)
+        verdict = self.risk.check(
+            market=market,
+            side=side,
+            amount_base=base,
+            notional=notional,
+            price=px,
+            last_price=last,
+            position=self.venue.balance(rules.stock).total,
+            now_ms=now,
+            equity=equity,
+        )
+        if verdict is not None:
+            return self._reject_risk(order, verdict)
+        self.open[cid] = order
+        self.risk.state.open_orders = len(self.open)
+        self.journal.record("submit", order)
+        self.venue.submit(order, now)
+        return order
+
+    def cancel(self, order: Order | str) -> bool:
+        """Cancel an open order (by object or client id). False if it is not open."""
+        self.require("cancel_order")
+        cid = order if isinstance(order, str) else order.client_id
+        target = self.open.get(cid)
+        if target is None:
+            return False
+        self.journal.record("cancel", target)
+        self.venue.cancel(target, self.clock())
+        return True
+
+    def cancel_all(self, market: str | None = None) -> int:
+        self.require("cancel_all")
+        targets = [o for o in self.open.values() if market is None or o.market == market]
+        for o in targets:
+            self.venue.cancel(o, self.clock())
+        return len(targets)
+
+    def open_orders(self, market: str | None = None) -> list[Order]:
+        return [o for o in self.open.values() if market is None or o.market == market]
+
+    # ---- venue events (VenueEvents) ---------------------------------------------------------------------------
+
+    def order_accepted(self, order: Order, time_ms: int, exchange_id: str) -> None:
+        order.exchange_id = exchange_id
+        order.transition(OrderStatus.OPEN, time_ms)
+        self._queue.append((order, None))
+
+    def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:
+        order.apply_fill(fill, complete)
+        self.fills.append(fill)
+        if complete:
+            self._close(order)
+        self.journal.record("fill", order, f"{fill.amount}@{fill.price}")
+        self._queue.append((order, fill))
+
+    def order_cancelled(self, order: Order, time_ms: int, reason: str) -> None:
+        order.transition(OrderStatus.CANCELLED, time_ms)
+        order.reject_reason = None if reason == "cancelled" else reason
+        self._close(order)
+        self.journal.record("cancelled", order, reason)
+        self._queue.append((order, None))
+
+    def order_rejected(self, order: Order, time_ms: int, reason: str) -> None:
+        self._close(order)
+        self._reject(order, reason.split(":", 1)[0], reason)
+
+    # ---- delivery -----------------------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Deliver queued events to the strategy, including those its handlers cause."""
+        q, sink = self._queue, self.sink
+        while q:
+            order, fill = q.popleft()
+            if sink is None:
+                continue
+            if fill is not None:
+                sink.on_fill(fill)
+            if order is not None:
+                sink.on_order_update(order)
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._queue)
+
+    # ---- internals ----------------------------------------------------------------------------------------------
+
+    def _close(self, order: Order) -> None:
+        self.open.pop(order.client_id, None)
+        self.risk.state.open_orders = len(self.open)
+
+    def _reject(self, order: Order, rule: str, message: str) -> Order:
+        now = self.clock()
+        order.reject(message, now)
+        self.orders.setdefault(order.client_id, order)
+        self.rejections.append(Rejection(now, order.client_id, order.market, rule, message))
+        self.journal.record("rejected", order, message)
+        log.info("order %s rejected (%s): %s", order.client_id, rule, message)
+        self._queue.append((order, None))
+        return order
+
+    def _reject_risk(self, order: Order, verdict: RiskRejection) -> Order:
+        return self._reject(order, f"risk:{verdict.rule}", str(verdict))

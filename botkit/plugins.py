@@ -1,0 +1,102 @@
+"""Finding and building strategy plugins: `path/to/file.py:Class`, `package.module:Class`, or an entry point name
+in the `botkit.strategies` group. Every failure names the plugin and says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from botkit.strategy import Strategy
+
+ENTRY_POINT_GROUP = "botkit.strategies"
+
+
+class PluginError(Exception):
+    """A strategy plugin could not be loaded or configured."""
+
+
+def load_strategy_class(ref: str) -> type[Strategy]:
+    """Resolve a plugin reference to its Strategy subclass."""
+    if ":" not in ref:
+        return _from_entry_point(ref)
+    target, _, name = ref.rpartition(":")
+    if not name.isidentifier():
+        raise PluginError(f"strategy plugin {ref!r}: {name!r} is not a class name; use 'module_or_file.py:ClassName'")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        module = _import_file(ref, Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as exc:
+            raise PluginError(f"strategy plugin {ref!r}: cannot import module {target!r}: {exc}") from exc
+    obj = getattr(module, name, None)
+    if obj is None:
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Strategy))
+        raise PluginError(f"strategy plugin {ref!r}: no class {name!r} in {target}; Strategy classes there: {found}")
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise PluginError(f"strategy plugin {ref!r}: {name} is not a subclass of botkit.Strategy")
+    return obj
+
+
+def _import_file(ref: str, path: Path) -> Any:
+    if not path.is_file():
+        raise PluginError(f"strategy plugin {ref!r}: file {path} does not exist (paths are relative to {Path.cwd()})")
+    resolved = path.resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
+    mod_name = f"botkit_plugin_{resolved.stem}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, resolved)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"strategy plugin {ref!r}: cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise PluginError(f"strategy plugin {ref!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _from_entry_point(name: str) -> type[Strategy]:
+    eps = entry_points(group=ENTRY_POINT_GROUP)
+    match = [ep for ep in eps if ep.name == name]
+    if not match:
+        known = sorted(ep.name for ep in eps)
+        raise PluginError(
+            f"strategy plugin {name!r}: not a 'file.py:Class' or 'module:Class' reference, and no entry point "
+            f"of that name in group {ENTRY_POINT_GROUP!r} (installed: {known or 'none'})"
+        )
+    try:
+        obj = match[0].load()
+    except Exception as exc:
+        raise PluginError(f"strategy plugin {name!r}: loading entry point failed: {exc}") from exc
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise PluginError(f"strategy plugin {name!r}: entry point does not point at a Strategy subclass")
+    return obj
+
+
+def build_strategy(ref: str, params: dict[str, Any]) -> Strategy:
+    """Load the plugin and validate its parameters against its `Params` model."""
+    cls = load_strategy_class(ref)
+    try:
+        validated = cls.Params.model_validate(params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(params)'} = {e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        fields = ", ".join(cls.Params.model_fields) or "none"
+        raise PluginError(
+            f"strategy plugin {ref!r} ({cls.__name__}): bad [strategy.params]: {problems}. Accepted params: {fields}"
+        ) from None
+    return cls(validated)

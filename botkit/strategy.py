@@ -1,0 +1,225 @@
+"""The strategy API: a `Strategy` subclass with callbacks, and the `Context` that is its only handle on the world.
+
+A strategy never sees a token, an HTTP client or a venue: everything it does goes through `Context`, and through
+it the execution layer, so the scope check, the risk limits and the journal cannot be bypassed. Callbacks receive
+closed data only, and orders placed in a callback fill no earlier than the next market event, in backtest and live
+alike: look-ahead is impossible by construction, not by discipline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from botkit.execution.engine import ExecutionEngine
+from botkit.execution.orders import Fill, Order
+from botkit.market.rules import MarketRules
+from botkit.market.types import BookSnapshot, Candle, Trade
+from botkit.venues.base import Balance
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class CandleArrays:
+    """Closed candles of one market, oldest first, as numpy arrays (read-only views)."""
+
+    time_ms: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time_ms)
+
+
+class MarketData(Protocol):
+    """What the context reads market data from: the backtest's cursor or the live feed's buffers."""
+
+    def candles(self, market: str, n: int | None) -> CandleArrays: ...
+
+    def last_price(self, market: str) -> float | None: ...
+
+
+class Strategy:
+    """Base class for strategy plugins. Override what you need; every callback is optional.
+
+    Declare parameters as a pydantic model in `Params` (validated from the config's ``[strategy.params]``) and the
+    WhiteBIT scopes the strategy needs in `scopes`; the bot refuses to start when the grant lacks one, and an
+    operation that needs an undeclared scope raises before anything is sent.
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    scopes: ClassVar[frozenset[str]] = frozenset({"orders.create", "orders.delete"})
+
+    def __init__(self, params: BaseModel | None = None) -> None:
+        self.params: Any = params if params is not None else self.Params()
+
+    def on_start(self, ctx: Context) -> None:
+        """Before the first market event."""
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        """A candle of a configured market closed."""
+
+    def on_trade(self, ctx: Context, trade: Trade) -> None:
+        """A public trade printed."""
+
+    def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+        """The order book changed."""
+
+    def on_order_update(self, ctx: Context, order: Order) -> None:
+        """One of our orders changed state (accepted, filled, cancelled, rejected)."""
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        """One of our orders traded."""
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        """A timer set with `ctx.schedule` fired."""
+
+    def on_stop(self, ctx: Context) -> None:
+        """After the last market event (or on shutdown)."""
+
+
+@dataclass(slots=True)
+class Timer:
+    name: str
+    every_ms: int
+    due_ms: int
+
+
+class Context:
+    """The strategy's handle: orders, positions, balances, time, closed market data, a logger."""
+
+    def __init__(
+        self,
+        engine: ExecutionEngine,
+        data: MarketData,
+        clock: Callable[[], int],
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self._engine = engine
+        self._data = data
+        self._clock = clock
+        self.log = logger
+        self.timers: list[Timer] = []
+
+    # ---- time and data ------------------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """Current time, ms since the epoch (UTC). In a backtest, the close time of the latest event."""
+        return self._clock()
+
+    @property
+    def markets(self) -> list[str]:
+        return sorted(self._engine.rules)
+
+    def rules(self, market: str) -> MarketRules:
+        return self._engine.rules[market]
+
+    def candles(self, market: str, n: int | None = None) -> CandleArrays:
+        """The last `n` closed candles of `market` (all of them if n is None)."""
+        return self._data.candles(market, n)
+
+    def last_price(self, market: str) -> float | None:
+        return self._data.last_price(market)
+
+    # ---- orders -------------------------------------------------------------------------------------------------
+
+    def buy(
+        self,
+        market: str,
+        amount: Decimal | str | float | int,
+        price: Decimal | str | float | int | None = None,
+        *,
+        stop: Decimal | str | float | int | None = None,
+        post_only: bool = False,
+        ioc: bool = False,
+        client_id: str | None = None,
+        oco: str | None = None,
+    ) -> Order:
+        """Buy `amount` base at `price` (limit), at market (no price: `amount` is the QUOTE to spend, as on
+        WhiteBIT), or when the price rises to `stop` (stop-market, `amount` in base)."""
+        return self._engine.place(
+            market, "buy", amount, price, stop_price=stop, post_only=post_only, ioc=ioc, client_id=client_id,
+            oco_group=oco,
+        )
+
+    def sell(
+        self,
+        market: str,
+        amount: Decimal | str | float | int,
+        price: Decimal | str | float | int | None = None,
+        *,
+        stop: Decimal | str | float | int | None = None,
+        post_only: bool = False,
+        ioc: bool = False,
+        client_id: str | None = None,
+        oco: str | None = None,
+    ) -> Order:
+        """Sell `amount` base at `price` (limit), at market (no price), or when the price falls to `stop`."""
+        return self._engine.place(
+            market, "sell", amount, price, stop_price=stop, post_only=post_only, ioc=ioc, client_id=client_id,
+            oco_group=oco,
+        )
+
+    def cancel(self, order: Order | str) -> bool:
+        return self._engine.cancel(order)
+
+    def cancel_all(self, market: str | None = None) -> int:
+        return self._engine.cancel_all(market)
+
+    def open_orders(self, market: str | None = None) -> list[Order]:
+        return self._engine.open_orders(market)
+
+    # ---- account ------------------------------------------------------------------------------------------------
+
+    def position(self, market: str) -> Decimal:
+        """Base-asset holdings for `market` (available + locked in orders): the spot position."""
+        return self._engine.venue.balance(self._engine.rules[market].stock).total
+
+    def balance(self, asset: str) -> Balance:
+        return self._engine.venue.balance(asset)
+
+    @property
+    def balances(self) -> dict[str, Balance]:
+        return self._engine.venue.balances()
+
+    # ---- timers -------------------------------------------------------------------------------------------------
+
+    def schedule(self, name: str, every_ms: int) -> None:
+        """Call `on_timer(ctx, name)` every `every_ms` milliseconds of market time, starting one period from now."""
+        if every_ms <= 0:
+            raise ValueError(f"timer {name!r}: every_ms must be positive, got {every_ms}")
+        self.timers = [t for t in self.timers if t.name != name]
+        self.timers.append(Timer(name, every_ms, self.now + every_ms))
+
+
+class StrategyRunner:
+    """Delivers execution events and timers to a strategy (the engine's EventSink)."""
+
+    def __init__(self, strategy: Strategy, ctx: Context) -> None:
+        self.strategy = strategy
+        self.ctx = ctx
+
+    def on_order_update(self, order: Order) -> None:
+        self.strategy.on_order_update(self.ctx, order)
+
+    def on_fill(self, fill: Fill) -> None:
+        self.strategy.on_fill(self.ctx, fill)
+
+    def fire_timers(self, now_ms: int) -> None:
+        for t in list(self.ctx.timers):
+            while t.due_ms <= now_ms:
+                t.due_ms += t.every_ms
+                self.strategy.on_timer(self.ctx, t.name)

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Set-up and everyday commands for a fresh machine with only Python 3.11+.
+
+    python3 dev.py demo    create .venv, install botkit, backtest configs/sma_cross.toml on the sample data
+    python3 dev.py test    create .venv, install botkit with test tools, run ruff, mypy and pytest
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def sh(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if code:
+        sys.exit(code)
+
+
+def ensure_venv(extras: str) -> None:
+    if not (BIN / "python").exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f".{extras}")
+
+
+def demo() -> None:
+    ensure_venv("")
+    sh(BIN / "botkit", "backtest", "configs/sma_cross.toml")
+
+
+def test() -> None:
+    ensure_venv("[dev]")
+    setup = ROOT / "tests" / "auth" / "setup_rfc_server.sh"
+    if setup.exists():
+        sh("bash", setup)
+    sh(BIN / "ruff", "check", "botkit", "strategies", "tests", "backtests", "dev.py")
+    sh(BIN / "mypy", "botkit", "strategies")
+    sh(BIN / "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def main() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - run by whatever python3 the machine has
+        sys.exit(f"botkit needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    commands = {"demo": demo, "test": test}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()

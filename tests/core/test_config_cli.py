@@ -1,0 +1,149 @@
+"""Config validation, plugin loading and the `botkit backtest` command, end to end through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from botkit.cli import main
+from botkit.config import ConfigError, load_config
+from botkit.plugins import PluginError, build_strategy, load_strategy_class
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "bot.toml"
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+GOOD = f"""
+name = "t"
+[strategy]
+plugin = "{ROOT}/strategies/sma_cross.py:SmaCross"
+params = {{ fast = 5, slow = 20 }}
+[markets.BTC_USDT]
+stock_prec = 6
+money_prec = 2
+[balances]
+USDT = "1000"
+[data]
+files = {{ BTC_USDT = "{ROOT}/backtests/sample/BTC_USDT_1m.csv" }}
+"""
+
+
+def test_good_config_loads_with_defaults(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    rules = cfg.market_rules()["BTC_USDT"]
+    assert rules.stock == "BTC" and rules.money == "USDT" and str(rules.taker_fee) == "0.1"
+    assert "orders.create" in cfg.grant.scopes
+
+
+def test_unknown_key_is_an_error_with_a_suggestion(tmp_path):
+    p = _write(tmp_path, GOOD + "\n[risk]\nmax_opn_orders = 3\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    msg = str(ei.value)
+    assert "risk.max_opn_orders: unknown key" in msg and "Did you mean 'max_open_orders'?" in msg
+
+
+def test_bad_value_names_key_value_and_rule(tmp_path):
+    p = _write(tmp_path, GOOD + "\n[risk]\nmax_open_orders = -1\n")
+    with pytest.raises(ConfigError, match=r"risk.max_open_orders = -1: Input should be greater than or equal to 1"):
+        load_config(p)
+    p = _write(tmp_path, GOOD + '\n[grant]\nscopes = ["orders.creat"]\n')
+    with pytest.raises(ConfigError, match="did you mean 'orders.create'"):
+        load_config(p)
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOTKIT_RISK__MAX_OPEN_ORDERS", "7")
+    monkeypatch.setenv("BOTKIT_NAME", "from-env")
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.risk.max_open_orders == 7 and cfg.name == "from-env"
+
+
+def test_cli_bad_config_exits_2_with_message(tmp_path, capsys):
+    p = _write(tmp_path, GOOD + "\n[backtest]\nslippage_pct = \"lots\"\n")
+    assert main(["backtest", str(p), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "backtest.slippage_pct = 'lots'" in err
+
+
+def test_cli_bad_data_exits_2_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time_ms,open,high,low,close,volume\n0,1,2,0.5,1,1\n60000,1,2,0.5,-1,1\n")
+    p = _write(tmp_path, GOOD)
+    assert main(["backtest", str(p), "-q", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3" in err
+
+
+def test_plugin_errors_name_the_plugin(tmp_path):
+    with pytest.raises(PluginError, match="does not exist"):
+        load_strategy_class("nope/missing.py:X")
+    with pytest.raises(PluginError, match="no class 'Nope'.*SmaCross"):
+        load_strategy_class(f"{ROOT}/strategies/sma_cross.py:Nope")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    with pytest.raises(PluginError, match="importing .*broken.py failed: ModuleNotFoundError"):
+        load_strategy_class(f"{broken}:X")
+    with pytest.raises(PluginError, match=r"SmaCross.*fast = 0.*Accepted params: market, fast, slow, fraction"):
+        build_strategy(f"{ROOT}/strategies/sma_cross.py:SmaCross", {"fast": 0})
+    with pytest.raises(PluginError, match="no entry point"):
+        load_strategy_class("definitely_not_registered")
+
+
+def test_plugin_from_module_path(tmp_path, monkeypatch):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "strat.py").write_text("from botkit import Strategy\nclass Mine(Strategy):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_strategy_class("mypkg.strat:Mine").__name__ == "Mine"
+
+
+def test_plugin_from_entry_point(tmp_path):
+    """A real installed distribution advertising the entry point, found through importlib.metadata."""
+    site = tmp_path / "site"
+    (site / "epdemo").mkdir(parents=True)
+    (site / "epdemo" / "__init__.py").write_text("from botkit import Strategy\nclass EP(Strategy):\n    pass\n")
+    dist = site / "epdemo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epdemo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[botkit.strategies]\nepdemo = epdemo:EP\n")
+    code = "from botkit.plugins import load_strategy_class; print(load_strategy_class('epdemo').__name__)"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "EP"
+
+
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["backtest", f"configs/{config}.toml", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "Sharpe (ann.)" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["fills"] > 0, f"{config} made no trades on the sample"
+    lines = (tmp_path / "trades.csv").read_text().splitlines()
+    assert len(lines) == report["fills"] + 1
+
+
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    real = SHARED / "candles" / "BTC-PERP_1m.csv"
+    assert real.is_file(), f"shared data missing at {real}"
+    code = main(["backtest", f"configs/{config}.toml", "-q", "--out", str(tmp_path), "--data", f"BTC_USDT={real}",
+                 "--from", "2022-01-03", "--to", "2022-01-17"])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["events"] > 10_000 and report["fills"] > 0
+    assert report["period"]["start"].startswith("2022-01-03")
