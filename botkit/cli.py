@@ -29,12 +29,12 @@ def _parse_when(text: str) -> datetime:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    from botkit.auth.grants import InsufficientScope
     from botkit.backtest.data import DataError
     from botkit.backtest.engine import BacktestError
     from botkit.backtest.report import summary_table, write_report
     from botkit.backtest.runner import ProgressBar, run_backtest
     from botkit.config import ConfigError, load_config
-    from botkit.auth.grants import InsufficientScope
     from botkit.plugins import PluginError
 
     overrides: dict[str, dict[str, object]] = {}

@@ -11,30 +11,35 @@ from collections import deque
 
 
 class SMA:
-    """Simple moving average of the last `n` values (running sum, re-summed every n updates against drift)."""
+    """Simple moving average of the last `n` values: a ring buffer with a running sum, re-summed exactly
+    (math.fsum) once per lap so rounding drift never accumulates."""
 
-    __slots__ = ("_buf", "_count", "_sum", "n", "value")
+    __slots__ = ("_buf", "_full", "_i", "_sum", "n", "value")
 
     def __init__(self, n: int) -> None:
         if n < 1:
             raise ValueError(f"SMA period must be >= 1, got {n}")
         self.n = n
-        self._buf: deque[float] = deque(maxlen=n)
+        self._buf = [0.0] * n
+        self._i = 0
         self._sum = 0.0
-        self._count = 0
+        self._full = False
         self.value: float | None = None
 
     def update(self, x: float) -> float | None:
         buf = self._buf
-        if len(buf) == self.n:
-            self._sum -= buf[0]
-        buf.append(x)
-        self._sum += x
-        self._count += 1
-        if self._count % self.n == 0:
-            self._sum = math.fsum(buf)
-        if len(buf) == self.n:
-            self.value = self._sum / self.n
+        i = self._i
+        s = self._sum + x - buf[i]
+        buf[i] = x
+        i += 1
+        if i == self.n:
+            i = 0
+            s = math.fsum(buf)
+            self._full = True
+        self._i = i
+        self._sum = s
+        if self._full:
+            self.value = s / self.n
         return self.value
 
 

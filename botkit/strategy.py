@@ -201,7 +201,7 @@ class Context:
         """Call `on_timer(ctx, name)` every `every_ms` milliseconds of market time, starting one period from now."""
         if every_ms <= 0:
             raise ValueError(f"timer {name!r}: every_ms must be positive, got {every_ms}")
-        self.timers = [t for t in self.timers if t.name != name]
+        self.timers[:] = [t for t in self.timers if t.name != name]  # in place: the runner holds this list
         self.timers.append(Timer(name, every_ms, self.now + every_ms))
 
 

@@ -23,6 +23,7 @@ class BollingerParams(BaseModel):
     fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1)
     entry_offset_pct: Decimal = Field(Decimal("0.05"), ge=0)
     stop_pct: Decimal = Field(Decimal("2"), gt=0)
+    min_profit_pct: Decimal = Field(Decimal("0.4"), ge=0, description="target at least this far above the entry")
     max_wait: int = Field(5, ge=1, description="candles an unfilled entry may rest before it is cancelled")
 
 
@@ -67,7 +68,7 @@ class BollingerReversion(Strategy):
         rules = ctx.rules(self.market)
         held = ctx.balance(rules.stock).available
         target = Decimal(repr(self.bands.mid or float(fill.price)))
-        target = max(target, fill.price * Decimal("1.001"))
+        target = max(target, fill.price * (1 + self.params.min_profit_pct / 100))
         stop = fill.price * (1 - self.params.stop_pct / 100)
         self.exits += 1
         group = f"x{self.exits}"

@@ -34,7 +34,10 @@ class GridBot(Strategy):
 
     def _place_buys(self, ctx: Context, center: Decimal) -> None:
         self.center = center
+        money = ctx.rules(self.market).money
         for i in range(1, self.params.levels + 1):
+            if ctx.balance(money).available < self.params.level_quote:
+                break  # the rest of the quote is already working in the grid
             price = center * (1 - self.step * i)
             ctx.buy(self.market, self.params.level_quote / price, price, post_only=True)
 
@@ -57,4 +60,5 @@ class GridBot(Strategy):
             ctx.sell(self.market, amount, fill.price * (1 + self.step))
         else:
             price = fill.price * (1 - self.step)
-            ctx.buy(self.market, (fill.quote - fill.fee) / price, price)
+            quote = min(fill.quote - fill.fee, ctx.balance(ctx.rules(self.market).money).available)
+            ctx.buy(self.market, quote / price, price)

@@ -16,8 +16,8 @@ class SmaCrossParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     market: str | None = Field(None, description="market to trade; default: the first configured market")
-    fast: int = Field(10, ge=1)
-    slow: int = Field(30, ge=2)
+    fast: int = Field(20, ge=1)
+    slow: int = Field(100, ge=2)
     fraction: Decimal = Field(Decimal("0.95"), gt=0, le=1, description="share of the quote balance to spend")
 
 
@@ -31,7 +31,7 @@ class SmaCross(Strategy):
             raise ValueError(f"fast ({p.fast}) must be shorter than slow ({p.slow})")
         self.market = p.market or ctx.markets[0]
         self.fast, self.slow = SMA(p.fast), SMA(p.slow)
-        self.prev_diff: float | None = None
+        self.last_sign = 0  # sign of the last non-tied difference: a cross through a tie still counts once
 
     def on_candle(self, ctx: Context, candle: Candle) -> None:
         if candle.market != self.market:
@@ -41,14 +41,17 @@ class SmaCross(Strategy):
         if f is None or s is None:
             return
         diff = f - s
-        prev, self.prev_diff = self.prev_diff, diff
-        if prev is None:
-            return
-        if prev < 0 < diff:
-            quote = ctx.balance(ctx.rules(self.market).money).available * self.params.fraction
-            if quote > 0:
+        if abs(diff) < 1e-9 * candle.close:
+            return  # equal averages: float noise must not decide the sign
+        sign = 1 if diff > 0 else -1
+        prev, self.last_sign = self.last_sign, sign
+        if prev < 0 < sign:
+            rules = ctx.rules(self.market)
+            quote = ctx.balance(rules.money).available * self.params.fraction
+            if quote >= rules.min_total:
                 ctx.buy(self.market, quote)
-        elif prev > 0 > diff:
-            held = ctx.balance(ctx.rules(self.market).stock).available
-            if held > 0:
+        elif prev > 0 > sign:
+            rules = ctx.rules(self.market)
+            held = rules.truncate_amount(ctx.balance(rules.stock).available)
+            if held >= rules.min_amount and held > 0:
                 ctx.sell(self.market, held)

@@ -172,7 +172,8 @@ class Backtest:
         n = len(close_t)
         fill_k: list[int] = []
         if n:
-            clock.now = int(close_t[0]) - self.series[int(ev_m[0])].timeframe_ms
+            first = 0 if ev_m is None else int(ev_m[0])
+            clock.now = int(close_t[0]) - self.series[first].timeframe_ms
         self.strategy.on_start(ctx)
         engine.drain()
         self._loop(engine, venue, runner, ctx, cursor, clock, ev_m, ev_i, close_t, fill_k)
@@ -182,12 +183,11 @@ class Backtest:
         result.elapsed_s = time.perf_counter() - t0
         return result
 
-    def _merge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Event order: by candle close time, then by market order."""
+    def _merge(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """Event order: by candle close time, then by market order. One market needs no merge arrays."""
         if len(self.series) == 1:
             s = self.series[0]
-            n = len(s)
-            return np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64), s.time_ms + s.timeframe_ms
+            return None, None, s.time_ms + s.timeframe_ms
         ms = np.concatenate([np.full(len(s), j, dtype=np.int64) for j, s in enumerate(self.series)])
         rows = np.concatenate([np.arange(len(s), dtype=np.int64) for s in self.series])
         ct = np.concatenate([s.time_ms + s.timeframe_ms for s in self.series])
@@ -202,8 +202,8 @@ class Backtest:
         ctx: Context,
         cursor: _Cursor,
         clock: _Clock,
-        ev_m: np.ndarray,
-        ev_i: np.ndarray,
+        ev_m: np.ndarray | None,
+        ev_i: np.ndarray | None,
         close_t: np.ndarray,
         fill_k: list[int],
     ) -> None:
@@ -216,38 +216,61 @@ class Backtest:
         queue = engine._queue
         drain = engine.drain
         fills = engine.fills
-        single = len(self.series) == 1
+        timers = ctx.timers
         cols = [(s.time_ms, s.open, s.high, s.low, s.close, s.volume) for s in self.series]
         for a in range(0, n, CHUNK):
             b = min(n, a + CHUNK)
-            ms_l = ev_m[a:b].tolist()
-            rows_np = ev_i[a:b]
             ct_l = close_t[a:b].tolist()
-            if single:
+            if ev_m is None or ev_i is None:
                 t_c, o_c, h_c, l_c, c_c, v_c = (x[a:b].tolist() for x in cols[0])
             else:
+                ms_l = ev_m[a:b].tolist()
+                rows_np = ev_i[a:b]
                 t_c, o_c, h_c, l_c, c_c, v_c = self._gather(cols, ev_m[a:b], rows_np)
-            rows = rows_np.tolist()
-            for j in range(b - a):
-                m = ms_l[j]
-                now = ct_l[j]
-                clock.now = now
-                book = books[m]
-                if book.active:
-                    nf = len(fills)
-                    process(names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
-                    if len(fills) > nf:
-                        fill_k.extend([a + j] * (len(fills) - nf))
+            if ev_m is None:
+                # One market: event index == row index; zip beats indexing in the hot loop.
+                book, name = books[0], names[0]
+                i = a - 1
+                for t, o, h, lo, c, v, now in zip(t_c, o_c, h_c, l_c, c_c, v_c, ct_l, strict=True):
+                    i += 1
+                    clock.now = now
+                    if book.active:
+                        nf = len(fills)
+                        process(name, t, o, h, lo, now)
+                        if len(fills) > nf:
+                            fill_k.extend([i] * (len(fills) - nf))
+                        if queue:
+                            drain()
+                    cur[0] = i
+                    on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
                     if queue:
                         drain()
-                cur[m] = rows[j]
-                on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
-                if queue:
-                    drain()
-                if ctx.timers:
-                    runner.fire_timers(now)
+                    if timers:
+                        runner.fire_timers(now)
+                        if queue:
+                            drain()
+            else:
+                rows = rows_np.tolist()
+                for j in range(b - a):
+                    m = ms_l[j]
+                    now = ct_l[j]
+                    clock.now = now
+                    book = books[m]
+                    if book.active:
+                        nf = len(fills)
+                        process(names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
+                        if len(fills) > nf:
+                            fill_k.extend([a + j] * (len(fills) - nf))
+                        if queue:
+                            drain()
+                    cur[m] = rows[j]
+                    on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
                     if queue:
                         drain()
+                    if timers:
+                        runner.fire_timers(now)
+                        if queue:
+                            drain()
             if self.progress is not None:
                 self.progress(b, n)
 
@@ -284,8 +307,8 @@ class Backtest:
         self,
         engine: ExecutionEngine,
         venue: SimulatedVenue,
-        ev_m: np.ndarray,
-        ev_i: np.ndarray,
+        ev_m: np.ndarray | None,
+        ev_i: np.ndarray | None,
         close_t: np.ndarray,
         fill_k: list[int],
     ) -> BacktestResult:
@@ -294,9 +317,10 @@ class Backtest:
         # Fills in on_start/on_stop cannot happen (the venue fills only on candles), so fill_k covers every fill.
         kk = np.asarray(fill_k, dtype=np.int64)
         assets = sorted(set(venue.balances()) | set(self.start_balances))
-        holdings: dict[str, np.ndarray] = {}
-        for asset in assets:
-            delta = np.zeros(n, dtype=np.float64)
+        equity = np.zeros(n, dtype=np.float64)
+        in_market = np.zeros(n, dtype=bool)
+        unvalued: list[str] = []
+        for asset in assets:  # one asset at a time keeps peak memory to a few columns
             start = float(self.start_balances.get(asset, 0))
             amounts = []
             for f in fills:
@@ -309,13 +333,11 @@ class Backtest:
                     amounts.append(
                         -float(f.amount) if asset == r.stock else (float(f.quote - f.fee) if asset == r.money else 0.0)
                     )
+            h = np.zeros(n, dtype=np.float64)
             if fills:
-                np.add.at(delta, kk, np.asarray(amounts, dtype=np.float64))
-            holdings[asset] = start + np.cumsum(delta)
-        equity = np.zeros(n, dtype=np.float64)
-        in_market = np.zeros(n, dtype=bool)
-        unvalued: list[str] = []
-        for asset, h in holdings.items():
+                np.add.at(h, kk, np.asarray(amounts, dtype=np.float64))
+            np.cumsum(h, out=h)
+            h += start
             if asset == self.quote:
                 equity += h
                 continue
@@ -324,10 +346,11 @@ class Backtest:
                 if np.any(h != 0):
                     unvalued.append(asset)
                 continue
-            price = self._ffill_close(market, ev_m, ev_i)
-            equity += h * price
             step = float(self.rules[market].amount_step)
-            in_market |= np.abs(h - float(self.start_balances.get(asset, 0))) >= step / 2
+            in_market |= np.abs(h - start) >= step / 2
+            h *= self._ffill_close(market, ev_m, ev_i)
+            equity += h
+            del h
         round_trips = self._round_trips(fills)
         fees_paid = sum(float(f.fee) * (float(f.price) if f.fee_asset == self.rules[f.market].stock else 1.0)
                         for f in fills)
@@ -354,10 +377,10 @@ class Backtest:
             unvalued_assets=unvalued,
         )
 
-    def _ffill_close(self, market: str, ev_m: np.ndarray, ev_i: np.ndarray) -> np.ndarray:
+    def _ffill_close(self, market: str, ev_m: np.ndarray | None, ev_i: np.ndarray | None) -> np.ndarray:
         j = [s.market for s in self.series].index(market)
         s = self.series[j]
-        if len(self.series) == 1:
+        if ev_m is None or ev_i is None:
             return s.close
         mine = ev_m == j
         idx = np.where(mine, np.arange(len(ev_m)), -1)

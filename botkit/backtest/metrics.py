@@ -1,0 +1,228 @@
+"""Backtest metrics from the equity curve and the closed trades, with numpy, with every convention stated.
+
+Conventions (so figures can be compared with other tools):
+- Bars that share a time (several markets' candles closing together) count once, with the state after the last.
+- Returns are simple per-bar returns of mark-to-market equity: r_i = e_i / e_{i-1} - 1. Risk-free rate 0.
+- Annualisation: periods per year = 365 days / median bar step (crypto trades 24/7; a 1m series has 525,600),
+  unless the caller passes `periods_per_year`.
+- volatility_ann = std(r, ddof=1) * sqrt(ppy).  sharpe = mean(r) / std(r, ddof=1) * sqrt(ppy).
+- sortino = mean(r) / downside deviation * sqrt(ppy), downside deviation = sqrt(mean(min(r, 0)^2)) over ALL bars
+  (target 0, Sortino & Price 1994).
+- total_return = e_last / e_first - 1.  CAGR = (e_last / e_first) ^ (1 / years) - 1 over the wall-clock span from
+  the first to the last bar time, years of 365 days; -1 if the equity ends at or below zero.
+- max_drawdown = max over bars of 1 - e / running peak, a positive fraction (0.25 = 25 % below the peak).
+- max_drawdown_duration_ms = longest time from a peak to the first bar back at or above it; a drawdown that has not
+  recovered lasts until the last bar.
+- calmar = CAGR / max_drawdown.  profit_factor = gross wins / |gross losses|.  expectancy = mean net P&L per trade
+  (quote currency).  win_rate = share of trades with P&L > 0.  exposure = share of bars with a position.
+
+Undefined figures are None (no trades -> win_rate, profit_factor, expectancy; flat equity -> sharpe, sortino; fewer
+than 2 bars -> everything return-based); a ratio whose denominator is zero while its numerator is positive is +inf
+(no losing trade, no drawdown). A figure is never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+YEAR_MS = 365 * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The figures a backtest report shows; None where a figure is undefined (see the module docstring)."""
+
+    total_return: float
+    cagr: float | None
+    volatility_ann: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown: float
+    max_drawdown_duration_ms: int
+    calmar: float | None
+    trades: int
+    win_rate: float | None
+    profit_factor: float | None
+    expectancy: float | None
+    exposure: float
+    fees_paid: float
+    periods_per_year: float | None
+    bars: int
+    start_equity: float
+    end_equity: float
+    span_ms: int
+    avg_win: float | None
+    avg_loss: float | None
+    best_trade: float | None
+    worst_trade: float | None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def compute_metrics(
+    time_ms: npt.NDArray[np.int64],
+    equity: npt.NDArray[np.float64],
+    trade_pnls: npt.NDArray[np.float64],
+    in_market: npt.NDArray[np.bool_],
+    fees_paid: float,
+    periods_per_year: float | None = None,
+) -> Metrics:
+    """All metrics of one run; inputs are per-bar arrays (time, equity, in_market) plus one P&L per closed trade."""
+    t = np.asarray(time_ms, dtype=np.int64)
+    e = np.asarray(equity, dtype=np.float64)
+    pnl = np.asarray(trade_pnls, dtype=np.float64).reshape(-1)
+    pos = np.asarray(in_market)
+    _check_inputs(t, e, pnl, pos, fees_paid, periods_per_year)
+    if len(t) > 1:
+        last = np.append(np.diff(t) != 0, True)  # several markets' candles closing at one time: keep the last state
+        if not last.all():
+            t, e, pos = t[last], e[last], pos[last]
+    n = len(e)
+
+    ppy = periods_per_year
+    if ppy is None and n >= 2:
+        ppy = YEAR_MS / float(np.median(np.diff(t)))
+
+    e0, e1 = float(e[0]), float(e[-1])
+    span = int(t[-1] - t[0])
+    total_return = e1 / e0 - 1.0
+    cagr: float | None = None
+    if span > 0:
+        cagr = -1.0 if e1 <= 0 else _annualise(e1 / e0, YEAR_MS / span)
+
+    vol = sharpe = sortino = None
+    if n >= 3 and ppy is not None:
+        prev = e[:-1]
+        r = np.diff(e)[prev > 0] / prev[prev > 0]
+        if r.size >= 2:
+            mean = float(r.mean())
+            sd = float(r.std(ddof=1))
+            root = math.sqrt(ppy)
+            vol = sd * root
+            sharpe = _ratio(mean, sd, root)
+            downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)))
+            sortino = _ratio(mean, downside, root)
+
+    peak = np.maximum.accumulate(e)
+    max_dd = float(np.max(1.0 - e / peak)) if e0 > 0 else 0.0
+    max_dd = max(0.0, max_dd)
+    dd_ms = _longest_drawdown_ms(t, e, peak)
+    calmar: float | None = None
+    if cagr is not None:
+        calmar = _ratio(cagr, max_dd, 1.0)
+
+    trades = int(pnl.size)
+    wins = pnl[pnl > 0]
+    losses = pnl[pnl < 0]
+    win_rate = expectancy = profit_factor = avg_win = avg_loss = best = worst = None
+    if trades:
+        win_rate = wins.size / trades
+        expectancy = float(pnl.mean())
+        profit_factor = _ratio(float(wins.sum()), float(-losses.sum()), 1.0)
+        best, worst = float(pnl.max()), float(pnl.min())
+    if wins.size:
+        avg_win = float(wins.mean())
+    if losses.size:
+        avg_loss = float(losses.mean())
+
+    return Metrics(
+        total_return=total_return,
+        cagr=cagr,
+        volatility_ann=vol,
+        sharpe=sharpe,
+        sortino=sortino,
+        max_drawdown=max_dd,
+        max_drawdown_duration_ms=dd_ms,
+        calmar=calmar,
+        trades=trades,
+        win_rate=win_rate,
+        profit_factor=profit_factor,
+        expectancy=expectancy,
+        exposure=float(pos.mean()),
+        fees_paid=float(fees_paid),
+        periods_per_year=ppy,
+        bars=n,
+        start_equity=e0,
+        end_equity=e1,
+        span_ms=span,
+        avg_win=avg_win,
+        avg_loss=avg_loss,
+        best_trade=best,
+        worst_trade=worst,
+    )
+
+
+def _check_inputs(
+    t: npt.NDArray[np.int64],
+    e: npt.NDArray[np.float64],
+    pnl: npt.NDArray[np.float64],
+    pos: npt.NDArray[np.bool_],
+    fees_paid: float,
+    ppy: float | None,
+) -> None:
+    n = len(e)
+    if e.ndim != 1 or n == 0:
+        raise ValueError(f"equity must be a non-empty 1-d array, got shape {e.shape}")
+    if t.shape != e.shape or pos.shape != e.shape:
+        raise ValueError(
+            f"time_ms {t.shape}, equity {e.shape} and in_market {pos.shape} must have one value per bar each"
+        )
+    if pos.dtype != np.bool_:
+        raise ValueError(f"in_market must be a bool array (position != 0 per bar), got {pos.dtype}")
+    if n > 1 and not bool((np.diff(t) >= 0).all()):
+        i = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
+        raise ValueError(f"time_ms must not go backwards: bar {i} has {t[i]} after {t[i - 1]}")
+    if not bool(np.isfinite(e).all()):
+        i = int(np.flatnonzero(~np.isfinite(e))[0])
+        raise ValueError(f"equity[{i}] is {e[i]}: equity must be finite on every bar")
+    if e[0] <= 0:
+        raise ValueError(f"equity[0] is {e[0]}: a run must start with positive equity")
+    if not bool(np.isfinite(pnl).all()):
+        i = int(np.flatnonzero(~np.isfinite(pnl))[0])
+        raise ValueError(f"trade_pnls[{i}] is {pnl[i]}: every closed trade needs a finite P&L")
+    if not math.isfinite(fees_paid) or fees_paid < 0:
+        raise ValueError(f"fees_paid is {fees_paid}: it must be a finite amount >= 0 in the quote currency")
+    if ppy is not None and (not math.isfinite(ppy) or ppy <= 0):
+        raise ValueError(f"periods_per_year is {ppy}: give a positive number or None to infer it from time_ms")
+
+
+def _ratio(num: float, den: float, scale: float) -> float | None:
+    """num / den * scale; +-inf when only the denominator is 0, None when both are (never NaN)."""
+    if den > 0:
+        return _finite_or_inf(num / den * scale)
+    if num > 0:
+        return math.inf
+    if num < 0:
+        return -math.inf
+    return None
+
+
+def _finite_or_inf(x: float) -> float:
+    return x if not math.isnan(x) else math.inf  # only inf / inf can land here
+
+
+def _annualise(growth: float, years_inv: float) -> float:
+    """growth ** (1 / years) - 1; a short, winning run can overflow, which is +inf, said plainly."""
+    try:
+        return float(growth**years_inv) - 1.0
+    except OverflowError:
+        return math.inf
+
+
+def _longest_drawdown_ms(t: npt.NDArray[np.int64], e: npt.NDArray[np.float64], peak: npt.NDArray[np.float64]) -> int:
+    """Longest peak-to-recovery time; an open drawdown runs to the last bar."""
+    n = len(e)
+    under = e < peak
+    if not under.any():
+        return 0
+    idx = np.arange(n)
+    peak_idx = np.maximum.accumulate(np.where(under, 0, idx))  # last bar at the running peak
+    ends = under & np.append(~under[1:], True)  # last underwater bar of each stretch
+    end_idx = np.flatnonzero(ends)
+    stop = np.minimum(end_idx + 1, n - 1)  # the recovery bar, or the last bar if never recovered
+    return int((t[stop] - t[peak_idx[end_idx]]).max())
