@@ -20,7 +20,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 def sh(*cmd: str | Path) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # the venv's node/npm first
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
     if code:
         sys.exit(code)
 
@@ -39,9 +40,9 @@ def demo() -> None:
 
 def test() -> None:
     ensure_venv("[dev]")
-    setup = ROOT / "tests" / "auth" / "setup_rfc_server.sh"
+    setup = ROOT / "tests" / "auth" / "rfc_server" / "setup"
     if setup.exists():
-        sh("bash", setup)
+        sh("sh", setup)  # npm ci of the RFC 6749 test server (oidc-provider), node from the venv
     sh(BIN / "ruff", "check", "botkit", "strategies", "tests", "backtests", "dev.py")
     sh(BIN / "mypy", "botkit", "strategies")
     sh(BIN / "pytest", "-q", "-p", "no:cacheprovider")

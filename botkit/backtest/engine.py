@@ -218,59 +218,56 @@ class Backtest:
         fills = engine.fills
         timers = ctx.timers
         cols = [(s.time_ms, s.open, s.high, s.low, s.close, s.volume) for s in self.series]
+
+        def fill(k: int, name: str, t: int, o: float, h: float, lo: float, now: int) -> None:
+            """Only when the market has orders: match, remember which event filled, tell the strategy."""
+            nf = len(fills)
+            process(name, t, o, h, lo, now)
+            if len(fills) > nf:
+                fill_k.extend([k] * (len(fills) - nf))
+            if queue:
+                drain()
+
+        def settle(now: int) -> None:
+            """After a callback: deliver queued order events, then due timers (and what they cause)."""
+            if queue:
+                drain()
+            if timers:
+                runner.fire_timers(now)
+                if queue:
+                    drain()
+
         for a in range(0, n, CHUNK):
             b = min(n, a + CHUNK)
             ct_l = close_t[a:b].tolist()
             if ev_m is None or ev_i is None:
-                t_c, o_c, h_c, l_c, c_c, v_c = (x[a:b].tolist() for x in cols[0])
-            else:
-                ms_l = ev_m[a:b].tolist()
-                rows_np = ev_i[a:b]
-                t_c, o_c, h_c, l_c, c_c, v_c = self._gather(cols, ev_m[a:b], rows_np)
-            if ev_m is None:
                 # One market: event index == row index; zip beats indexing in the hot loop.
+                t_c, o_c, h_c, l_c, c_c, v_c = (x[a:b].tolist() for x in cols[0])
                 book, name = books[0], names[0]
                 i = a - 1
                 for t, o, h, lo, c, v, now in zip(t_c, o_c, h_c, l_c, c_c, v_c, ct_l, strict=True):
                     i += 1
                     clock.now = now
                     if book.active:
-                        nf = len(fills)
-                        process(name, t, o, h, lo, now)
-                        if len(fills) > nf:
-                            fill_k.extend([i] * (len(fills) - nf))
-                        if queue:
-                            drain()
+                        fill(i, name, t, o, h, lo, now)
                     cur[0] = i
                     on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
-                    if queue:
-                        drain()
-                    if timers:
-                        runner.fire_timers(now)
-                        if queue:
-                            drain()
+                    if queue or timers:
+                        settle(now)
             else:
-                rows = rows_np.tolist()
+                ms_l = ev_m[a:b].tolist()
+                t_c, o_c, h_c, l_c, c_c, v_c = self._gather(cols, ev_m[a:b], ev_i[a:b])
+                rows = ev_i[a:b].tolist()
                 for j in range(b - a):
                     m = ms_l[j]
                     now = ct_l[j]
                     clock.now = now
-                    book = books[m]
-                    if book.active:
-                        nf = len(fills)
-                        process(names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
-                        if len(fills) > nf:
-                            fill_k.extend([a + j] * (len(fills) - nf))
-                        if queue:
-                            drain()
+                    if books[m].active:
+                        fill(a + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
                     cur[m] = rows[j]
                     on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
-                    if queue:
-                        drain()
-                    if timers:
-                        runner.fire_timers(now)
-                        if queue:
-                            drain()
+                    if queue or timers:
+                        settle(now)
             if self.progress is not None:
                 self.progress(b, n)
 

@@ -147,3 +147,18 @@ def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypa
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["events"] > 10_000 and report["fills"] > 0
     assert report["period"]["start"].startswith("2022-01-03")
+
+
+def test_progress_bar_reports_on_long_runs():
+    import io
+
+    from botkit.backtest.runner import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream=stream)
+    bar(0, 100)
+    bar.started -= 2.0  # pretend two seconds passed
+    bar(50, 100)
+    bar(100, 100)
+    lines = stream.getvalue().splitlines()
+    assert lines and "50%" in lines[0] and "100%" in lines[-1] and "candles" in lines[-1]
