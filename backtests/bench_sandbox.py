@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--subscribers", type=int, default=10)
     args = ap.parse_args()
-    command = "  ".join(["$", ".venv/bin/python", "backtests/bench_sandbox.py", *sys.argv[1:]])
+    command = " ".join([".venv/bin/python", "backtests/bench_sandbox.py", *sys.argv[1:]])
     print(f"command: {command}")
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}")
 

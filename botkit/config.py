@@ -234,8 +234,20 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         elif err["type"] == "missing":
             lines.append(f"  {key}: required key is missing; add it to the file (see configs/ for examples)")
         else:
-            lines.append(f"  {key} = {err.get('input')!r}: {err['msg']}")
+            lines.append(f"  {key} = {_shown(loc, err.get('input'))}: {err['msg']}")
     return "\n".join(lines)
+
+
+_SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    """The offending value for the message, unless it is a table or may hold a secret."""
+    if isinstance(value, dict | list):
+        return "<table>" if isinstance(value, dict) else "<list>"
+    if any(w in str(p).lower() for p in loc for w in _SECRET_WORDS):
+        return "<hidden>"
+    return repr(value)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BotConfig:

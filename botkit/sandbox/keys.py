@@ -65,5 +65,9 @@ class ApiKeyRegistry:
     def delete(self, key: str) -> bool:
         return self._by_key.pop(key, None) is not None
 
+    def clear(self) -> None:
+        """Forget every key (the sandbox's reset reloads the configured ones)."""
+        self._by_key.clear()
+
     def __len__(self) -> int:
         return len(self._by_key)

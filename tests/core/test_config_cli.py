@@ -162,3 +162,23 @@ def test_progress_bar_reports_on_long_runs():
     bar(100, 100)
     lines = stream.getvalue().splitlines()
     assert lines and "50%" in lines[0] and "100%" in lines[-1] and "candles" in lines[-1]
+
+
+def test_config_errors_never_echo_secrets_or_whole_tables(tmp_path):
+    p = _write(tmp_path, GOOD + '\n[risk]\nmax_position = "hunter2-secret"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert "risk.max_position" in str(ei.value)
+    from pydantic import BaseModel, ValidationError
+
+    from botkit.config import format_validation_error
+
+    class M(BaseModel):
+        api_secret: int
+        table: dict[str, int]
+
+    try:
+        M(api_secret="s3cr3t-value", table={"a": "x-private"})
+    except ValidationError as exc:
+        msg = format_validation_error(exc, "f.toml", M)
+    assert "s3cr3t-value" not in msg and "<hidden>" in msg

@@ -1,0 +1,242 @@
+"""The sandbox's configuration: markets, accounts, liquidity, faults and OAuth, read from one TOML file.
+
+A bad file fails with `SandboxConfigError` naming the key, the value found and how to fix it, because a sandbox
+that silently ignores a typo produces tests that pass for the wrong reason.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from botkit.auth.grants import WHITEBIT_SCOPES
+from botkit.market.rules import MarketRules
+from botkit.sandbox.oauth import OAuthSandboxConfig
+
+
+class SandboxConfigError(ValueError):
+    """A sandbox config that cannot be used; the message names key, value and fix for every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LiquidityConfig(_Strict):
+    """Background liquidity of one market: a seeded synthetic walk, or a recorded file replayed at `speed`."""
+
+    kind: Literal["synthetic", "candles", "trades"] = "synthetic"
+    seed: int = 1
+    start_price: Decimal = Decimal("40000")
+    volatility: float = Field(default=0.0005, ge=0, le=0.1)
+    tick_interval: float = Field(default=1.0, gt=0)
+    file: Path | None = None
+    speed: float = Field(default=60.0, gt=0)
+    loop: bool = True
+    levels: int = Field(default=20, ge=1, le=500)
+    level_step: Decimal = Field(default=Decimal("0.0005"), gt=0)
+    level_amount: Decimal = Field(default=Decimal("0.5"), gt=0)
+    trade_amount: Decimal = Field(default=Decimal("0.01"), gt=0)
+    history_minutes: int = Field(default=1440, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _file_needed(self) -> LiquidityConfig:
+        if self.kind != "synthetic" and self.file is None:
+            raise ValueError(f"kind = {self.kind!r} replays a recorded file; set `file` to its path")
+        if self.file is not None and not self.file.is_file():
+            raise ValueError(f"file {str(self.file)!r} does not exist; give the path of a candles or trades CSV")
+        return self
+
+
+class MarketConfig(_Strict):
+    """One spot market, with the fields of WhiteBIT's markets endpoint (fees in percent)."""
+
+    name: str = Field(pattern=r"^[A-Z0-9]+_[A-Z0-9]+$")
+    stock: str
+    money: str
+    stock_prec: int = Field(ge=0, le=18)
+    money_prec: int = Field(ge=0, le=18)
+    fee_prec: int = Field(default=4, ge=0, le=18)
+    min_amount: Decimal = Field(default=Decimal(0), ge=0)
+    min_total: Decimal = Field(default=Decimal(0), ge=0)
+    max_total: Decimal = Field(default=Decimal(0), ge=0)
+    maker_fee: Decimal = Field(default=Decimal("0.1"), ge=0)
+    taker_fee: Decimal = Field(default=Decimal("0.1"), ge=0)
+    liquidity: LiquidityConfig = Field(default_factory=LiquidityConfig)
+
+    @model_validator(mode="after")
+    def _name_matches(self) -> MarketConfig:
+        if self.name != f"{self.stock}_{self.money}":
+            raise ValueError(f"name {self.name!r} must be stock_money, i.e. {self.stock}_{self.money!s}")
+        return self
+
+    def rules(self) -> MarketRules:
+        return MarketRules(
+            name=self.name,
+            stock=self.stock,
+            money=self.money,
+            stock_prec=self.stock_prec,
+            money_prec=self.money_prec,
+            fee_prec=self.fee_prec,
+            min_amount=self.min_amount,
+            min_total=self.min_total,
+            max_total=self.max_total,
+            maker_fee=self.maker_fee,
+            taker_fee=self.taker_fee,
+        )
+
+
+class ApiKeyConfig(_Strict):
+    """An HMAC API key of an account; `permissions` are WhiteBIT scope strings."""
+
+    key: str = Field(min_length=1)
+    secret: SecretStr
+    permissions: list[str] = Field(
+        default_factory=lambda: [
+            "orders.create",
+            "orders.delete",
+            "orders.read",
+            "balances.read",
+            "deals.read",
+            "orders_history.read",
+        ]
+    )
+    enabled: bool = True
+
+    @field_validator("permissions")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - WHITEBIT_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown permission(s) {unknown}; use WhiteBIT scope strings such as 'orders.create'")
+        return value
+
+
+class AccountConfig(_Strict):
+    name: str = Field(min_length=1)
+    balances: dict[str, Decimal] = Field(default_factory=dict)
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+
+    @field_validator("balances")
+    @classmethod
+    def _non_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for asset, amount in value.items():
+            if amount < 0:
+                raise ValueError(f"balance of {asset} is {amount}; balances start at 0 or more")
+        return value
+
+
+class FaultsConfig(_Strict):
+    """Faults switched on from the start; the admin endpoint POST /_sandbox/faults changes them at run time.
+
+    `error_rates` maps a path pattern (fnmatch, e.g. "/api/v4/order/*" or "*") to {"500": 0.1, "503": 0.5, ...};
+    503 and 429 answer with a non-JSON body as WhiteBIT's gateway does.
+    """
+
+    seed: int = 7
+    latency_ms: float = Field(default=0.0, ge=0)
+    latency_jitter_ms: float = Field(default=0.0, ge=0)
+    error_rates: dict[str, dict[Literal["500", "503", "429"], float]] = Field(default_factory=dict)
+    ws_drop_rate: float = Field(default=0.0, ge=0, le=1)
+    skip_depth_ids: float = Field(default=0.0, ge=0, le=1)
+    clock_skew_s: float = 0.0
+    maintenance: bool = False
+    refresh_outage: bool = False
+
+    @field_validator("error_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for pattern, rates in value.items():
+            for status, rate in rates.items():
+                if not 0 <= rate <= 1:
+                    raise ValueError(f"error_rates[{pattern!r}][{status!r}] = {rate}; a rate is between 0 and 1")
+        return value
+
+
+class ServerConfig(_Strict):
+    """Timing of the server's own loops; tests shorten these, the defaults are WhiteBIT's."""
+
+    tick_interval: float = Field(default=0.05, gt=0)
+    depth_interval: float = Field(default=0.1, ge=0)
+    depth_keepalive: float = Field(default=10.0, gt=0)
+    lastprice_interval: float = Field(default=1.0, gt=0)
+    candles_interval: float = Field(default=0.5, gt=0)
+    ws_idle_timeout: float = Field(default=60.0, gt=0)
+    ws_requests_per_minute: int = Field(default=200, ge=1)
+    ws_token_ttl: float = Field(default=300.0, gt=0)
+    nonce_window_ms: int = Field(default=5000, ge=0)
+
+
+class SandboxConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    markets: list[MarketConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    oauth: OAuthSandboxConfig = Field(default_factory=OAuthSandboxConfig)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SandboxConfig:
+        for what, names in (
+            ("markets", [m.name for m in self.markets]),
+            ("accounts", [a.name for a in self.accounts]),
+            ("api key", [k.key for a in self.accounts for k in a.api_keys]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} {dupes} appear more than once; each must be unique")
+        return self
+
+
+def _fix_for(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling (unknown keys are refused)"
+    if kind == "missing":
+        return "add it"
+    if kind.startswith("decimal") or kind == "decimal_parsing":
+        return 'write the number as a string, e.g. "0.001"'
+    return "see botkit/sandbox/README.md for the allowed values"
+
+
+def parse_sandbox_config(data: dict[str, Any], source: str = "<dict>") -> SandboxConfig:
+    """Validate a config mapping; errors name key, value and fix."""
+    try:
+        return SandboxConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            value = err.get("input")
+            if isinstance(value, dict):  # a whole table: name its keys, never echo its values (secrets live there)
+                shown = f"<table with keys {sorted(value)}>"
+            elif "secret" in key:
+                shown = "<secret>"
+            else:
+                shown = repr(value)[:80]
+            lines.append(f"  {key} = {shown}: {err['msg']}; fix: {_fix_for(dict(err))}")
+        raise SandboxConfigError(f"bad sandbox config {source}:\n" + "\n".join(lines)) from None
+
+
+def load_sandbox_config(path: Path | None) -> SandboxConfig:
+    """Read a sandbox TOML file; None reads the packaged default.toml."""
+    if path is None:
+        text = resources.files("botkit.sandbox").joinpath("default.toml").read_text(encoding="utf-8")
+        source = "default.toml"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SandboxConfigError(
+                f"sandbox config {str(path)!r} cannot be read ({exc.strerror}); fix the path"
+            ) from None
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SandboxConfigError(f"sandbox config {source} is not valid TOML: {exc}") from None
+    return parse_sandbox_config(data, source)

@@ -1,0 +1,177 @@
+"""Faults on purpose: latency, per-endpoint error rates, dropped WebSockets, skipped depth ids, clock skew.
+
+Set them in the `[faults]` table of the sandbox config, or at run time from loopback:
+
+    POST /_sandbox/faults   JSON body with any `[faults]` keys, merged into the current faults; answers the result.
+                            One-shot actions in the same body: "revoke_access_tokens": true,
+                            "revoke_refresh_tokens": true, "drop_websockets": true.
+    GET  /_sandbox/faults   the current faults.
+    DELETE /_sandbox/faults back to the config's faults.
+    POST /_sandbox/reset    balances, books, orders, keys, tokens and faults back to the config.
+
+503 and 429 come with non-JSON bodies (as WhiteBIT's gateway sends them); 500 with {"error":["Internal server error."]}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import json
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from pydantic import ValidationError
+
+from botkit.sandbox.config import FaultsConfig
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+BODY_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head><body>maintenance</body></html>"
+BODY_429 = "<html><head><title>429 Too Many Requests</title></head><body>rate limit</body></html>"
+
+
+class Faults:
+    """The faults in force now, with a seeded random source so a test run is repeatable."""
+
+    def __init__(self, config: FaultsConfig) -> None:
+        self.initial = config
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.on_change: list[Callable[[FaultsConfig], None]] = []
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback(self.config)
+
+    def reset(self) -> None:
+        self.config = self.initial
+        self.rng = random.Random(self.initial.seed)
+        self._changed()
+
+    def update(self, changes: dict[str, Any]) -> FaultsConfig:
+        merged = {**self.config.model_dump(), **changes}
+        self.config = FaultsConfig.model_validate(merged)
+        if "seed" in changes:
+            self.rng = random.Random(self.config.seed)
+        self._changed()
+        return self.config
+
+    @property
+    def skew(self) -> float:
+        return self.config.clock_skew_s
+
+    def error_for(self, path: str) -> int | None:
+        """An injected HTTP status for this request, or None."""
+        for pattern, rates in self.config.error_rates.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                for status, rate in rates.items():
+                    if rate > 0 and self.rng.random() < rate:
+                        return int(status)
+        return None
+
+    def latency(self) -> float:
+        c = self.config
+        if c.latency_ms <= 0 and c.latency_jitter_ms <= 0:
+            return 0.0
+        return max(0.0, c.latency_ms + self.rng.uniform(-c.latency_jitter_ms, c.latency_jitter_ms)) / 1000.0
+
+    def drop_ws(self) -> bool:
+        return self.config.ws_drop_rate > 0 and self.rng.random() < self.config.ws_drop_rate
+
+    def skip_depth(self) -> bool:
+        return self.config.skip_depth_ids > 0 and self.rng.random() < self.config.skip_depth_ids
+
+
+def injected_response(status: int) -> web.Response:
+    if status == 503:
+        return web.Response(status=503, text=BODY_503, content_type="text/html")
+    if status == 429:
+        return web.Response(status=429, text=BODY_429, content_type="text/html")
+    return web.json_response({"error": ["Internal server error."]}, status=500)
+
+
+def make_middleware(faults: Faults) -> Middleware:
+    @web.middleware
+    async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_sandbox/"):
+            return await handler(request)
+        delay = faults.latency()
+        if delay:
+            await asyncio.sleep(delay)
+        if faults.config.maintenance and path.startswith("/api/") and path != "/api/v4/public/platform/status":
+            return injected_response(503)
+        status = faults.error_for(path)
+        if status is not None:
+            return injected_response(status)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return web.Response(status=404, body=b"")  # WhiteBIT: unknown route -> 404, empty body
+
+    return fault_middleware
+
+
+def is_loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+def admin_routes(
+    faults: Faults, reset: Callable[[], None], actions: dict[str, Callable[[], None]]
+) -> list[web.RouteDef]:
+    """Routes under /_sandbox/ for tests and demos; refused unless the caller is on loopback."""
+
+    def guard(request: web.Request) -> None:
+        if not is_loopback(request):
+            raise web.HTTPForbidden(text="admin endpoints answer loopback callers only")
+
+    async def get_faults(request: web.Request) -> web.Response:
+        guard(request)
+        return web.json_response(faults.config.model_dump())
+
+    async def post_faults(request: web.Request) -> web.Response:
+        guard(request)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return web.json_response({"error": "body must be a JSON object of [faults] keys"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body must be a JSON object of [faults] keys"}, status=400)
+        done = []
+        for name, action in actions.items():
+            if body.pop(name, False) is True:
+                action()
+                done.append(name)
+        try:
+            config = faults.update(body)
+        except ValidationError as exc:
+            errors = [
+                {"key": ".".join(str(p) for p in e["loc"]), "value": e.get("input"), "error": e["msg"]}
+                for e in exc.errors()
+            ]
+            return web.json_response({"error": "bad faults", "details": errors}, status=422)
+        return web.json_response({**config.model_dump(), "done": done})
+
+    async def delete_faults(request: web.Request) -> web.Response:
+        guard(request)
+        faults.reset()
+        return web.json_response(faults.config.model_dump())
+
+    async def post_reset(request: web.Request) -> web.Response:
+        guard(request)
+        reset()
+        return web.json_response({"status": "reset"})
+
+    return [
+        web.get("/_sandbox/faults", get_faults),
+        web.post("/_sandbox/faults", post_faults),
+        web.delete("/_sandbox/faults", delete_faults),
+        web.post("/_sandbox/reset", post_reset),
+    ]

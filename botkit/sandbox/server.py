@@ -1,0 +1,186 @@
+"""The sandbox exchange: one aiohttp server on 127.0.0.1 serving WhiteBIT's REST, OAuth and WebSocket (/ws).
+
+    async with Sandbox() as sb:          # ephemeral port, packaged default.toml
+        httpx.get(sb.base_url + "/api/v4/public/markets")
+
+Faults and resets from tests: see botkit/sandbox/faults.py (POST /_sandbox/faults, POST /_sandbox/reset) or call
+`sandbox.faults.update({...})` / `sandbox.reset()` in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from types import TracebackType
+
+from aiohttp import web
+
+from botkit.sandbox.config import FaultsConfig, SandboxConfig, load_sandbox_config
+from botkit.sandbox.engine import Exchange
+from botkit.sandbox.faults import Faults, admin_routes, make_middleware
+from botkit.sandbox.hmac_auth import HmacAuth
+from botkit.sandbox.keys import ApiKey, ApiKeyRegistry
+from botkit.sandbox.liquidity import Liquidity
+from botkit.sandbox.oauth import OAuthSandbox
+from botkit.sandbox.private import PrivateApi
+from botkit.sandbox.public import PublicApi
+from botkit.sandbox.ws import WsHub
+
+log = logging.getLogger(__name__)
+
+
+class Sandbox:
+    """A local WhiteBIT. Binds to loopback only; `port=0` picks a free port (see `base_url` after `start()`)."""
+
+    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ValueError(f"host {host!r} is not a loopback address; the sandbox binds to 127.0.0.1 only")
+        self.config = config if config is not None else load_sandbox_config(None)
+        self.host = host
+        self.port = port
+        self.faults = Faults(self.config.faults)
+        self.keys = ApiKeyRegistry()
+        self.exchange = Exchange(self.config, self.clock)
+        self.oauth = OAuthSandbox(self.config.oauth, self.keys, clock=self.clock)
+        self.hub = WsHub(self.exchange, self.config.server, self.faults, self.clock)
+        self.liquidity: dict[str, Liquidity] = {}
+        self.faults.on_change.append(self._apply_faults)
+        self._apply_faults(self.config.faults)
+        self._load_keys()
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._pulse_task: asyncio.Task[None] | None = None
+
+    # ---- public API ----------------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def clock(self) -> float:
+        """Server time, including any injected clock skew."""
+        return time.time() + self.faults.skew
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        self._start_liquidity()
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        sockets = getattr(site._server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self._pulse_task = asyncio.create_task(self._pulse())
+
+    async def stop(self) -> None:
+        if self._pulse_task is not None:
+            self._pulse_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pulse_task
+            self._pulse_task = None
+        await self.hub.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def reset(self) -> None:
+        """State back to the config: balances, books, orders, keys, OAuth grants, faults, WebSocket streams."""
+        self.hub.reset()
+        self.exchange.reset()
+        self.private.reset()
+        self.keys.clear()
+        self._load_keys()
+        self.oauth.reset()
+        self.faults.reset()
+        if self._runner is not None:
+            self._start_liquidity()
+
+    def set_faults(self, **changes: object) -> FaultsConfig:
+        """In-process twin of POST /_sandbox/faults."""
+        return self.faults.update(dict(changes))
+
+    # ---- internals -----------------------------------------------------------------------------------------------
+
+    def _apply_faults(self, faults: FaultsConfig) -> None:
+        self.oauth.refresh_outage = faults.refresh_outage
+
+    def _load_keys(self) -> None:
+        for account in self.config.accounts:
+            for k in account.api_keys:
+                self.keys.add(
+                    ApiKey(
+                        key=k.key,
+                        secret=k.secret.get_secret_value(),
+                        account=account.name,
+                        permissions=frozenset(k.permissions),
+                        enabled=k.enabled,
+                    )
+                )
+
+    def _start_liquidity(self) -> None:
+        now = self.clock()
+        self.liquidity = {m.name: Liquidity(self.exchange, m, now) for m in self.config.markets}
+
+    def _status(self) -> str:
+        return "system maintenance" if self.faults.config.maintenance else "system operational"
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[make_middleware(self.faults)], client_max_size=1 << 20)
+        auth = HmacAuth(self.keys, self.clock, self.config.server.nonce_window_ms)
+        app.add_routes(PublicApi(self.exchange, self.clock, self._status).routes())
+        self.private = PrivateApi(self.exchange, auth, self.oauth, self.config.server, self.clock)
+        app.add_routes(self.private.routes())
+        app.add_routes(self.oauth.routes())
+        app.add_routes([web.get("/ws", self.hub.handle)])
+        app.add_routes(
+            admin_routes(
+                self.faults,
+                self.reset,
+                {
+                    "revoke_access_tokens": self.oauth.revoke_all_access_tokens,
+                    "revoke_refresh_tokens": self.oauth.revoke_all_refresh_tokens,
+                    "drop_websockets": self.hub.drop_all,
+                },
+            )
+        )
+        return app
+
+    async def _pulse(self) -> None:
+        """Liquidity, kill switches and WebSocket publishing, every `server.tick_interval` seconds."""
+        interval = self.config.server.tick_interval
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            now = self.clock()
+            try:
+                for liq in self.liquidity.values():
+                    liq.tick(now)
+                self.exchange.fire_kill_switches(now)
+                self.hub.pulse(now)
+            except Exception:  # a bug in one pulse must not stop the market; it is logged and the next pulse runs
+                log.exception("sandbox pulse failed")
+            deadline = max(deadline + interval, loop.time())  # keep the cadence, never burst to catch up
+            await asyncio.sleep(deadline - loop.time())
