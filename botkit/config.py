@@ -8,13 +8,14 @@ or the token store (see botkit/auth).
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.auth.grants import WHITEBIT_SCOPES
@@ -116,6 +117,69 @@ class OutputConfig(_Strict):
     dir: Path = Path("out")
 
 
+# Candle intervals WhiteBIT serves, in seconds, and their names (kline style).
+_RUN_INTERVALS: dict[str, int] = {
+    "1s": 1, "5s": 5, "10s": 10, "15s": 15, "30s": 30, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800,
+    "1h": 3600, "2h": 7200, "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "3d": 259200,
+    "1w": 604800, "1M": 2592000,
+}
+
+
+class RunConfig(_Strict):
+    """`botkit run`: where the bot trades and how it listens. Credentials only from the environment."""
+
+    mode: Literal["sandbox", "paper", "live"] = "sandbox"
+    duration_s: float | None = Field(None, gt=0, description="stop after this many seconds; none = until Ctrl-C")
+    interval: str | int = Field("1m", description='candle interval: "1m", "5m", ... or seconds (1, 5, 60, ...)')
+    sandbox_config: Path | None = None
+    speed: float = Field(1.0, gt=0, le=1000, description="sandbox only: synthetic liquidity runs this much faster")
+    account: str = "demo"
+    base_url: str = "https://whitebit.com"
+    ws_url: str | None = None
+    staleness_s: float = Field(30.0, gt=0)
+    ping_interval_s: float = Field(50.0, gt=0, le=55)
+    history: int = Field(200, ge=0, le=1440, description="closed candles loaded before the first callback")
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | int) -> str | int:
+        secs = _RUN_INTERVALS.get(v) if isinstance(v, str) else v
+        if isinstance(v, str) and secs is None and v.isdigit():
+            secs = int(v)
+        if secs not in _RUN_INTERVALS.values():
+            raise ValueError(
+                f"candle interval {v!r} is not one WhiteBIT serves; use one of {', '.join(_RUN_INTERVALS)} "
+                f"or seconds {sorted(_RUN_INTERVALS.values())}"
+            )
+        return v
+
+    @field_validator("base_url", "ws_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"{v!r} is not a URL; write e.g. https://whitebit.com or ws://127.0.0.1:8765/ws")
+        return v.rstrip("/") if v is not None else None
+
+    @property
+    def interval_s(self) -> int:
+        v = self.interval
+        return _RUN_INTERVALS[v] if isinstance(v, str) and v in _RUN_INTERVALS else int(v)
+
+    def resolved_ws_url(self) -> str:
+        """`ws_url`, or the one that goes with `base_url` (WhiteBIT: wss://api.whitebit.com/ws)."""
+        if self.ws_url is not None:
+            return self.ws_url
+        host = self.base_url.split("://", 1)[1]
+        if host in ("whitebit.com", "www.whitebit.com"):
+            return "wss://api.whitebit.com/ws"
+        if host in ("whitebit.eu", "www.whitebit.eu"):
+            return "wss://api.whitebit.eu/ws"
+        scheme = "wss" if self.base_url.startswith("https") else "ws"
+        return f"{scheme}://{host}/ws"
+
+
 class BotConfig(BaseSettings):
     """The whole bot: strategy, markets, money, limits, data, output."""
 
@@ -131,8 +195,8 @@ class BotConfig(BaseSettings):
     data: DataConfig = Field(default_factory=DataConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    auth: dict[str, Any] | None = None
-    sandbox: dict[str, Any] | None = None
+    run: RunConfig = Field(default_factory=RunConfig)
+    auth: dict[str, Any] | None = Field(None, description="validated by botkit.auth.settings (AuthSettings)")
 
     @classmethod
     def settings_customise_sources(
@@ -267,6 +331,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bo
         else:
             raw[section] = values
     try:
-        return BotConfig(**raw)
+        cfg = BotConfig(**raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(p))) from None
+    if cfg.auth is not None:
+        # [auth] has its own model (secrets only from the environment); check it now, not at first use.
+        from botkit.auth.settings import ConfigError as AuthConfigError
+        from botkit.auth.settings import auth_settings_from_mapping
+
+        try:
+            auth_settings_from_mapping(cfg.auth, os.environ, source=str(p))
+        except AuthConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return cfg

@@ -55,10 +55,7 @@ def parse_scopes(value: str | Iterable[str] | None) -> frozenset[str]:
     """Scopes from a comma-separated (WhiteBIT) or space-separated (RFC 6749) string, or an iterable."""
     if value is None:
         return frozenset()
-    if isinstance(value, str):
-        parts = value.replace(",", " ").split()
-    else:
-        parts = [p.strip() for p in value]
+    parts = value.replace(",", " ").split() if isinstance(value, str) else [p.strip() for p in value]
     return frozenset(p for p in parts if p)
 
 

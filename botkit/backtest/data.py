@@ -4,9 +4,12 @@ Backtests are only as honest as their data, so a bad file stops the load with th
 repair (sort, drop identical duplicates, fill or keep gaps) happens only when the caller names it; each repair applied
 is written into `CandleSeries.repairs` so reports can show it. Nothing is ever dropped silently.
 
-Loading 1M rows must take seconds and keep no per-row Python objects, so the fast paths are one streaming
-`numpy.loadtxt` call (CSV, plain or gzip) and a byte-level structure check plus one numpy parse (freqtrade JSON),
-followed by vectorised checks; a line-by-line Python parser runs only when a fast path fails, to name the bad line.
+Loading 1M rows must take seconds, keep no per-row Python objects and peak near the size of the columns, so the
+fast paths read the file in chunks straight into the six final columns (sized from a row estimate): `numpy.loadtxt`
+on 32k rows at a time for CSV (plain or gzip), a byte-level structure check plus a numpy parse of 256 KiB at a time
+for freqtrade JSON; then vectorised checks. Chunks read exactly as one whole-file pass would: problems found in
+a chunk are raised only once the file is read, in the whole-file order. A line-by-line Python parser runs only
+when a fast path fails, to name the bad line (and JSON falls back to a whole-file parse for the same reason).
 CSV rows with more fields than the header are read by position when the header has extra columns (extra columns
 are ignored), and are an error otherwise.
 
@@ -16,14 +19,18 @@ Alignment is checked against the epoch for timeframes that divide a day, otherwi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
+import os
 import re
 import warnings
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +60,14 @@ _DAY_MS = 86_400_000
 _ISO_WIDTH = 40  # bytes kept per ISO time by the fast path ("2021-12-31T23:01:00.000000+02:00" is 32)
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": _DAY_MS, "w": 7 * _DAY_MS}
 _TIMEFRAME_RE = re.compile(r"^\s*(\d+)\s*([smhdwM])\s*$")
+# Chunk sizes: big enough that per-call overhead vanishes, small next to the columns (peak RSS = columns + a chunk).
+_CSV_CHUNK_ROWS = 1 << 15  # rows per np.loadtxt call (~1.5 MB of records)
+_JSON_CHUNK_BYTES = 1 << 18  # freqtrade JSON read and parsed 256 KiB at a time
+_SAMPLE_BYTES = 1 << 18  # read once to estimate the row count, which sizes the columns
+_CHECK_ROWS = 1 << 16  # rows per block in checks that would otherwise need full-length temporaries
+# numpy releases the GIL in loops over more than 500 elements, and its bytes -> datetime64 cast then crashes the
+# interpreter (segfault, numpy 2.4) when a string warns (a time zone) or fails to parse: cast in pieces this big.
+_DATETIME_CAST_ROWS = 500
 
 
 # ---- public types ---------------------------------------------------------------------------------------------------
@@ -182,7 +197,10 @@ def load_candles(
         head = fh.read(2)
     gz = head == b"\x1f\x8b"
     kind = _detect_format(p, gz, fmt)
-    cols = _parse_freqtrade(src, _read_bytes(p, src, gz)) if kind == "freqtrade" else _parse_csv(src, p, gz)
+    if kind == "freqtrade":
+        cols = _parse_freqtrade_stream(src, p, gz) or _parse_freqtrade(src, _read_bytes(p, src, gz))
+    else:
+        cols = _parse_csv(src, p, gz)
     series = _validate(src, market, cols, tf, repairs)
     if start_ms is not None or end_ms is not None:
         window = series.between(start_ms, end_ms)
@@ -279,6 +297,61 @@ def _decode(src: str, raw: bytes) -> str:
         raise DataError(src, line, "the file is not UTF-8 text", "Save it as UTF-8 CSV or JSON.") from exc
 
 
+# ---- chunked filling of the final columns ---------------------------------------------------------------------------
+
+
+class _ColumnBuilder:
+    """The six final columns, allocated once from a row estimate and filled chunk by chunk.
+
+    Peak memory is then the columns plus one chunk. Collecting chunk pieces and concatenating would hold the data
+    twice (freed pieces stay resident in the allocator's heap), and so would one big parse followed by column
+    copies. np.empty pages cost nothing until written, so over-estimates are free; under-estimates grow the
+    columns with ndarray.resize (realloc, no copy for large blocks); `finish` trims them to the rows read.
+    """
+
+    def __init__(self, rows_hint: int) -> None:
+        self.rows = 0
+        cap = max(rows_hint, 16)
+        self.time: I64 = np.empty(cap, dtype=np.int64)
+        self.values: dict[str, F64] = {n: np.empty(cap, dtype=np.float64) for n in _VALUE_COLUMNS}
+
+    def extend(self, count: int) -> slice:
+        """Room for `count` more rows; returns where they go."""
+        need = self.rows + count
+        cap = len(self.time)
+        if need > cap:
+            new_cap = max(need, cap + cap // 4)
+            for col in (self.time, *self.values.values()):
+                col.resize(new_cap, refcheck=False)  # no views of these exist while filling
+        at = slice(self.rows, need)
+        self.rows = need
+        return at
+
+    def finish(self) -> tuple[I64, dict[str, F64]]:
+        for col in (self.time, *self.values.values()):
+            if len(col) != self.rows:
+                col.resize(self.rows, refcheck=False)
+        return self.time, self.values
+
+
+def _estimate_rows(p: Path, gz: bool, marker: bytes) -> int:
+    """Rows the file probably holds (lines for CSV, ']' for JSON), from its size and its first 256 KiB."""
+    size = p.stat().st_size
+    try:
+        with gzip.open(p, "rb") if gz else p.open("rb") as fh:
+            sample = fh.read(_SAMPLE_BYTES)
+            if gz:  # gzip's trailer holds the uncompressed size mod 2**32: a hint, the columns grow if it is low
+                with p.open("rb") as raw:
+                    raw.seek(-4, os.SEEK_END)
+                    size = max(size, int.from_bytes(raw.read(4), "little"))
+    except (OSError, EOFError, zlib.error):
+        return 1024  # the chunked read meets the same problem and hands over to the careful path
+    if len(sample) < _SAMPLE_BYTES:
+        size = len(sample)
+    per_byte = max(sample.count(marker), 1) / max(len(sample), 1)
+    return int(size * per_byte * 1.05) + 16
+
+
 # ---- CSV ------------------------------------------------------------------------------------------------------------
 
 
@@ -304,39 +377,246 @@ def _parse_csv(src: str, p: Path, gz: bool) -> _Columns:
         raise DataError(src, 1, f"column {dup!r} appears twice in the header", "Rename or remove one of them.")
 
     time_dtype: Any = {"ms": np.int64, "s": np.float64, "iso": f"S{_ISO_WIDTH}"}[time_kind]
-    fields = [(f"c{i}", time_dtype if i == time_idx else np.float64) for i in sorted(wanted)]
-    usecols = None if len(header) == len(wanted) else sorted(wanted)
-    try:
-        with warnings.catch_warnings(), _open_text(p, gz) as body:
-            warnings.simplefilter("error")
-            arr = np.loadtxt(
-                body,
-                delimiter=",",
-                skiprows=1,
-                comments=None,
-                quotechar='"',
-                dtype=np.dtype(fields),
-                usecols=usecols,
-                ndmin=1,
-            )
-    except (ValueError, UserWarning, OSError, EOFError):  # UnicodeDecodeError is a ValueError
+    layout = _CsvLayout(
+        dtype=np.dtype([(f"c{i}", time_dtype if i == time_idx else np.float64) for i in sorted(wanted)]),
+        usecols=None if len(header) == len(wanted) else sorted(wanted),
+        time_key=f"c{time_idx}",
+        time_name=header[time_idx],
+        time_kind=time_kind,
+        value_keys={n: f"c{idx[n]}" for n in _VALUE_COLUMNS},
+    )
+    cols = _parse_csv_fast(src, p, gz, layout)
+    if cols is None:
         return _parse_csv_slow(src, _read_text(p, src, gz), header, time_idx, time_kind, idx)
-    if time_kind == "iso" and bool((np.strings.str_len(arr[f"c{time_idx}"]) >= _ISO_WIDTH).any()):
-        # loadtxt truncates long strings silently: such a file takes the careful path.
-        return _parse_csv_slow(src, _read_text(p, src, gz), header, time_idx, time_kind, idx)
-    if arr.shape[0] == 0:
-        raise DataError(src, None, "no candles after the header", "Check that this is the right file.")
+    return cols
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvLayout:
+    """What the header says: the loadtxt record layout and where the time and value columns are in it."""
+
+    dtype: np.dtype[Any]
+    usecols: list[int] | None
+    time_key: str
+    time_name: str
+    time_kind: str  # "ms", "s" or "iso"
+    value_keys: dict[str, str]
+
+
+def _parse_csv_fast(src: str, p: Path, gz: bool, layout: _CsvLayout) -> _Columns | None:
+    """Chunked loadtxt straight into the final columns; None sends the file to the slow path, as before chunking.
+
+    Time problems found in one chunk are only raised once every chunk has parsed: a later line that loadtxt
+    rejects sends the whole file to the slow path, which reports the first bad line, exactly as the single
+    whole-file loadtxt call did.
+    """
+    cols = _ColumnBuilder(_estimate_rows(p, gz, b"\n"))
+    times: _MsTimes | _SecondTimes | _IsoTimes = (
+        _MsTimes() if layout.time_kind == "ms" else _SecondTimes() if layout.time_kind == "s" else _IsoTimes()
+    )
+    with contextlib.closing(_csv_chunks(p, gz, layout)) as chunks:
+        for chunk in chunks:
+            if chunk is None:
+                return None
+            time_col = chunk[layout.time_key]
+            if layout.time_kind == "iso" and bool((np.strings.str_len(time_col) >= _ISO_WIDTH).any()):
+                return None  # loadtxt truncates long strings silently: such a file takes the careful path
+            at = cols.extend(chunk.shape[0])
+            for name, key in layout.value_keys.items():
+                cols.values[name][at] = chunk[key]
+            times.add(time_col, cols.time, at)
+            del chunk, time_col
+    if cols.rows == 0:
+        return None  # loadtxt warned "no data" here, which took the slow path; it names the problem
+    t, values = cols.finish()
     line_of = _lazy_line_map(lambda: _read_text(p, src, gz))
-    time_col = arr[f"c{time_idx}"]
-    if time_kind == "ms":
-        t = np.ascontiguousarray(time_col, dtype=np.int64)
-    elif time_kind == "s":
-        t = _seconds_to_ms(src, np.asarray(time_col, dtype=np.float64), line_of, header[time_idx])
-    else:
-        t = _iso_to_ms(src, np.asarray(time_col), line_of, header[time_idx])
-    values = {n: np.ascontiguousarray(arr[f"c{idx[n]}"], dtype=np.float64) for n in _VALUE_COLUMNS}
-    del arr
+    if isinstance(times, _IsoTimes):
+        if not times.finish(src, layout, line_of, t, lambda: _csv_chunks(p, gz, layout)):
+            return None  # the file changed between the two reads: the slow path reads it once more
+    elif isinstance(times, _SecondTimes):
+        times.finish(src, layout.time_name, line_of)
     return _Columns(t, values, line_of, "line")
+
+
+def _csv_chunks(p: Path, gz: bool, layout: _CsvLayout) -> Generator[npt.NDArray[Any] | None, None, None]:
+    """The rows after the header, `_CSV_CHUNK_ROWS` at a time; a final None if loadtxt or the file failed.
+
+    All chunks come from one open file: loadtxt stops an iterator of lines exactly after its `max_rows`-th row
+    (quoted newlines included) and skips empty lines, so the chunks are the single streaming parse cut in pieces.
+    """
+    try:
+        with _open_text(p, gz) as fh:
+            fh.readline()
+            while True:
+                for line in fh:  # the next non-empty line; a call that finds no row would warn "no data"
+                    if line != "\n":
+                        break
+                else:
+                    return
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    # With max_rows, numpy notes each empty line it skips; skipping them is what we want.
+                    warnings.filterwarnings("ignore", r"Input line \d+ contained no data", UserWarning)
+                    chunk = np.loadtxt(
+                        itertools.chain((line,), fh),
+                        delimiter=",",
+                        comments=None,
+                        quotechar='"',
+                        dtype=layout.dtype,
+                        usecols=layout.usecols,
+                        ndmin=1,
+                        max_rows=_CSV_CHUNK_ROWS,
+                    )
+                yield chunk
+    except (ValueError, UserWarning, OSError, EOFError):  # UnicodeDecodeError is a ValueError
+        yield None
+
+
+class _MsTimes:
+    """time_ms: the parsed integers are the answer."""
+
+    def add(self, col: npt.NDArray[Any], out: I64, at: slice) -> None:
+        out[at] = col
+
+
+class _SecondTimes:
+    """time_s: seconds to ms; the first non-finite row outranks the first sub-ms row anywhere in the file."""
+
+    def __init__(self) -> None:
+        self.not_finite: tuple[int, float] | None = None
+        self.sub_ms: tuple[int, float] | None = None
+
+    def add(self, col: npt.NDArray[Any], out: I64, at: slice) -> None:
+        sec = np.asarray(col, dtype=np.float64)
+        finite = np.isfinite(sec)
+        with np.errstate(invalid="ignore"):
+            ms = np.rint(sec * 1000.0)
+            off = np.abs(sec * 1000.0 - ms) > 1e-3
+        if self.not_finite is None and not bool(finite.all()):
+            row = int(np.flatnonzero(~finite)[0])
+            self.not_finite = (at.start + row, float(sec[row]))
+        if self.sub_ms is None and bool(off.any()):
+            row = int(np.flatnonzero(off)[0])
+            self.sub_ms = (at.start + row, float(sec[row]))
+        ms[~finite] = 0.0  # an error is raised for these rows; avoid the cast warning
+        out[at] = ms.astype(np.int64)
+
+    def finish(self, src: str, name: str, line_of: Callable[[int], int]) -> None:
+        if self.not_finite is not None:
+            row, value = self.not_finite
+            raise DataError(
+                src, line_of(row), f"{name} {value!r} is not a finite time", "Write seconds since the epoch."
+            )
+        if self.sub_ms is not None:
+            row, value = self.sub_ms
+            raise DataError(
+                src, line_of(row), f"{name} {value!r} has a sub-millisecond part", "Round times to whole ms."
+            )
+
+
+class _IsoTimes:
+    """ISO 8601 times, chunk by chunk, with the rules of a whole-column parse.
+
+    Whole-column rules: a numeric row anywhere is THE error; 'Z' is stripped only when every row has it; numpy
+    parses the column when it can, otherwise every row goes through datetime.fromisoformat. So each chunk tries
+    numpy, and if any chunk (or the file's mix of 'Z') needs the Python parser, `finish` re-reads the file for it.
+    """
+
+    def __init__(self) -> None:
+        self.numeric: tuple[int, bytes] | None = None
+        self.sub_ms: tuple[int, bytes] | None = None
+        self.any_z = False
+        self.all_z = True
+        self.python = False
+
+    def add(self, col: npt.NDArray[Any], out: I64, at: slice) -> None:
+        col = np.strings.strip(col)
+        if self.numeric is None:
+            numeric = np.flatnonzero(np.strings.isdigit(col))
+            if numeric.size:  # numpy would read 1570752000000 as a year
+                self.numeric = (at.start + int(numeric[0]), bytes(col[int(numeric[0])]))
+        z = np.strings.endswith(col, b"Z")
+        chunk_all_z, chunk_any_z = bool(z.all()), bool(z.any())
+        self.all_z &= chunk_all_z
+        self.any_z |= chunk_any_z
+        if self.python or (self.any_z and not self.all_z):
+            return  # every row goes through the Python parser: this chunk's numpy parse would be thrown away
+        if chunk_all_z:
+            col = np.strings.rstrip(col, b"Z")
+        try:
+            us = _datetime64_us(col)
+        except (ValueError, UserWarning, DeprecationWarning):
+            self.python = True
+            return
+        if bool(np.isnat(us).any()):
+            self.python = True
+            return
+        ticks = us.astype(np.int64)
+        sub = ticks % 1000 != 0
+        if self.sub_ms is None and bool(sub.any()):
+            row = int(np.flatnonzero(sub)[0])
+            self.sub_ms = (at.start + row, bytes(col[row]))
+        out[at] = ticks // 1000
+
+    def finish(
+        self,
+        src: str,
+        layout: _CsvLayout,
+        line_of: Callable[[int], int],
+        out: I64,
+        reread: Callable[[], Generator[npt.NDArray[Any] | None, None, None]],
+    ) -> bool:
+        """Raise the file's time error, or redo the times with Python's parser; False if the re-read differed."""
+        name = layout.time_name
+        if self.numeric is not None:
+            row, cell = self.numeric
+            _parse_iso_one(src, line_of(row), name, cell.decode())  # raises with the rename hint ...
+            # ... unless Python reads it as a date (20191011): then the column goes on as usual, as before chunking
+        if self.python or (self.any_z and not self.all_z):
+            with contextlib.closing(reread()) as chunks:
+                return _iso_python(src, layout, line_of, out, chunks, strip_z=self.all_z)
+        if self.sub_ms is not None:
+            row, cell = self.sub_ms
+            raise DataError(
+                src, line_of(row), f"{name} {cell.decode()!r} has a sub-millisecond part", "Round times to whole ms."
+            )
+        return True
+
+
+def _datetime64_us(col: npt.NDArray[np.bytes_]) -> npt.NDArray[np.datetime64]:
+    """numpy's ISO parse, warnings as errors, in pieces that keep the GIL (see _DATETIME_CAST_ROWS)."""
+    out = np.empty(len(col), dtype="datetime64[us]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(0, len(col), _DATETIME_CAST_ROWS):
+            out[i : i + _DATETIME_CAST_ROWS] = col[i : i + _DATETIME_CAST_ROWS].astype("datetime64[us]")
+    return out
+
+
+def _iso_python(
+    src: str,
+    layout: _CsvLayout,
+    line_of: Callable[[int], int],
+    out: I64,
+    chunks: Iterator[npt.NDArray[Any] | None],
+    *,
+    strip_z: bool,
+) -> bool:
+    """Every time through datetime.fromisoformat (offsets, odd rows), one re-read chunk at a time."""
+    row = 0
+    for chunk in chunks:
+        if chunk is None or row + chunk.shape[0] > len(out):
+            return False
+        col = np.strings.strip(chunk[layout.time_key])
+        if strip_z:
+            col = np.strings.rstrip(col, b"Z")
+        for cell in col.tolist():
+            try:
+                out[row] = _parse_iso_one(src, 0, layout.time_name, cell.decode("utf-8", "replace"))
+            except DataError as exc:  # the line is looked up only now: that reads the whole file
+                raise DataError(src, line_of(row), exc.problem, exc.fix) from None
+            row += 1
+    return row == len(out)
 
 
 _HEADER_FIX = (
@@ -465,55 +745,107 @@ def _parse_iso_one(src: str, line: int, name: str, cell: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def _seconds_to_ms(src: str, sec: F64, line_of: Callable[[int], int], name: str) -> I64:
-    bad = ~np.isfinite(sec)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            src, line_of(row), f"{name} {float(sec[row])!r} is not a finite time", "Write seconds since the epoch."
-        )
-    ms = np.rint(sec * 1000.0)
-    off = np.abs(sec * 1000.0 - ms) > 1e-3
-    if off.any():
-        row = int(np.flatnonzero(off)[0])
-        raise DataError(
-            src, line_of(row), f"{name} {float(sec[row])!r} has a sub-millisecond part", "Round times to whole ms."
-        )
-    return ms.astype(np.int64)
+# ---- freqtrade JSON -------------------------------------------------------------------------------------------------
 
 
-def _iso_to_ms(src: str, col: npt.NDArray[np.bytes_], line_of: Callable[[int], int], name: str) -> I64:
-    """Vectorised ISO parse (naive or 'Z' = UTC); per-row Python parse for offsets or odd rows."""
-    col = np.strings.strip(col)
-    numeric = np.flatnonzero(np.strings.isdigit(col))
-    if numeric.size:  # numpy would read 1570752000000 as a year
-        row = int(numeric[0])
-        _parse_iso_one(src, line_of(row), name, col[row].decode())  # raises with the rename hint
-    if bool(np.strings.endswith(col, b"Z").all()):
-        col = np.strings.rstrip(col, b"Z")
-    us: npt.NDArray[np.datetime64] | None
+def _parse_freqtrade_stream(src: str, p: Path, gz: bool) -> _Columns | None:
+    """The fast path a MiB at a time, straight into the final columns; None hands over to `_parse_freqtrade`.
+
+    The text is cut after a row's ']' where '],' follows, and each piece gets the checks `_freqtrade_fast` makes
+    on the whole file, so a file is accepted here only if the whole-file path would accept it with the same
+    numbers. Anything else (odd separators, BOM, a broken stream, a bad element) goes to the whole-file path,
+    which names the problem as before. A bad time is only raised once every piece has parsed, since a bad
+    element further on outranks it.
+    """
+    cols = _ColumnBuilder(_estimate_rows(p, gz, b"]"))
+    bad_time: tuple[int, float] | None = None
+    try:
+        with gzip.open(p, "rb") if gz else p.open("rb") as fh:
+            carry = b""
+            opened = False
+            while True:
+                block = fh.read(_JSON_CHUNK_BYTES)
+                buf = carry + block if carry else block
+                if not opened:
+                    buf = buf.lstrip()
+                    if not buf:
+                        if block:
+                            continue  # only whitespace so far
+                        return None
+                    if buf[:1] != b"[":
+                        return None
+                    buf, opened = buf[1:], True
+                if block:
+                    cut = buf.rfind(b"],")
+                    if cut < 0:
+                        carry = buf
+                        continue
+                    piece, carry = buf[: cut + 1], buf[cut + 2 :]
+                else:  # end of file: the outer list closes after the last row
+                    body = buf.rstrip()
+                    if body[-1:] != b"]":
+                        return None
+                    piece, carry = body[:-1].rstrip(), b""
+                del buf
+                rows = _freqtrade_rows(piece)
+                del piece
+                if rows is None:
+                    return None
+                at = cols.extend(rows.shape[0])
+                t = rows[:, 0]
+                bad = ~np.isfinite(t) | (t != np.floor(t))
+                if bad_time is None and bool(bad.any()):
+                    row = int(np.flatnonzero(bad)[0])
+                    bad_time = (at.start + row, float(t[row]))
+                cols.time[at] = np.where(bad, 0.0, t).astype(np.int64) if bool(bad.any()) else t.astype(np.int64)
+                for i, name in enumerate(_VALUE_COLUMNS):
+                    cols.values[name][at] = rows[:, i + 1]
+                del rows, t, bad
+                if not block:
+                    break
+    except (OSError, EOFError, zlib.error):
+        return None  # the whole-file path reads it again and reports the broken stream
+    if bad_time is not None:
+        row, value = bad_time
+        raise DataError(
+            src, row + 1, f"JSON element {row + 1}: time {value!r} is not a whole number of milliseconds", _FT_FIX
+        )
+    t_ms, values = cols.finish()
+
+    def line_of(row: int) -> int:
+        return row + 1
+
+    return _Columns(t_ms, values, line_of, "element")
+
+
+def _freqtrade_rows(piece: bytes) -> F64 | None:
+    """`[..], [..], ... [..]` (rows only, no outer brackets) as an (n, 6) array, or None: `_freqtrade_fast`'s checks.
+
+    Rows hold no brackets and exactly 5 commas, one comma separates rows and nothing but whitespace comes before
+    the first; numpy then parses the numbers with the brackets removed.
+    """
+    b = np.frombuffer(piece, dtype=np.uint8)
+    opens = np.flatnonzero(b == ord("["))
+    closes = np.flatnonzero(b == ord("]"))
+    n = opens.size
+    if n < 1 or closes.size != n or int(closes[-1]) != len(piece) - 1 or piece[: int(opens[0])].strip():
+        return None
+    if not (bool((opens < closes).all()) and bool((closes[:-1] < opens[1:]).all())):
+        return None
+    commas = np.flatnonzero(b == ord(","))
+    del b
+    per_row = np.searchsorted(commas, closes) - np.searchsorted(commas, opens)
+    if not bool((per_row == 5).all()) or commas.size != 6 * n - 1:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            us = col.astype("datetime64[us]")
-    except (ValueError, UserWarning, DeprecationWarning):
-        us = None
-    if us is None or bool(np.isnat(us).any()):
-        out = np.empty(len(col), dtype=np.int64)
-        for i, cell in enumerate(col.tolist()):
-            out[i] = _parse_iso_one(src, line_of(i), name, cell.decode("utf-8", "replace"))
-        return out
-    ticks = us.astype(np.int64)
-    sub = ticks % 1000 != 0
-    if sub.any():
-        row = int(np.flatnonzero(sub)[0])
-        raise DataError(
-            src, line_of(row), f"{name} {col[row].decode()!r} has a sub-millisecond part", "Round times to whole ms."
-        )
-    return ticks // 1000
-
-
-# ---- freqtrade JSON -------------------------------------------------------------------------------------------------
+            flat = np.fromstring(piece.translate(None, b"[]"), dtype=np.float64, sep=",")
+    except (ValueError, DeprecationWarning, UserWarning):
+        return None
+    if flat.size != 6 * n:
+        return None
+    return flat.reshape(n, 6)
 
 
 def _parse_freqtrade(src: str, raw: bytes) -> _Columns:
@@ -632,16 +964,17 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
     if "sort" in repairs and n > 1 and bool((np.diff(t) < 0).any()):
         order = np.argsort(t, kind="stable")
         moved = int((order != np.arange(n)).sum())
-        t = t[order]
-        v = {k: c[order] for k, c in v.items()}
+        cols.time_ms = t = t[order]  # column by column, so each unsorted one is freed before the next is copied
+        for k in v:
+            v[k] = v[k][order]
         notes.append(f"sorted {moved} rows that were out of time order")
 
     def orig(row: int) -> int:
         return int(order[row]) if order is not None else row
 
-    step = _infer_step(t)
     d = np.diff(t)
-    grain = int(np.gcd.reduce(d[d > 0])) if bool((d > 0).any()) else 0
+    step = _infer_step(t, d)
+    grain = _positive_gcd(d)
     if tf is not None and grain > tf and grain % tf == 0:  # sparse data has some 1-step moves; this has none
         raise DataError(
             src,
@@ -696,18 +1029,17 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                 )
             )
     anchor = 0 if _DAY_MS % tf == 0 else int(t[0]) if n else 0
-    off = (t - anchor) % tf
-    mis = np.flatnonzero(off != 0)
-    if mis.size:
-        r = int(mis[0])
+    misaligned = _misaligned(t, anchor, tf)
+    if misaligned is not None:
+        r, past, count = misaligned
         hint = ""
         if step is not None and step != tf:
             hint = f" The most common step in this file is {format_timeframe(step)}: is the timeframe right?"
         problems.append(
             _Problem(
                 orig(r),
-                f"time {iso_time(int(t[r]))} is not on the {format_timeframe(tf)} grid ({int(off[r])} ms past a candle "
-                f"boundary; {mis.size} misaligned rows)",
+                f"time {iso_time(int(t[r]))} is not on the {format_timeframe(tf)} grid ({past} ms past a candle "
+                f"boundary; {count} misaligned rows)",
                 "Candle times must be open times on the timeframe grid; no repair option exists for this." + hint,
             )
         )
@@ -731,9 +1063,11 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
     if dup_rows.size:  # only identical duplicates remain here, and drop_duplicates was asked for
         keep = np.ones(n, dtype=bool)
         keep[dup_rows] = False
-        t = t[keep]
-        v = {k: c[keep] for k, c in v.items()}
+        cols.time_ms = t = t[keep]
+        for k in v:
+            v[k] = v[k][keep]
         notes.append(f"dropped {dup_rows.size} identical duplicate rows")
+        del d
         d = np.diff(t)
         gap_rows = np.flatnonzero(d > tf) + 1
 
@@ -784,13 +1118,14 @@ def _value_problems(v: dict[str, F64]) -> list[_Problem]:
     for name in _PRICE_COLUMNS:
         add(finite & (v[name] <= 0), said(name, v[name], " is not a positive price"), no_repair)
     o, h, lo, c = v["open"], v["high"], v["low"], v["close"]
+    # Where all are finite, h < max(o, c) is (h < o) | (h < c): boolean temporaries instead of a float column.
     add(
-        finite & (h < np.maximum(o, c)),
+        finite & ((h < o) | (h < c)),
         lambda r: f"high {float(h[r])!r} is below max(open {float(o[r])!r}, close {float(c[r])!r})",
         no_repair,
     )
     add(
-        finite & (lo > np.minimum(o, c)),
+        finite & ((lo > o) | (lo > c)),
         lambda r: f"low {float(lo[r])!r} is above min(open {float(o[r])!r}, close {float(c[r])!r})",
         no_repair,
     )
@@ -799,20 +1134,59 @@ def _value_problems(v: dict[str, F64]) -> list[_Problem]:
     return out
 
 
-def _infer_step(t: I64) -> int | None:
-    """Most common positive step between consecutive times (the timeframe, when none is given).
+def _infer_step(t: I64, d: I64) -> int | None:
+    """Most common positive step between consecutive times (the timeframe, when none is given); d is np.diff(t).
 
-    Sort-based: np.unique hashes and is ~10x slower on a million rows.
+    A step taken by more than half of the positive steps is the answer without a copy (the usual case, gaps or
+    not); otherwise sort-based: np.unique hashes and is ~10x slower on a million rows. Ties go to the smallest.
     """
-    d = np.diff(t)
     if bool((d < 0).any()):
-        d = np.diff(np.sort(t))
-    d = np.sort(d[d > 0])
-    if d.size == 0:
+        ordered = np.sort(t)
+        d = ordered[1:] - ordered[:-1]  # np.diff, typed
+        del ordered
+    positive = d > 0
+    npos = int(np.count_nonzero(positive))
+    if npos == 0:
         return None
+    first = d[int(np.argmax(positive))]
+    del positive
+    if 2 * int(np.count_nonzero(d == first)) > npos:
+        return int(first)
+    d = d[d > 0]
+    d.sort()
     starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
     counts = np.diff(np.r_[starts, d.size])
     return int(d[starts[int(np.argmax(counts))]])
+
+
+def _slices(n: int) -> Iterator[slice]:
+    """Row ranges for checks done a block at a time, so no full-length temporary is made."""
+    size = _CHECK_ROWS
+    return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+
+def _positive_gcd(d: I64) -> int:
+    """gcd of the positive steps (0 if none), without copying them out."""
+    g = 0
+    for s in _slices(len(d)):
+        part = d[s]
+        g = int(np.gcd(g, np.gcd.reduce(part[part > 0])))
+    return g
+
+
+def _misaligned(t: I64, anchor: int, tf: int) -> tuple[int, int, int] | None:
+    """First row off the grid, its ms past the boundary, and how many rows are off; None if all are on it."""
+    first: tuple[int, int] | None = None
+    count = 0
+    for s in _slices(len(t)):
+        off = t[s] - anchor
+        np.remainder(off, tf, out=off)
+        bad = np.flatnonzero(off != 0)
+        if bad.size:
+            if first is None:
+                first = (s.start + int(bad[0]), int(off[int(bad[0])]))
+            count += int(bad.size)
+    return None if first is None else (first[0], first[1], count)
 
 
 def _fill_gaps(t: I64, v: dict[str, F64], tf: int) -> tuple[I64, dict[str, F64]]:

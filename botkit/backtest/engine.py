@@ -31,7 +31,7 @@ from botkit.venues.simulated import FillModel, SimulatedVenue
 
 log = logging.getLogger("botkit.backtest")
 
-CHUNK = 1 << 16
+CHUNK = 1 << 14  # candles converted to Python lists at a time: fast loop, small memory
 
 
 class BacktestError(Exception):
@@ -344,7 +344,10 @@ class Backtest:
                     unvalued.append(asset)
                 continue
             step = float(self.rules[market].amount_step)
-            in_market |= np.abs(h - start) >= step / 2
+            moved = h - start
+            np.abs(moved, out=moved)
+            in_market |= moved >= step / 2
+            del moved
             h *= self._ffill_close(market, ev_m, ev_i)
             equity += h
             del h

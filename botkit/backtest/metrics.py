@@ -78,15 +78,20 @@ def compute_metrics(
     pnl = np.asarray(trade_pnls, dtype=np.float64).reshape(-1)
     pos = np.asarray(in_market)
     _check_inputs(t, e, pnl, pos, fees_paid, periods_per_year)
+    # Full-length temporaries are made one at a time and freed at once: a backtest of 1M candles must stay within
+    # a small multiple of its data in memory.
     if len(t) > 1:
-        last = np.append(np.diff(t) != 0, True)  # several markets' candles closing at one time: keep the last state
+        last = np.append(t[1:] != t[:-1], True)  # several markets' candles closing at one time: keep the last state
         if not last.all():
             t, e, pos = t[last], e[last], pos[last]
+        del last
     n = len(e)
 
     ppy = periods_per_year
     if ppy is None and n >= 2:
-        ppy = YEAR_MS / float(np.median(np.diff(t)))
+        steps = np.diff(t)
+        ppy = YEAR_MS / float(np.median(steps, overwrite_input=True))
+        del steps
 
     e0, e1 = float(e[0]), float(e[-1])
     span = int(t[-1] - t[0])
@@ -98,18 +103,32 @@ def compute_metrics(
     vol = sharpe = sortino = None
     if n >= 3 and ppy is not None:
         prev = e[:-1]
-        r = np.diff(e)[prev > 0] / prev[prev > 0]
+        r = np.diff(e)
+        ok = prev > 0
+        if ok.all():
+            r /= prev
+        else:
+            r = r[ok] / prev[ok]
+        del ok
         if r.size >= 2:
             mean = float(r.mean())
             sd = float(r.std(ddof=1))
             root = math.sqrt(ppy)
             vol = sd * root
             sharpe = _ratio(mean, sd, root)
-            downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)))
+            np.minimum(r, 0.0, out=r)
+            r *= r
+            downside = math.sqrt(float(r.mean()))
             sortino = _ratio(mean, downside, root)
+        del r
 
     peak = np.maximum.accumulate(e)
-    max_dd = float(np.max(1.0 - e / peak)) if e0 > 0 else 0.0
+    if e0 > 0:
+        ratio = e / peak
+        max_dd = 1.0 - float(ratio.min())
+        del ratio
+    else:
+        max_dd = 0.0
     max_dd = max(0.0, max_dd)
     dd_ms = _longest_drawdown_ms(t, e, peak)
     calmar: float | None = None
@@ -220,8 +239,9 @@ def _longest_drawdown_ms(t: npt.NDArray[np.int64], e: npt.NDArray[np.float64], p
     under = e < peak
     if not under.any():
         return 0
-    idx = np.arange(n)
-    peak_idx = np.maximum.accumulate(np.where(under, 0, idx))  # last bar at the running peak
+    peak_idx = np.arange(n)
+    peak_idx[under] = 0
+    np.maximum.accumulate(peak_idx, out=peak_idx)  # last bar at the running peak
     ends = under & np.append(~under[1:], True)  # last underwater bar of each stretch
     end_idx = np.flatnonzero(ends)
     stop = np.minimum(end_idx + 1, n - 1)  # the recovery bar, or the last bar if never recovered

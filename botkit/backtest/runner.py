@@ -59,11 +59,12 @@ def risk_limits(cfg: BotConfig) -> RiskLimits:
 class ProgressBar:
     """A progress line on stderr for runs longer than a second: a bar on a terminal, a few lines otherwise."""
 
-    stream: TextIO = sys.stderr
+    stream: TextIO | None = None  # None: whatever sys.stderr is when the bar draws
     started: float = 0.0
     last_pct: int = -1
 
     def __call__(self, done: int, total: int) -> None:
+        out = self.stream or sys.stderr
         now = time.perf_counter()
         if not self.started:
             self.started = now
@@ -73,13 +74,13 @@ class ProgressBar:
             return
         pct = int(done * 100 / max(total, 1))
         rate = done / elapsed if elapsed > 0 else 0.0
-        if self.stream.isatty():
+        if out.isatty():
             bar = "#" * (pct // 4) + "." * (25 - pct // 4)
             end = "\n" if done >= total else ""
-            self.stream.write(f"\r  [{bar}] {pct:3d}%  {done:,}/{total:,} candles  {rate:,.0f}/s{end}")
-            self.stream.flush()
+            out.write(f"\r  [{bar}] {pct:3d}%  {done:,}/{total:,} candles  {rate:,.0f}/s{end}")
+            out.flush()
         elif pct // 25 > self.last_pct // 25 or done >= total:
-            self.stream.write(f"  {pct:3d}%  {done:,}/{total:,} candles  {rate:,.0f}/s\n")
+            out.write(f"  {pct:3d}%  {done:,}/{total:,} candles  {rate:,.0f}/s\n")
         self.last_pct = pct
 
 

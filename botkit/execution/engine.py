@@ -223,6 +223,15 @@ class ExecutionEngine:
             self.venue.cancel(o, self.clock())
         return len(targets)
 
+    def adopt(self, order: Order) -> None:
+        """An open order found on the exchange (placed before start or by another process) joins the books as if
+        placed here, so the strategy can see and cancel it and its fills move the state machine."""
+        self.orders[order.client_id] = order
+        self.open[order.client_id] = order
+        self.risk.state.open_orders = len(self.open)
+        self.journal.record("adopted", order)
+        self._queue.append((order, None))
+
     def open_orders(self, market: str | None = None) -> list[Order]:
         return [o for o in self.open.values() if market is None or o.market == market]
 

@@ -7,12 +7,14 @@ import gzip
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+import tracemalloc
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import botkit.backtest.data as data_mod
 from botkit.backtest.data import REPAIRS, CandleSeries, DataError, format_timeframe, load_candles, parse_timeframe
 
 ROOT = Path(__file__).parents[2]
@@ -458,3 +460,294 @@ def test_cli_bench_runs_and_says_synthetic() -> None:
     out = run_cli("bench", "--rows", "20000", "--repeat", "1")
     assert out.returncode == 0, out.stderr
     assert "SYNTHETIC" in out.stdout and "load time" in out.stdout and "peak memory" in out.stdout
+    assert "peak RSS:" in out.stdout and "x the columns" in out.stdout.split("peak RSS:")[1]
+
+
+# ---- chunked loading: files are read in pieces to keep peak memory near the columns; pieces must not show ----------
+
+
+def chunks(monkeypatch: pytest.MonkeyPatch, rows: int, json_bytes: int = 1 << 18, sample: int = 1 << 18) -> None:
+    """Small chunk sizes; sample=0 pretends the file holds 1 row, so the columns must grow chunk after chunk."""
+    monkeypatch.setattr(data_mod, "_CSV_CHUNK_ROWS", rows)
+    monkeypatch.setattr(data_mod, "_JSON_CHUNK_BYTES", json_bytes)
+    monkeypatch.setattr(data_mod, "_CHECK_ROWS", min(rows, 1 << 16))
+    if sample:
+        monkeypatch.setattr(data_mod, "_SAMPLE_BYTES", sample)
+        monkeypatch.setattr(data_mod, "_estimate_rows", ESTIMATE)
+    else:
+        monkeypatch.setattr(data_mod, "_estimate_rows", lambda *args: 1)
+
+
+ESTIMATE = data_mod._estimate_rows
+
+
+def no_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AssertionError("the line-by-line CSV path ran for a file the fast path reads")
+
+    monkeypatch.setattr(data_mod, "_parse_csv_slow", fail)
+
+
+def columns(s: CandleSeries) -> list[list[float]]:
+    return [s.time_ms.tolist(), *(getattr(s, n).tolist() for n in ("open", "high", "low", "close", "volume"))]
+
+
+def iso_text(ms: int, style: str) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    if style == "offset":  # the same instant in UTC+2: numpy cannot parse it, datetime.fromisoformat does
+        return dt.astimezone(timezone(timedelta(hours=2))).isoformat()
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ" if style == "z" else "%Y-%m-%d %H:%M:%S")
+
+
+def varied_csv(tmp_path: Path, time_kind: str, n: int = 40) -> tuple[Path, list[int], list[list[float]]]:
+    """n candles with blank lines, quoted fields (one holding a newline) and the given time column."""
+    head = {"ms": "time_ms", "s": "time_s"}.get(time_kind, "timestamp")
+    lines = [f"{head},open,high,low,close,volume"]
+    times, vals = [], []
+    for i in range(n):
+        ms = T0 + i * M
+        o, c = 10.0 + (i % 7) / 4, 10.0 + (i % 5) / 4
+        row = [o, max(o, c) + 0.5, min(o, c) - 0.5, c, float(i + 1)]
+        if time_kind == "ms":
+            t = str(ms)
+        elif time_kind == "s":
+            t = str(ms // 1000)
+        else:
+            style = time_kind if time_kind != "mixed" else ("z" if i % 3 else "naive")
+            t = iso_text(ms, style)
+        cells = [t, *map(str, row)]
+        if i % 11 == 3:
+            cells[2] = f'"{cells[2]}"'
+        if i % 13 == 5:
+            cells[5] = f'"{cells[5]}\n"'  # a quoted newline: this row spans two lines
+        lines.append(",".join(cells))
+        if i % 9 == 4:
+            lines.append("")
+        times.append(ms)
+        vals.append(row)
+    p = tmp_path / f"{time_kind}.csv"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p, times, vals
+
+
+@pytest.mark.parametrize("time_kind", ["ms", "s", "naive", "z", "offset", "mixed"])
+def test_chunked_csv_reads_like_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time_kind: str) -> None:
+    p, times, vals = varied_csv(tmp_path, time_kind)
+    expected = [times, *(list(col) for col in zip(*vals, strict=True))]
+    no_slow_path(monkeypatch)
+    for rows in (1, 2, 3, 7, 39, 40, 41, 1 << 15):
+        for sample in (0, 8, 1 << 18):
+            chunks(monkeypatch, rows, sample=sample)
+            s = load_candles(p, "BTC_USDT")
+            assert columns(s) == expected, (rows, sample)
+            assert not s.close.flags.writeable
+
+
+@pytest.mark.parametrize(
+    ("time_kind", "bad_time", "needle"),
+    [
+        ("ms", None, "volume -1.0 is negative"),  # found by the vectorised checks after loading
+        ("ms", "abc", "close 'abc' is not a number"),  # loadtxt fails: the line-by-line path names the line
+        ("s", "sub", "has a sub-millisecond part"),  # time_s checks, chunk by chunk
+        ("naive", "yesterday", "date 'yesterday' is not an ISO 8601 time"),  # numpy fails: Python parser pass
+    ],
+)
+def test_bad_row_at_every_chunk_edge_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time_kind: str, bad_time: str | None, needle: str
+) -> None:
+    n = 10
+    head = {"ms": "time_ms", "s": "time_s", "naive": "date"}[time_kind]
+    for bad in range(n):
+        rows = []
+        for i in range(n):
+            ms = T0 + i * M
+            t = str(ms) if time_kind == "ms" else str(ms // 1000) if time_kind == "s" else iso_text(ms, "naive")
+            close, volume = "10.5", f"{i + 1}.0"
+            if i == bad:
+                if bad_time is None:
+                    volume = "-1.0"
+                elif bad_time == "abc":
+                    close = "abc"
+                elif bad_time == "sub":
+                    t = f"{ms / 1000 + 0.0005:.4f}"
+                else:
+                    t = bad_time
+            rows.append(f"{t},10.0,11.0,9.0,{close},{volume}")
+        p = write(tmp_path, [*rows[:4], "", *rows[4:]], f"bad{bad}.csv", f"{head},open,high,low,close,volume")
+        line = bad + 2 + (1 if bad >= 4 else 0)  # header, 1-based, and the blank line after the 4th row
+        for size in (1, 2, 3, 4, 1 << 15):
+            chunks(monkeypatch, size)
+            expect_error(p, line, needle)
+
+
+def test_a_problem_in_a_later_chunk_outranks_as_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors found chunk by chunk are held back until the file is read: the whole-file ranking decides."""
+    iso = [f"{iso_text(T0 + i * M, 'naive')},10,11,9,10.5,1" for i in range(12)]
+    iso[2] = "yesterday,10,11,9,10.5,1"
+    iso[9] = f"{T0 + 9 * M},10,11,9,10.5,1"  # numeric times are THE error in an ISO column, wherever they are
+    iso_p = write(tmp_path, iso, "iso.csv", "date,open,high,low,close,volume")
+    secs = [f"{(T0 + i * M) // 1000},10,11,9,10.5,1" for i in range(12)]
+    secs[1] = f"{(T0 + M) / 1000 + 0.0005:.4f},10,11,9,10.5,1"
+    secs[8] = "nan,10,11,9,10.5,1"  # a non-finite time outranks a sub-ms one
+    secs_p = write(tmp_path, secs, "s.csv", "time_s,open,high,low,close,volume")
+    good = [[T0 + i * M, 1.0, 2.0, 0.5, 1.5, 10.0] for i in range(12)]
+    elements: list[list[object]] = [list(r) for r in good]
+    elements[1][0] = T0 + M + 0.5  # not whole ms ...
+    elements[8][3] = "0.5"  # ... but a string further on is what the careful JSON path reports
+    json_p = tmp_path / "e.json"
+    json_p.write_text(json.dumps(elements))
+    for rows, json_bytes in ((2, 30), (3, 64), (1 << 15, 1 << 18)):
+        chunks(monkeypatch, rows, json_bytes)
+        expect_error(iso_p, 11, "date '1570752540000' is a number, not an ISO 8601 date")
+        expect_error(secs_p, 10, "time_s nan is not a finite time")
+        expect_error(json_p, 9, 'JSON element 9: low "0.5" is not a number')
+
+
+def test_iso_rules_apply_to_the_whole_column_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'Z' is stripped only if every row has it, and numpy parses only if it can parse every row ('now' is a
+    time to numpy, not to datetime.fromisoformat): decided for the whole file, not chunk by chunk."""
+    times = [iso_text(T0 + i * M, "z") for i in range(8)]
+    mixed = [*times[:4], *(t.rstrip("Z") for t in times[4:])]
+    mixed[6] = "now"
+    mixed_p = write(tmp_path, [f"{t},10,11,9,10.5,1" for t in mixed], "mixed.csv", "date,open,high,low,close,volume")
+    all_z = [*times]
+    all_z[5] = "yesterdayZ"
+    all_z_p = write(tmp_path, [f"{t},10,11,9,10.5,1" for t in all_z], "z.csv", "date,open,high,low,close,volume")
+    frac = [[T0 + i * M, 1.0, 2.0, 0.5, 1.5, 10.0] for i in range(12)]
+    frac[9][0] = T0 + 9 * M + 0.5
+    frac_p = tmp_path / "frac.json"
+    frac_p.write_text(json.dumps(frac))
+    dated = [f"{iso_text(T0 + i * M, 'naive')},10,11,9,10.5,1" for i in range(12)]
+    dated[2] = "20191011,10,11,9,10.5,1"  # all digits, yet a date to Python: not the error, so reading goes on
+    dated[9] = "yesterday,10,11,9,10.5,1"
+    dated_p = write(tmp_path, dated, "dated.csv", "date,open,high,low,close,volume")
+    for rows, json_bytes in ((2, 30), (4, 64), (1 << 15, 1 << 18)):
+        chunks(monkeypatch, rows, json_bytes)
+        expect_error(dated_p, 11, "date 'yesterday' is not an ISO 8601 time")
+        expect_error(mixed_p, 8, "date 'now' is not an ISO 8601 time")
+        expect_error(all_z_p, 7, "date 'yesterday' is not an ISO 8601 time")  # Z stripped: every row had one
+        expect_error(frac_p, 10, "JSON element 10: time 1570752540000.5 is not a whole number of milliseconds")
+
+
+def test_big_iso_files_that_numpy_cannot_parse_do_not_crash(tmp_path: Path) -> None:
+    """numpy 2.4 segfaults casting >500 strings to datetime64 when one warns (offsets) or fails ('yesterday').
+
+    Run in a child process so a regression fails this test instead of killing the test run.
+    """
+    n = 3000
+    offsets = [f"{iso_text(T0 + i * M, 'offset')},10,11,9,10.5,1" for i in range(n)]
+    bad = [f"{iso_text(T0 + i * M, 'naive')},10,11,9,10.5,1" for i in range(n)]
+    bad[2500] = "yesterday,10,11,9,10.5,1"
+    header = "timestamp,open,high,low,close,volume"
+    ok_p, bad_p = write(tmp_path, offsets, "off.csv", header), write(tmp_path, bad, "bad.csv", header)
+    code = (
+        "import sys\n"
+        "from botkit.backtest.data import DataError, load_candles\n"
+        "s = load_candles(sys.argv[1], 'BTC_USDT')\n"
+        "print(len(s), int(s.time_ms[0]), int(s.time_ms[-1]))\n"
+        "try:\n"
+        "    load_candles(sys.argv[2], 'BTC_USDT')\n"
+        "except DataError as exc:\n"
+        "    print(exc.line, exc.problem)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ok_p), str(bad_p)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-500:]}"
+    assert out.stdout.splitlines() == [
+        f"{n} {T0} {T0 + (n - 1) * M}",
+        "2502 timestamp 'yesterday' is not an ISO 8601 time",
+    ]
+
+
+def freqtrade_texts() -> list[tuple[str, str]]:
+    rows = [[T0 + i * M, 1.5 + i / 8, 2.5 + i, 1.25e-05, 1.5 + i, 10.0 * i] for i in range(30)]
+    inner = ["[" + ", ".join(map(str, r)) + "]" for r in rows]
+    return [
+        ("compact", json.dumps(rows, separators=(",", ":"))),
+        ("spaced", json.dumps(rows)),
+        ("pretty", json.dumps(rows, indent=2)),
+        ("odd seams", "\n [" + " ,\n".join(inner) + " ]\n"),  # ' ,' never cuts a piece: read as one
+        ("mixed seams", "[" + ",".join(inner[:10]) + " , " + ",\n".join(inner[10:]) + "]"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "text"), freqtrade_texts())
+def test_chunked_freqtrade_reads_like_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str
+) -> None:
+    rows = json.loads(text)
+    expected = [[int(r[0]) for r in rows], *([float(r[k]) for r in rows] for k in range(1, 6))]
+    plain = tmp_path / "a.json"
+    plain.write_text(text)
+    packed = tmp_path / "a.json.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+
+    def careful(*args: object) -> None:
+        raise AssertionError("the whole-file json.loads path ran for a file the fast path reads")
+
+    monkeypatch.setattr(data_mod, "_freqtrade_careful", careful)
+    for json_bytes in (1, 7, 40, 150, 1 << 18):
+        for sample in (0, 8, 1 << 18):
+            chunks(monkeypatch, 1 << 15, json_bytes, sample)
+            for path in (plain, packed):
+                assert columns(load_candles(path, "BTC_USDT")) == expected, (name, json_bytes, sample, path)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        (f"[[{T0},1,2,0.5,1.5,3],[{T0 + M},1,2,0.5,1.5,3],]", 1, "not valid JSON"),  # trailing comma
+        (f"[[{T0},1,2,0.5,1.5,3],[{T0 + M},1,2,0.5,1.5,3]],", 1, "not valid JSON"),  # junk after the list
+        (f"[[{T0},1,2,0.5,1.5,3],[{T0 + M},1,2,0.5,1.5]]", 2, "is not a list of 6 numbers"),
+        (f"[[{T0},1,2,0.5,1.5,3],[{T0 + M},1,2,0.5,1.5,null]]", 2, "volume null is not a number"),
+        (f"[[{T0},1,2,0.5,1.5,3], [[{T0 + M},1,2,0.5,1.5,3]]]", 2, "is not a list of 6 numbers"),
+        ("[]", None, "holds no candles"),
+        ("", 1, "not valid JSON"),
+    ],
+)
+def test_chunked_freqtrade_hands_odd_files_to_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int | None, needle: str
+) -> None:
+    p = tmp_path / "odd.json"
+    p.write_text(text)
+    for json_bytes in (1, 5, 16, 1 << 18):
+        chunks(monkeypatch, 1 << 15, json_bytes)
+        expect_error(p, line, needle)
+
+
+def test_freqtrade_with_bom_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "bom.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps([[T0 + i * M, 1, 2, 0.5, 1.5, 3] for i in range(3)]).encode())
+    chunks(monkeypatch, 1 << 15, 8)
+    assert load_candles(p, "BTC_USDT").time_ms.tolist() == [T0, T0 + M, T0 + 2 * M]
+
+
+@pytest.mark.parametrize("kind", ["csv", "iso", "json"])
+def test_load_holds_little_beyond_the_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Allocation peak (tracemalloc: deterministic, unlike RSS) stays near the columns: no whole-file copies.
+
+    Loading everything at once and then copying columns out needs at least twice the columns (JSON: ~5x).
+    Chunks are made small so their fixed size does not dominate this 60,000-row file.
+    """
+    from botkit.backtest.data_cli import _write_freqtrade_json, _write_iso_csv
+    from botkit.backtest.sample import generate_candles, write_candles_csv
+
+    series = generate_candles("BTC_USDT", start_ms=T0, count=60_000, seed=3)
+    p = tmp_path / ("c.json" if kind == "json" else "c.csv")
+    if kind == "csv":
+        write_candles_csv(series, p, 2, 6)
+    elif kind == "iso":
+        _write_iso_csv(series, p)
+    else:
+        _write_freqtrade_json(series, p)
+    del series
+    chunks(monkeypatch, 2048, 1 << 15, 1 << 14)
+    tracemalloc.start()
+    try:
+        loaded = load_candles(p, "BTC_USDT")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(loaded) == 60_000
+    assert peak < 1.5 * loaded.nbytes, f"peak {peak / loaded.nbytes:.2f}x the columns"

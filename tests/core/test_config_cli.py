@@ -182,3 +182,17 @@ def test_config_errors_never_echo_secrets_or_whole_tables(tmp_path):
     except ValidationError as exc:
         msg = format_validation_error(exc, "f.toml", M)
     assert "s3cr3t-value" not in msg and "<hidden>" in msg
+
+
+def test_auth_section_is_checked_at_load_and_secrets_must_come_from_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOTKIT_AUTH__CLIENT_SECRET", raising=False)
+    ok = GOOD + '\n[auth]\nclient_id = "my-client"\nbase_url = "https://whitebit.com"\n'
+    assert load_config(_write(tmp_path, ok)).auth["client_id"] == "my-client"
+    with pytest.raises(ConfigError, match="auth.client_idd"):
+        load_config(_write(tmp_path, GOOD + '\n[auth]\nclient_id = "c"\nclient_idd = "typo"\n'))
+    with pytest.raises(ConfigError, match="must not be in a file") as ei:
+        load_config(_write(tmp_path, GOOD + '\n[auth]\nclient_id = "c"\nclient_secret = "sup3r-s3cret"\n'))
+    assert "sup3r-s3cret" not in str(ei.value)
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "from-env-secret")
+    cfg = load_config(_write(tmp_path, ok))
+    assert cfg.auth["client_id"] == "my-client"

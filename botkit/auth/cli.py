@@ -1,0 +1,163 @@
+"""`botkit auth login|apikey|status|logout CONFIG`.
+
+Exit codes: 0 done, 1 the authorization failed (message says what to do), 2 bad config or arguments.
+Output never contains a token, code, verifier or secret: status shows fingerprints and expiry only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from botkit.auth.apikey import FastApiKey, run_fast_api_key
+from botkit.auth.errors import AuthError
+from botkit.auth.login import interactive_login
+from botkit.auth.manager import TokenManager
+from botkit.auth.oauth import OAuthClient
+from botkit.auth.settings import AuthSettings, ConfigError, load_auth_settings
+from botkit.auth.store import StoredCredentials, store_for
+from botkit.auth.tokens import fingerprint
+
+Out = Callable[[str], None]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `auth` with its four subcommands; each sets `func(args) -> int`."""
+    auth = subparsers.add_parser("auth", help="log in, get a Fast API key, show or remove credentials")
+    sub = auth.add_subparsers(dest="auth_command", required=True)
+    login = sub.add_parser("login", help="authorization-code login (loopback redirect) and store the tokens")
+    login.add_argument("config")
+    login.add_argument("--no-browser", action="store_true", help="only print the URL")
+    apikey = sub.add_parser("apikey", help="WhiteBIT Fast API Key via OAuth: consent, then store key + secret")
+    apikey.add_argument("config")
+    apikey.add_argument("--no-browser", action="store_true")
+    apikey.add_argument("--api-key", help="the public API key, if WhiteBIT showed it instead of redirecting it")
+    status = sub.add_parser("status", help="grant, scopes, expiry and key permissions (never a secret)")
+    status.add_argument("config")
+    logout = sub.add_parser("logout", help="revoke where offered, then delete the local credentials")
+    logout.add_argument("config")
+    logout.add_argument("--delete-key", action="store_true", help="also DELETE the OAuth API key at WhiteBIT")
+    for p in (login, apikey, status, logout):
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(run_async(args))
+
+
+async def run_async(args: argparse.Namespace, out: Out = print, err: Out | None = None) -> int:
+    err = err or (lambda m: print(m, file=sys.stderr))
+    try:
+        settings = load_auth_settings(args.config)
+    except ConfigError as exc:
+        err(str(exc))
+        return 2
+    cmd = args.auth_command
+    try:
+        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
+            if cmd == "login":
+                return await _login(settings, http, args, out)
+            if cmd == "apikey":
+                return await _apikey(settings, http, args, out)
+            if cmd == "status":
+                return _status(settings, out)
+            return await _logout(settings, http, args, out)
+    except ConfigError as exc:
+        err(str(exc))
+        return 2
+    except AuthError as exc:
+        err(f"botkit auth {cmd}: {exc}")
+        return 1
+
+
+async def _login(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    if settings.client_secret is None:
+        raise ConfigError("the client secret is not set; export BOTKIT_AUTH__CLIENT_SECRET")
+    client, token, _ = await interactive_login(settings, http, out=out, open_browser=not args.no_browser and None)
+    mgr = TokenManager(client, store_for(settings), settings, reauth_command=f"botkit auth login {args.config}")
+    await mgr.install(token)
+    out(f"Logged in: scopes {','.join(sorted(token.scopes)) or '-'}; token expires in "
+        f"{token.expires_at - time.time():.0f} s; stored in {mgr.store.path}")
+    return 0
+
+
+async def _apikey(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    if settings.client_secret is None:
+        raise ConfigError("the client secret is not set; export BOTKIT_AUTH__CLIENT_SECRET")
+    creds = await run_fast_api_key(settings, http, api_key=args.api_key, out=out,
+                                   open_browser=not args.no_browser and None)
+    out(f"API key {creds.api_key[:4]}… stored with permissions {','.join(sorted(creds.permissions)) or '-'}")
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _status(settings: AuthSettings, out: Out) -> int:
+    store = store_for(settings)
+    stored = store.load()
+    out(f"server:   {settings.base_url} ({settings.dialect})  client: {settings.client_id}  account: "
+        f"{settings.account}")
+    out(f"file:     {store.path}")
+    if stored is None or (stored.token is None and stored.api_key is None):
+        out("no credentials stored; run: botkit auth login CONFIG (or botkit auth apikey CONFIG)")
+        return 1
+    if stored.token is not None:
+        t = stored.token
+        left = t.expires_at - time.time()
+        out(f"token:    at={fingerprint(t.access_token)} obtained {_when(t.obtained_at)}, "
+            + (f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"))
+        out(f"refresh:  {'rt=' + fingerprint(t.refresh_token) if t.refresh_token else 'none (cannot refresh)'}")
+        out(f"scopes:   {','.join(sorted(t.scopes)) or '-'}")
+    if stored.api_key is not None:
+        k = stored.api_key
+        out(f"api key:  {k.api_key[:4]}… (external id {k.external_id or '-'}), obtained {_when(k.obtained_at)}")
+        out(f"key permissions: {','.join(sorted(k.permissions)) or '-'}")
+    return 0
+
+
+async def _logout(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    store = store_for(settings)
+    try:
+        stored = store.load()
+    except AuthError as exc:
+        out(f"token file unreadable ({exc}); deleting it")
+        stored = None
+    stored = stored or StoredCredentials()
+    client = OAuthClient(settings, http)
+    if stored.api_key is not None and args.delete_key and stored.token is not None:
+        mgr = TokenManager(client, store, settings)
+        try:
+            await mgr.load()
+            await FastApiKey(settings, http, mgr).delete(str(stored.api_key.external_id))
+            out("OAuth API key deleted at the exchange")
+        except Exception as exc:  # deletion is best effort; local removal below happens regardless
+            out(f"could not delete the API key at the exchange ({type(exc).__name__}); delete it in the dashboard")
+    if stored.token is not None and stored.token.refresh_token is not None:
+        try:
+            if settings.use_metadata:
+                await client.discover()
+            revoked = await client.revoke(stored.token.refresh_token, "refresh_token")
+            out("refresh token revoked" if revoked else "the server offers no revocation; tokens expire on their own")
+        except AuthError as exc:
+            out(f"revocation failed ({exc}); the token may stay valid until it expires")
+    out("local credentials deleted" if store.delete() else "no local credentials to delete")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="botkit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

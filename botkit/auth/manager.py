@@ -1,0 +1,283 @@
+"""TokenManager: a valid access token on every call, refreshed exactly once per expiry, never lost.
+
+Rules it enforces (oauth-client-rules.md C1-C8, D1-D2, E2): proactive refresh with leeway; single flight with a
+shared outcome (one task, every waiter awaits it); the file lock and a re-read around refresh-and-persist so other
+processes never spend the same refresh token; persist before use; retries only for transient failures, bounded by
+the refresh token's remaining life; `invalid_grant` is terminal and sticky (no loops); a keep-alive task so an
+idle bot's short refresh token never lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_random_exponential
+
+from botkit.auth.errors import AuthError, ReauthRequired, TokenEndpointUnavailable
+from botkit.auth.grants import Grant
+from botkit.auth.oauth import InvalidGrant, OAuthClient, TransientTokenError
+from botkit.auth.settings import AuthSettings
+from botkit.auth.store import StoredCredentials, TokenStore
+from botkit.auth.tokens import TokenSet, fingerprint
+
+log = logging.getLogger("botkit.auth.manager")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TokenManager:
+    """Owns one credential set (one token file). Safe for any number of concurrent callers in one event loop."""
+
+    def __init__(
+        self,
+        client: OAuthClient,
+        store: TokenStore,
+        settings: AuthSettings,
+        *,
+        reauth_command: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.s = settings
+        self.reauth_command = reauth_command or settings.reauth_command()
+        self._sleep = sleep
+        self._token: TokenSet | None = None
+        self._token_str: str | None = None
+        self._refresh_at = 0.0  # monotonic
+        self._grant = Grant(frozenset(), "oauth")
+        self._inflight: asyncio.Task[TokenSet] | None = None
+        self._reauth: ReauthRequired | None = None
+        self._last_sent = -1e18  # monotonic time of the last refresh request from this process
+        self._keepalive: asyncio.Task[None] | None = None
+        self.refresh_count = 0  # refresh requests this process sent (for status and tests)
+
+    def __repr__(self) -> str:
+        return f"TokenManager(store={self.store!r}, token={self._token!r})"
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    @property
+    def grant(self) -> Grant:
+        return self._grant
+
+    @property
+    def token(self) -> TokenSet | None:
+        return self._token
+
+    def _adopt(self, t: TokenSet) -> None:
+        lifetime = max(0.0, t.expires_at - t.obtained_at)
+        leeway = min(self.s.leeway_s, lifetime / 2)  # a leeway as long as the token would refresh on every call
+        self._token = t
+        self._token_str = t.access_token.get_secret_value()
+        self._refresh_at = time.monotonic() + (t.expires_at - leeway - time.time())
+        self._grant = Grant(t.scopes, "oauth")
+
+    def _expiring(self, t: TokenSet) -> bool:
+        lifetime = max(0.0, t.expires_at - t.obtained_at)
+        return time.time() >= t.expires_at - min(self.s.leeway_s, lifetime / 2)
+
+    async def load(self) -> TokenManager:
+        """Read the token file; raises ReauthRequired (with the command) when there is nothing usable."""
+        stored = await asyncio.to_thread(self.store.load)
+        if stored is None or stored.token is None:
+            raise ReauthRequired("no stored OAuth token", command=self.reauth_command)
+        self._adopt(stored.token)
+        return self
+
+    async def install(self, token: TokenSet) -> None:
+        """Persist a fresh token set (after login), then use it."""
+        async with self.store.locked():
+            stored = await asyncio.to_thread(self.store.load)
+            api_key = stored.api_key if stored else None
+            await asyncio.to_thread(self.store.save, StoredCredentials(token=token, api_key=api_key))
+        self._reauth = None
+        self._adopt(token)
+
+    # -- hot path --------------------------------------------------------------------------------------------------
+    async def access_token(self) -> str:
+        """A token valid for at least the leeway; refreshes (once, shared) when it is not."""
+        t = self._token_str
+        if t is not None and time.monotonic() < self._refresh_at:
+            return t
+        return await self._slow_path(t)
+
+    async def _slow_path(self, seen: str | None) -> str:
+        """Refresh; if the endpoint is down but the current token has not expired yet, keep using it."""
+        try:
+            return (await self._refresh_shared(seen=seen, force=False)).access_token.get_secret_value()
+        except TokenEndpointUnavailable:
+            cur = self._token
+            left = cur.expires_at - time.time() if cur is not None else 0.0
+            margin = min(1.0, 0.1 * (cur.expires_at - cur.obtained_at)) if cur is not None else 1.0
+            if self._token_str is not None and left > margin:
+                log.warning("refresh failed; using the current token for its last %.0f s", left)
+                self._refresh_at = time.monotonic() + min(5.0, left / 2)  # try again soon, not on every call
+                return self._token_str
+            raise
+
+    async def token_for(self, operation: str, required: frozenset[str]) -> str:
+        """Scope check (no I/O when it fails) then a valid token: the per-call path of the REST client."""
+        if not required <= self._grant.scopes:
+            self._grant.require(operation, required)
+        t = self._token_str
+        if t is not None and time.monotonic() < self._refresh_at:
+            return t
+        return await self._slow_path(t)
+
+    async def force_refresh(self, sent: str) -> str:
+        """After a 401 for token `sent`: one refresh, shared with concurrent 401s on the same token."""
+        if self._token_str is not None and self._token_str != sent:
+            return self._token_str  # someone already replaced the token we sent
+        ts = await self._refresh_shared(seen=sent, force=True)
+        if ts.access_token.get_secret_value() == sent:  # we joined a non-forced flight that kept the token
+            ts = await self._refresh_shared(seen=sent, force=True)
+        return ts.access_token.get_secret_value()
+
+    # -- single flight ---------------------------------------------------------------------------------------------
+    async def _refresh_shared(self, seen: str | None, force: bool) -> TokenSet:
+        if self._reauth is not None:
+            raise self._reauth
+        task = self._inflight
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._refresh_locked(seen, force))
+            task.add_done_callback(self._flight_done)
+            self._inflight = task
+        return await asyncio.shield(task)
+
+    def _flight_done(self, task: asyncio.Task[TokenSet]) -> None:
+        if self._inflight is task:
+            self._inflight = None
+        if not task.cancelled():
+            task.exception()  # mark retrieved; waiters got it already
+
+    async def _refresh_locked(self, seen: str | None, force: bool) -> TokenSet:
+        try:
+            async with self.store.locked():
+                stored = await asyncio.to_thread(self.store.load)
+                current = stored.token if stored and stored.token else self._token
+                if current is None:
+                    raise InvalidGrant("no stored OAuth token")
+                cur_str = current.access_token.get_secret_value()
+                if cur_str != seen and not self._expiring(current):
+                    log.debug("refresh.skip at=%s (another process or caller refreshed)", fingerprint(cur_str))
+                    self._adopt(current)
+                    return current
+                if not force and not self._expiring(current):
+                    self._adopt(current)
+                    return current
+                new = await self._refresh_with_retry(current)
+                try:
+                    api_key = stored.api_key if stored else None
+                    await asyncio.to_thread(self.store.save, StoredCredentials(token=new, api_key=api_key))
+                except AuthError:
+                    log.error("refresh.fail persist: new token set could not be saved; it will not be used")
+                    raise
+                self._adopt(new)
+                return new
+        except InvalidGrant as exc:
+            self._reauth = ReauthRequired(
+                "the authorization server no longer accepts this grant (invalid_grant)",
+                command=self.reauth_command, status=exc.status, error="invalid_grant", path=exc.path,
+            )
+            self._token_str = None
+            self._refresh_at = 0.0
+            log.error("reauth.required endpoint=%s", exc.path)
+            raise self._reauth from None
+
+    def _wait(self, rs: RetryCallState) -> float:
+        exc = rs.outcome.exception() if rs.outcome is not None else None
+        ra = getattr(exc, "retry_after", None)
+        if isinstance(ra, int | float) and ra >= 0:
+            return float(min(ra, self.s.retry_after_cap_s))
+        return float(wait_random_exponential(multiplier=0.5, max=self.s.retry_max_wait_s)(rs))
+
+    async def _respect_rate_limit(self, current: TokenSet) -> None:
+        """1 refresh request/s per client (WhiteBIT), across processes via the stored obtain time."""
+        interval = self.s.refresh_min_interval_s
+        if interval > 0:
+            interval += 0.05  # the server measures from when it received the last request, not when we sent it
+        wait = max(self._last_sent + interval - time.monotonic(), current.obtained_at + interval - time.time())
+        if wait > 0:
+            await self._sleep(wait)
+        self._last_sent = time.monotonic()
+
+    async def _refresh_with_retry(self, current: TokenSet) -> TokenSet:
+        budget = self.s.retry_total_s
+        life = self.s.refresh_token_lifetime
+        if life is not None:
+            budget = max(0.0, min(budget, current.obtained_at + life - time.time()))
+        log.info("refresh.start rt=%s", fingerprint(current.refresh_token))
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.s.retry_attempts) | stop_before_delay(budget),
+                wait=self._wait,
+                retry=retry_if_exception_type(TransientTokenError),
+                reraise=True,
+                sleep=self._sleep,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._respect_rate_limit(current)
+                    self.refresh_count += 1
+                    new = await self.client.refresh(current)
+        except TransientTokenError as exc:
+            log.warning("refresh.fail transient status=%s endpoint=%s", exc.status, exc.path)
+            raise TokenEndpointUnavailable(
+                "token endpoint kept failing; retries exhausted", status=exc.status, error=exc.error, path=exc.path
+            ) from None
+        rotated = new.refresh_token is not None and current.refresh_token is not None and (
+            new.refresh_token.get_secret_value() != current.refresh_token.get_secret_value()
+        )
+        log.info(
+            "refresh.ok at=%s expires_in=%.0f rotated=%s", fingerprint(new.access_token),
+            new.expires_at - time.time(), "yes" if rotated else "no",
+        )
+        return new
+
+    # -- keep-alive ------------------------------------------------------------------------------------------------
+    def start_keepalive(self) -> None:
+        """Refresh on schedule even without API traffic (a 600 s refresh token must not lapse under a bot)."""
+        if self._keepalive is None or self._keepalive.done():
+            self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop(), name="token-keepalive")
+
+    async def _keepalive_loop(self) -> None:
+        failures = 0
+        while True:
+            delay = max(0.0, self._refresh_at - time.monotonic())
+            await asyncio.sleep(delay + 0.01)
+            try:
+                await self._refresh_shared(seen=self._token_str, force=False)
+                failures = 0
+            except ReauthRequired:
+                return
+            except AuthError as exc:
+                failures += 1
+                log.warning("keepalive refresh failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(30.0, 2.0**failures))
+
+    async def aclose(self) -> None:
+        task, self._keepalive = self._keepalive, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        inflight = self._inflight
+        if inflight is not None:
+            with contextlib.suppress(BaseException):
+                await inflight
+
+    async def __aenter__(self) -> TokenManager:
+        if self._token is None:
+            await self.load()
+        if self.s.keepalive:
+            self.start_keepalive()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -1,0 +1,472 @@
+"""The WhiteBIT venue: orders go out over signed REST, their fate comes back from the REST answers and the private
+WebSocket streams, and every source feeds one upsert keyed by clientOrderId.
+
+Fills are derived from the exchange's cumulative figures (dealStock, dealMoney, dealFee) and from deals: each source
+can only raise what we have seen, so a deal that arrives before, after or instead of its order event is counted
+exactly once. On start and after every reconnect the venue reconciles with GET-style reads (/api/v4/orders, order
+history): no order the exchange holds is unknown, and no fill that happened while the socket was down is lost.
+An ambiguous failure (the request may have reached the exchange) is resolved by asking for the clientOrderId,
+never by sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botkit.auth.grants import InsufficientScope
+from botkit.execution.orders import Fill, Order, OrderStatus, OrderType
+from botkit.market.rules import MarketRules, fmt
+from botkit.market.types import Side
+from botkit.venues.base import Balance, VenueEvents
+from botkit.whitebit.errors import WhiteBitError, WhiteBitUnavailable
+from botkit.whitebit.rest import TransportFailure, WhiteBitRest
+from botkit.whitebit.ws import (
+    BalanceUpdate,
+    Connected,
+    DealUpdate,
+    OrderUpdate,
+    WsClient,
+    WsEvent,
+)
+
+log = logging.getLogger("botkit.venues.whitebit")
+
+ZERO = Decimal(0)
+_MAX_PAGES = 50
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None and value != "" else ZERO
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """What we know of one order on the exchange: cumulative figures seen so far, and the deals counted."""
+
+    order: Order
+    in_flight: bool = True  # submit not yet answered
+    seen_stock: Decimal = ZERO
+    seen_money: Decimal = ZERO
+    seen_fee: Decimal = ZERO
+    deals: set[int] = field(default_factory=set)
+    deal_stock: Decimal = ZERO
+    deal_money: Decimal = ZERO
+    deal_fee: Decimal = ZERO
+    maker: bool | None = None
+    cancel_sent: bool = False
+
+
+class WhiteBitVenue:
+    """Implements the Venue protocol against WhiteBIT (or the sandbox). Call `start()` before trading."""
+
+    name = "whitebit"
+
+    def __init__(
+        self,
+        rest: WhiteBitRest,
+        rules: dict[str, MarketRules],
+        *,
+        ws_url: str | None,
+        notify: Callable[[], None] = lambda: None,
+        adopt: Callable[[Order], None] | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        ping_interval: float = 50.0,
+        lost_order_grace_s: float = 3.0,
+    ) -> None:
+        self.rest = rest
+        self.lost_order_grace_s = lost_order_grace_s
+        self.rules = rules
+        self.notify = notify
+        self.adopt = adopt
+        self.clock_ms = clock_ms
+        self._events: VenueEvents | None = None
+        self._balances: dict[str, Balance] = {}
+        self._by_cid: dict[str, _Tracked] = {}
+        self._by_xid: dict[str, _Tracked] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reconcile_lock = asyncio.Lock()
+        self.reconciles = 0
+        self.adopted: list[Order] = []
+        self.errors: list[str] = []
+        assets = sorted({a for r in rules.values() for a in (r.stock, r.money)})
+        self.ws: WsClient | None = None
+        if ws_url is not None:
+            self.ws = WsClient(ws_url, self._on_ws, token=self._ws_token, ping_interval=ping_interval,
+                               stale_after=None, name="private-ws")
+            self.ws.subscribe_private(sorted(rules), assets)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Balances, then the private stream, then a full reconciliation (also repeated after each reconnect)."""
+        await self.refresh_balances()
+        if self.ws is not None:
+            await self.ws.start(wait=10.0)
+        await self.reconcile()
+
+    async def stop(self) -> None:
+        await self.settle()
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait for in-flight submits and cancels to be answered."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+
+    async def refresh_balances(self) -> None:
+        data = await self.rest.call("trade_balance", {})
+        self._balances = {
+            str(a): Balance(_dec(v.get("available")), _dec(v.get("freeze"))) for a, v in (data or {}).items()
+            if isinstance(v, dict)
+        }
+
+    # ---- Venue protocol ----------------------------------------------------------------------------------------------
+
+    def bind(self, events: VenueEvents) -> None:
+        self._events = events
+
+    def balance(self, asset: str) -> Balance:
+        return self._balances.get(asset, Balance(ZERO, ZERO))
+
+    def balances(self) -> dict[str, Balance]:
+        return dict(sorted(self._balances.items()))
+
+    def submit(self, order: Order, now_ms: int) -> None:
+        tr = _Tracked(order)
+        self._by_cid[order.client_id] = tr
+        self._spawn(self._submit(tr))
+
+    def cancel(self, order: Order, now_ms: int) -> None:
+        tr = self._by_cid.get(order.client_id)
+        if tr is None or tr.cancel_sent:
+            return
+        tr.cancel_sent = True
+        self._spawn(self._cancel(tr))
+
+    # ---- order entry -------------------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit(self, tr: _Tracked) -> None:
+        o = tr.order
+        if o.type == "limit":
+            endpoint = "order_new"
+            params: dict[str, Any] = {"market": o.market, "side": o.side, "amount": fmt(o.amount),
+                                      "price": fmt(o.price), "clientOrderId": o.client_id}  # type: ignore[arg-type]
+            if o.post_only:
+                params["postOnly"] = True
+            if o.ioc:
+                params["ioc"] = True
+        elif o.type == "market":
+            endpoint = "order_market"
+            params = {"market": o.market, "side": o.side, "amount": fmt(o.amount), "clientOrderId": o.client_id}
+        else:
+            self._reject(tr, "venue: stop orders are not supported on the whitebit venue yet")
+            return
+        try:
+            resp = await self.rest.call(endpoint, params)
+        except (TransportFailure, WhiteBitUnavailable) as exc:
+            if isinstance(exc, TransportFailure) and not exc.sent:
+                self._reject(tr, f"network: {exc}")
+                return
+            log.warning("order %s: ambiguous failure (%s); asking the exchange by clientOrderId", o.client_id, exc)
+            await self._resolve_ambiguous(tr)
+            return
+        except InsufficientScope as exc:
+            self._reject(tr, f"scope: {exc}")
+            return
+        except WhiteBitError as exc:
+            self._reject(tr, f"exchange: {exc}")
+            return
+        finally:
+            tr.in_flight = False
+        if isinstance(resp, dict):
+            self._apply(tr, resp, finished=self._rest_finished(tr, resp))
+        self.notify()
+
+    async def _resolve_ambiguous(self, tr: _Tracked) -> None:
+        """Look the order up until it is found, or until `lost_order_grace_s` has passed without it (a request
+        still in flight inside the exchange must not be declared lost too early)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lost_order_grace_s
+        attempt = 0
+        while attempt < 8:
+            attempt += 1
+            try:
+                found = await self._find(tr)
+            except InsufficientScope as exc:
+                self.errors.append(f"order {tr.order.client_id}: cannot look it up: {exc}")
+                return
+            except WhiteBitError as exc:
+                log.warning("order %s: lookup failed (%s), attempt %d", tr.order.client_id, exc, attempt)
+                await asyncio.sleep(min(4.0, 0.25 * 2**attempt))
+                continue
+            if found is None and loop.time() < give_up:
+                await asyncio.sleep(min(0.5, max(0.05, give_up - loop.time())))
+                continue
+            if found is None:
+                self._reject(tr, "network: the order did not reach the exchange (not found by clientOrderId)")
+            else:
+                resp, finished = found
+                self._apply(tr, resp, finished=finished)
+            self.notify()
+            return
+        self.errors.append(f"order {tr.order.client_id}: state unknown after repeated lookups")
+        log.error("order %s: state unknown; it will be resolved at the next reconciliation", tr.order.client_id)
+
+    async def _cancel(self, tr: _Tracked) -> None:
+        o = tr.order
+        while tr.in_flight:
+            await asyncio.sleep(0.02)  # cancel after the exchange knows the order
+        if not o.is_open:
+            return
+        params: dict[str, Any] = {"market": o.market}
+        if o.exchange_id is not None:
+            params["orderId"] = int(o.exchange_id)
+        else:
+            params["clientOrderId"] = o.client_id
+        try:
+            resp = await self.rest.call("order_cancel", params)
+        except WhiteBitError as exc:
+            log.info("cancel %s: %s; reconciling its state", o.client_id, exc)
+            tr.cancel_sent = False
+            with contextlib.suppress(WhiteBitError, InsufficientScope):
+                found = await self._find(tr)
+                if found is not None:
+                    self._apply(tr, found[0], finished=found[1])
+            self.notify()
+            return
+        except InsufficientScope as exc:
+            self.errors.append(str(exc))
+            tr.cancel_sent = False
+            return
+        if isinstance(resp, dict):
+            self._apply(tr, resp, finished=True)
+        self.notify()
+
+    def _rest_finished(self, tr: _Tracked, resp: dict[str, Any]) -> bool:
+        """REST `status` is unreliable on creation (an open order reads "FILLED"): use `left`."""
+        if tr.order.type == "market":
+            return True
+        return _dec(resp.get("left")) == 0 or bool(tr.order.ioc)
+
+    async def _find(self, tr: _Tracked) -> tuple[dict[str, Any], bool] | None:
+        """The order as the exchange holds it: open (/orders) or finished (order history); None if unknown."""
+        o = tr.order
+        key: dict[str, Any] = {"market": o.market}
+        if o.exchange_id is not None:
+            key["orderId"] = int(o.exchange_id)
+        else:
+            key["clientOrderId"] = o.client_id
+        rows = await self.rest.call("open_orders", {**key, "limit": 100})
+        for r in rows or []:
+            if self._matches(o, r):
+                return r, False
+        hist = await self.rest.call("order_history", {**key, "limit": 100})
+        items = hist.get(o.market, []) if isinstance(hist, dict) else (hist or [])
+        for r in items:
+            if self._matches(o, r):
+                return r, True
+        return None
+
+    @staticmethod
+    def _matches(o: Order, r: dict[str, Any]) -> bool:
+        xid = r.get("orderId", r.get("id"))
+        if o.exchange_id is not None and xid is not None:
+            return str(xid) == o.exchange_id
+        return str(r.get("clientOrderId") or "") == o.client_id
+
+    # ---- the upsert --------------------------------------------------------------------------------------------------
+
+    def _apply(self, tr: _Tracked, r: dict[str, Any], *, finished: bool) -> None:
+        """Bring our order in line with an exchange record (REST or WS shape)."""
+        o = tr.order
+        ev = self._ev()
+        now = self.clock_ms()
+        xid = r.get("orderId", r.get("id"))
+        if o.status == OrderStatus.NEW and xid is not None:
+            ev.order_accepted(o, now, str(xid))
+        if o.exchange_id is not None:
+            self._by_xid[o.exchange_id] = tr
+        if not o.is_open:
+            return
+        stock = _dec(r.get("dealStock", r.get("deal_stock")))
+        money = _dec(r.get("dealMoney", r.get("deal_money")))
+        fee = _dec(r.get("dealFee", r.get("deal_fee")))
+        self._raise_to(tr, stock, money, fee, finished)
+        if finished and o.is_open:
+            ev.order_cancelled(o, now, "cancelled" if not stock else "cancelled after a partial fill")
+
+    def _raise_to(self, tr: _Tracked, stock: Decimal, money: Decimal, fee: Decimal, finished: bool) -> None:
+        """Emit the fill between what we had seen and `stock` (cumulative), if any."""
+        o = tr.order
+        if stock <= tr.seen_stock:
+            return  # nothing new; a finished order that is not complete is cancelled by the caller
+        d_stock, d_money = stock - tr.seen_stock, max(ZERO, money - tr.seen_money)
+        d_fee = max(ZERO, fee - tr.seen_fee)
+        tr.seen_stock, tr.seen_money, tr.seen_fee = stock, max(money, tr.seen_money), max(fee, tr.seen_fee)
+        self._emit(tr, d_stock, d_money, d_fee, complete=self._complete(o, stock, finished))
+
+    @staticmethod
+    def _complete(o: Order, stock: Decimal, finished: bool) -> bool:
+        if o.quote_amount:
+            return finished  # a market buy is done when the exchange says so
+        if o.type == "market":
+            return finished and stock > 0
+        return stock >= o.amount
+
+    def _emit(self, tr: _Tracked, d_stock: Decimal, d_money: Decimal, d_fee: Decimal, *, complete: bool) -> None:
+        o = tr.order
+        r = self.rules[o.market]
+        price = (d_money / d_stock).quantize(r.price_step) if d_stock else (o.price or ZERO)
+        maker = tr.maker if tr.maker is not None else (o.type == "limit" and o.status != OrderStatus.NEW)
+        fill = Fill(o.client_id, o.market, o.side, price, d_stock, d_money, d_fee,
+                    r.stock if o.side == "buy" else r.money, maker, self.clock_ms())
+        if o.status == OrderStatus.NEW and o.exchange_id is not None:
+            self._ev().order_accepted(o, fill.time_ms, o.exchange_id)
+        self._ev().order_filled(o, fill, complete)
+
+    def _reject(self, tr: _Tracked, reason: str) -> None:
+        tr.in_flight = False
+        o = tr.order
+        if o.is_open and o.status == OrderStatus.NEW:
+            self._ev().order_rejected(o, self.clock_ms(), reason)
+        self.notify()
+
+    # ---- private stream ----------------------------------------------------------------------------------------------
+
+    async def _ws_token(self) -> str:
+        data = await self.rest.call("websocket_token", {})
+        return str(data["websocket_token"])
+
+    def _on_ws(self, ev: WsEvent) -> None:
+        if isinstance(ev, OrderUpdate):
+            self._on_order_event(ev.event, ev.order)
+        elif isinstance(ev, DealUpdate):
+            self._on_deal(ev.deal)
+        elif isinstance(ev, BalanceUpdate):
+            for a, v in ev.balances.items():
+                self._balances[a] = Balance(_dec(v.get("available")), _dec(v.get("freeze")))
+        elif isinstance(ev, Connected) and ev.reconnect:
+            self._spawn(self.reconcile())
+            return
+        else:
+            return
+        self.notify()
+
+    def _lookup(self, xid: Any, cid: Any) -> _Tracked | None:
+        tr = self._by_xid.get(str(xid)) if xid is not None else None
+        if tr is None and cid:
+            tr = self._by_cid.get(str(cid))
+        return tr
+
+    def _on_order_event(self, event: int, data: dict[str, Any]) -> None:
+        tr = self._lookup(data.get("id"), data.get("client_order_id"))
+        if tr is None or tr.order.status == OrderStatus.REJECTED:
+            if event != 3:
+                self._adopt(data)
+            return
+        finished = event == 3
+        if tr.order.type == "market" and not finished:
+            return
+        self._apply(tr, data, finished=finished)
+
+    def _on_deal(self, d: list[Any]) -> None:
+        # [id, time, market, order_id, price, amount, fee, client_order_id, side, role, fee_asset]
+        tr = self._lookup(d[3], d[7])
+        if tr is None or int(d[0]) in tr.deals:
+            return
+        tr.deals.add(int(d[0]))
+        tr.maker = int(d[9]) == 1
+        if tr.order.type == "market":
+            return  # a market order is settled whole by its REST answer or its finish event, never by halves
+        amount, price = _dec(d[5]), _dec(d[4])
+        tr.deal_stock += amount
+        tr.deal_money += amount * price
+        tr.deal_fee += _dec(d[6])
+        if tr.order.status == OrderStatus.NEW and tr.order.exchange_id is None:
+            self._ev().order_accepted(tr.order, self.clock_ms(), str(d[3]))
+            self._by_xid[str(d[3])] = tr
+        self._raise_to(tr, tr.deal_stock, tr.deal_money, tr.deal_fee, finished=False)
+
+    # ---- reconciliation ----------------------------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Make our open orders match the exchange's: adopt unknown ones, settle the ones that closed meanwhile."""
+        async with self._reconcile_lock:
+            self.reconciles += 1
+            seen: set[str] = set()
+            for market in sorted(self.rules):
+                offset = 0
+                for _ in range(_MAX_PAGES):
+                    rows = await self.rest.call("open_orders", {"market": market, "limit": 100, "offset": offset})
+                    rows = rows or []
+                    for r in rows:
+                        xid = str(r.get("orderId"))
+                        seen.add(xid)
+                        tr = self._lookup(xid, r.get("clientOrderId"))
+                        if tr is None or tr.order.status == OrderStatus.REJECTED:
+                            self._adopt(r)  # unknown, or given up as lost: the exchange holds it, so track it
+                        else:
+                            self._apply(tr, r, finished=False)
+                    if len(rows) < 100:
+                        break
+                    offset += 100
+            for tr in list(self._by_cid.values()):
+                o = tr.order
+                if not o.is_open or tr.in_flight or (o.exchange_id is not None and o.exchange_id in seen):
+                    continue
+                try:
+                    found = await self._find(tr)
+                except (WhiteBitError, InsufficientScope) as exc:
+                    self.errors.append(f"reconcile {o.client_id}: {exc}")
+                    continue
+                if found is not None:
+                    self._apply(tr, found[0], finished=found[1])
+                elif o.status == OrderStatus.NEW:
+                    self._reject(tr, "network: the order is unknown to the exchange")
+            with contextlib.suppress(WhiteBitError):
+                await self.refresh_balances()
+        self.notify()
+
+    def _adopt(self, r: dict[str, Any]) -> None:
+        """An order we did not place (or forgot): track it so nothing the exchange holds is unknown."""
+        market = str(r.get("market"))
+        if market not in self.rules or self.adopt is None:
+            return
+        xid = str(r.get("orderId", r.get("id")))
+        cid = str(r.get("clientOrderId", r.get("client_order_id")) or "") or f"x-{xid}"
+        known = self._by_xid.get(xid) or self._by_cid.get(cid)
+        if known is not None and known.order.status != OrderStatus.REJECTED:
+            return
+        side_raw = r.get("side")
+        side: Side = "sell" if side_raw in ("sell", 1) else "buy"
+        otype: OrderType = "market" if str(r.get("type")) in ("market", "2") else "limit"
+        ts = r.get("timestamp", r.get("ctime"))
+        t_ms = int(float(ts) * 1000) if ts is not None else self.clock_ms()
+        order = Order(client_id=cid, market=market, side=side, type=otype, amount=_dec(r.get("amount")),
+                      price=_dec(r.get("price")) if otype == "limit" else None, created_ms=t_ms, updated_ms=t_ms)
+        tr = _Tracked(order, in_flight=False)
+        self._by_cid[cid] = tr
+        self._by_xid[xid] = tr
+        self.adopted.append(order)
+        self.adopt(order)
+        log.info("adopted open order %s (%s) found on the exchange", cid, xid)
+        self._apply(tr, r, finished=False)
+
+    def _ev(self) -> VenueEvents:
+        if self._events is None:
+            raise RuntimeError("WhiteBitVenue is not bound to an execution engine")
+        return self._events

@@ -1,0 +1,178 @@
+"""Typed WhiteBIT errors: status, WhiteBIT's code, its field messages and the endpoint path.
+
+Never the raw body or any header: bodies of auth endpoints carry tokens and secrets, headers carry keys and
+signatures. We parse the documented shapes (whitebit-api.md §2.2, §2.5, §1.2) into fields and drop the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+# Error-body keys that may hold secrets: their field messages are dropped, not carried.
+_SECRET_FIELDS = frozenset(
+    {"access_token", "refresh_token", "apiSecret", "client_secret", "code_verifier", "token", "code", "secret"}
+)
+
+
+class WhiteBitError(Exception):
+    """An error answer from WhiteBIT (or the sandbox) for one endpoint."""
+
+    def __init__(
+        self,
+        status: int,
+        path: str,
+        code: int | None = None,
+        message: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.status = status
+        self.path = path
+        self.code = code
+        self.message = message
+        self.errors = errors or {}
+        detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.errors.items())
+        text = f"HTTP {status} from {path}"
+        if code is not None:
+            text += f" (code {code})"
+        if message:
+            text += f": {message}"
+        if detail:
+            text += f" [{detail}]"
+        super().__init__(text)
+
+
+class WhiteBitAuthError(WhiteBitError):
+    """401 / "Unauthorized request.": credentials missing, wrong or expired."""
+
+
+class WhiteBitForbidden(WhiteBitError):
+    """403: the key or token lacks permission for this endpoint. A token refresh cannot fix it."""
+
+    required_scopes: frozenset[str] = frozenset()
+
+
+class WhiteBitNotFound(WhiteBitError):
+    """404."""
+
+
+class WhiteBitConflict(WhiteBitError):
+    """409 (e.g. an API secret that was already retrieved)."""
+
+
+class WhiteBitLocked(WhiteBitError):
+    """423: temporary lock, retry later."""
+
+
+class WhiteBitValidationError(WhiteBitError):
+    """400/422: the request was rejected on its content (precision, balance, fields)."""
+
+
+class WhiteBitRegionRestricted(WhiteBitError):
+    """453: order type or flag not available in this region or listing window."""
+
+
+class WhiteBitRateLimited(WhiteBitError):
+    """429. `nonce_problem` tells a nonce rejection (JSON "Too many requests.") from a gateway limit."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, nonce_problem: bool = False, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.retry_after = retry_after
+        self.nonce_problem = nonce_problem
+
+
+class WhiteBitUnavailable(WhiteBitError):
+    """5xx: maintenance or internal error."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if absent or garbage."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _messages(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, str | int | float)]
+    if isinstance(value, str):
+        return [value]
+    return []
+
+
+def parse_error_body(body: bytes) -> tuple[int | None, str | None, dict[str, list[str]]]:
+    """(code, message, field messages) from any documented WhiteBIT error shape; secret-bearing fields dropped."""
+    try:
+        doc = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None, None, {}
+    if not isinstance(doc, dict):
+        return None, None, {}
+    code = doc.get("code") if isinstance(doc.get("code"), int) else None
+    message: str | None = doc["message"] if isinstance(doc.get("message"), str) else None
+    fields: dict[str, list[str]] = {}
+    raw_errors = doc.get("errors")
+    if isinstance(raw_errors, dict):
+        fields.update({str(k): _messages(v) for k, v in raw_errors.items()})
+    data = doc.get("data")
+    if isinstance(data, dict):  # OAuth shapes: {"data":{"message":[...]}} / {"data":{"token":["Invalid token."]}}
+        for k, v in data.items():
+            if k == "message":
+                msgs = _messages(v)
+                message = message or (msgs[0] if msgs else None)
+            else:
+                fields[str(k)] = _messages(v)
+    if isinstance(doc.get("error"), list | str):  # 500 {"error":["Internal server error."]}
+        msgs = _messages(doc["error"])
+        message = message or (msgs[0] if msgs else None)
+    if message is None and not fields and not raw_errors and "data" not in doc:
+        # flat public 422: {"market":["Market is not available."]}
+        fields.update({str(k): _messages(v) for k, v in doc.items() if isinstance(v, list)})
+    # A field named like a secret keeps its messages only while they are short prose ("Invalid token."), so a
+    # server that echoes the submitted value can never push it into an exception text.
+    def prose(m: str) -> bool:
+        return len(m) < 40 and (" " in m or m.startswith("validation."))
+
+    safe = {k: v for k, v in fields.items() if k not in _SECRET_FIELDS or all(prose(m) for m in v)}
+    return code, message, safe
+
+
+def error_from_response(status: int, body: bytes, path: str, retry_after: str | None = None) -> WhiteBitError:
+    """The typed error for a non-2xx answer (or a 200 kline with success:false, if the caller passes it)."""
+    code, message, fields = parse_error_body(body)
+    ra = parse_retry_after(retry_after)
+    if status == 401:
+        return WhiteBitAuthError(status, path, code, message, fields)
+    if status == 403:
+        return WhiteBitForbidden(status, path, code, message, fields)
+    if status == 404:
+        return WhiteBitNotFound(status, path, code, message, fields)
+    if status == 409:
+        return WhiteBitConflict(status, path, code, message, fields)
+    if status == 423:
+        return WhiteBitLocked(status, path, code, message, fields)
+    if status == 429:
+        nonce = message is not None and "too many requests" in message.lower()
+        return WhiteBitRateLimited(status, path, code, message, fields, retry_after=ra, nonce_problem=nonce)
+    if status == 453:
+        return WhiteBitRegionRestricted(status, path, code, message, fields)
+    if status >= 500:
+        return WhiteBitUnavailable(status, path, code, message, fields, retry_after=ra)
+    if status in (400, 422):
+        if code == 10 and message and "unauthorized" in message.lower():
+            return WhiteBitAuthError(status, path, code, message, fields)
+        return WhiteBitValidationError(status, path, code, message, fields)
+    return WhiteBitError(status, path, code, message, fields)

@@ -1,0 +1,232 @@
+"""Async REST client for WhiteBIT v4: registry-driven auth, scope check before I/O, per-endpoint retry policy.
+
+Order of work per call: look the endpoint up; check the grant (no network when it fails); sign (HMAC) or attach
+a Bearer token; send; on a Bearer 401 do one forced refresh and one retry (keyed on the token sent), a second 401
+is `ReauthRequired`; a 403 is a scope error and never triggers a refresh. Transport-level retries (tenacity) are
+separate from the 401 path so a 401 inside a retry loop can never become a refresh storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_random_exponential
+
+from botkit.auth.errors import ReauthRequired
+from botkit.auth.grants import Grant
+from botkit.auth.manager import TokenManager
+from botkit.auth.oauth import OAuthClient
+from botkit.auth.settings import AuthSettings
+from botkit.auth.signing import HmacSigner
+from botkit.auth.store import store_for
+from botkit.whitebit.endpoints import DEFAULT_REGISTRY, AuthKind, Endpoint, EndpointRegistry
+from botkit.whitebit.errors import (
+    WhiteBitError,
+    WhiteBitForbidden,
+    WhiteBitRateLimited,
+    WhiteBitUnavailable,
+    error_from_response,
+)
+
+log = logging.getLogger("botkit.whitebit.rest")
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_MAYBE_SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+
+
+class TransportFailure(WhiteBitError):
+    """The request failed below HTTP (connect, read, protocol); carries the path and the error type only."""
+
+    def __init__(self, path: str, kind: str, sent: bool) -> None:
+        super().__init__(0, path, None, f"{kind} ({'may have reached' if sent else 'never reached'} the server)")
+        self.kind = kind
+        self.sent = sent
+
+
+class WhiteBitRest:
+    """One base URL, one credential set. `trading_auth` picks HMAC or Bearer where an endpoint allows both."""
+
+    def __init__(
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        tokens: TokenManager | None = None,
+        signer: HmacSigner | None = None,
+        key_grant: Grant | None = None,
+        trading_auth: Literal["hmac", "bearer"] = "hmac",
+        registry: EndpointRegistry = DEFAULT_REGISTRY,
+        retry_attempts: int = 4,
+        retry_max_wait_s: float = 10.0,
+        retry_after_cap_s: float = 60.0,
+        retry_total_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self.tokens = tokens
+        self.signer = signer
+        self.key_grant = key_grant
+        self.trading_auth = trading_auth
+        self.registry = registry
+        self.retry_attempts = retry_attempts
+        self.retry_max_wait_s = retry_max_wait_s
+        self.retry_after_cap_s = retry_after_cap_s
+        self.retry_total_s = retry_total_s
+        self._sleep = sleep
+        self.attempts = 0  # requests put on the wire (for tests and metrics)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: AuthSettings, http: httpx.AsyncClient, *, registry: EndpointRegistry = DEFAULT_REGISTRY
+    ) -> WhiteBitRest:
+        """The client a bot uses: stored API key (HMAC) and/or OAuth tokens (Bearer) for the configured account."""
+        store = store_for(settings)
+        stored = await asyncio.to_thread(store.load)
+        if stored is None or (stored.token is None and stored.api_key is None):
+            raise ReauthRequired("no stored credentials", command=settings.reauth_command())
+        tokens = None
+        if stored.token is not None:
+            tokens = TokenManager(OAuthClient(settings, http), store, settings)
+            await tokens.load()
+        signer = key_grant = None
+        if stored.api_key is not None:
+            signer = HmacSigner(stored.api_key.api_key, stored.api_key.api_secret)
+            key_grant = Grant(stored.api_key.permissions, "apikey")
+        return cls(
+            settings.base_url, http, tokens=tokens, signer=signer, key_grant=key_grant,
+            trading_auth=settings.trading_auth, registry=registry,
+        )
+
+    def auth_kind(self, ep: Endpoint) -> AuthKind:
+        if "public" in ep.auth:
+            return "public"
+        if "bearer" in ep.auth and ("hmac" not in ep.auth or self.trading_auth == "bearer"):
+            return "bearer"
+        return "hmac"
+
+    def check_scope(self, ep: Endpoint) -> AuthKind:
+        """Raise InsufficientScope (no I/O) unless the credentials in use cover the endpoint."""
+        kind = self.auth_kind(ep)
+        if kind == "bearer":
+            if self.tokens is None:
+                raise ValueError(f"{ep.name} needs a Bearer token: give WhiteBitRest a TokenManager (auth login)")
+            self.tokens.grant.require(ep.name, ep.scopes)
+        elif kind == "hmac":
+            if self.signer is None:
+                raise ValueError(f"{ep.name} needs an API key: give WhiteBitRest an HmacSigner (auth apikey)")
+            if self.key_grant is None:
+                raise ValueError(f"{ep.name}: the API key's permissions are unknown; pass key_grant")
+            self.key_grant.require(ep.name, ep.scopes)
+        return kind
+
+    async def call(self, endpoint: str | Endpoint, params: Mapping[str, Any] | None = None, **path_params: str) -> Any:
+        ep = endpoint if isinstance(endpoint, Endpoint) else self.registry.get(endpoint)
+        kind = self.check_scope(ep)
+        path = ep.url_path(**path_params)
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, TransportFailure):
+                return not exc.sent or ep.idempotent
+            if isinstance(exc, WhiteBitRateLimited):
+                return True  # 429: not processed (gateway limit or nonce rejection)
+            if isinstance(exc, WhiteBitUnavailable):
+                return exc.status == 503 or ep.idempotent
+            return False
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry_attempts) | stop_before_delay(self.retry_total_s),
+            wait=self._wait,
+            retry=retry_if_exception(retryable),
+            reraise=True,
+            sleep=self._sleep,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(ep, kind, path, params)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, rs: RetryCallState) -> float:
+        exc = rs.outcome.exception() if rs.outcome is not None else None
+        ra = getattr(exc, "retry_after", None)
+        if isinstance(ra, int | float) and ra >= 0:
+            return float(min(ra, self.retry_after_cap_s))
+        return float(wait_random_exponential(multiplier=0.5, max=self.retry_max_wait_s)(rs))
+
+    async def _once(self, ep: Endpoint, kind: AuthKind, path: str, params: Mapping[str, Any] | None) -> Any:
+        if kind == "public":
+            return self._result(ep, path, await self._send(ep, path, params, {}, None))
+        if kind == "hmac":
+            assert self.signer is not None
+            signed = self.signer.sign(path, params)  # fresh nonce per attempt
+            return self._result(ep, path, await self._send(ep, path, None, signed.headers, signed.body))
+        assert self.tokens is not None
+        token = await self.tokens.token_for(ep.name, ep.scopes)
+        body = self._json_body(ep, params)
+        r = await self._send(ep, path, params, self._bearer(token), body)
+        if r.status_code == 401:
+            log.info("401 on %s: one forced refresh and one retry", path)
+            token = await self.tokens.force_refresh(token)
+            r = await self._send(ep, path, params, self._bearer(token), body)
+            if r.status_code == 401:
+                raise ReauthRequired(
+                    "the API still answers 401 after a fresh token", command=self.tokens.reauth_command,
+                    status=401, path=path,
+                )
+        return self._result(ep, path, r)
+
+    @staticmethod
+    def _bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    @staticmethod
+    def _json_body(ep: Endpoint, params: Mapping[str, Any] | None) -> bytes | None:
+        if ep.method != "POST":
+            return None
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        return json.dumps(clean, separators=(",", ":"), ensure_ascii=False).encode()
+
+    async def _send(
+        self, ep: Endpoint, path: str, params: Mapping[str, Any] | None, headers: dict[str, str], body: bytes | None
+    ) -> httpx.Response:
+        url = self.base_url + path
+        query: dict[str, str] | None = None
+        if ep.method != "POST" and params:
+            query = {k: str(v) for k, v in params.items() if v is not None}
+        self.attempts += 1
+        try:
+            return await self.http.request(ep.method, url, params=query, headers=headers, content=body)
+        except _NEVER_SENT as exc:
+            raise TransportFailure(path, type(exc).__name__, sent=False) from None
+        except _MAYBE_SENT as exc:
+            raise TransportFailure(path, type(exc).__name__, sent=True) from None
+
+    def _result(self, ep: Endpoint, path: str, r: httpx.Response) -> Any:
+        if 200 <= r.status_code < 300:
+            if not r.content:
+                return None
+            doc = r.json()
+            if path.startswith("/oauth2/") and isinstance(doc, dict) and "data" in doc:
+                return doc["data"]
+            return doc
+        err = error_from_response(r.status_code, r.content, path, r.headers.get("Retry-After"))
+        if isinstance(err, WhiteBitForbidden):
+            hint = _scope_hint(r.headers.get("WWW-Authenticate"))
+            err.required_scopes = hint or ep.scopes
+        raise err
+
+
+def _scope_hint(www_authenticate: str | None) -> frozenset[str] | None:
+    """`scope="a b"` from an RFC 6750 §3 challenge, if any."""
+    if not www_authenticate or "scope=" not in www_authenticate:
+        return None
+    part = www_authenticate.split("scope=", 1)[1]
+    value = part[1:].split('"', 1)[0] if part.startswith('"') else part.split(",", 1)[0]
+    return frozenset(urllib.parse.unquote(value).replace(",", " ").split())

@@ -1,0 +1,58 @@
+"""Fixtures for the `botkit run` tests: a real sandbox on 127.0.0.1 with 1 s candles and fast synthetic prints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from pydantic import SecretStr
+
+from botkit.auth.grants import Grant
+from botkit.auth.signing import HmacSigner
+from botkit.config import BotConfig
+from botkit.sandbox.config import SandboxConfig
+from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import running_sandbox, test_config
+from botkit.whitebit.rest import WhiteBitRest
+
+HERE = Path(__file__).parent
+STRATEGIES = HERE / "run_strategies.py"
+
+
+def fast_config(**server: Any) -> SandboxConfig:
+    """Default sandbox, quick loops, one synthetic print every 50 ms (so 1 s candles close with trades in them)."""
+    cfg = test_config(candles_interval=0.1, **server)
+    markets = [
+        m.model_copy(update={"liquidity": m.liquidity.model_copy(update={"tick_interval": 0.05})})
+        for m in cfg.markets
+    ]
+    return cfg.model_copy(update={"markets": markets})
+
+
+def bot_config(strategy: str, **run: Any) -> BotConfig:
+    run = {"interval": 1, "history": 5, "staleness_s": 5, **run}
+    return BotConfig(
+        name="test",
+        strategy={"plugin": f"{STRATEGIES}:{strategy}"},
+        markets={"BTC_USDT": {"stock_prec": 6, "money_prec": 2, "min_amount": "0.00001", "min_total": "1"}},
+        balances={"USDT": "1000", "BTC": "0.01"},  # paper mode only
+        run=run,
+    )
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with running_sandbox(fast_config()) as sb:
+        yield sb
+
+
+@pytest_asyncio.fixture
+async def rest(sandbox: Sandbox) -> AsyncIterator[WhiteBitRest]:
+    """Plain signed REST on the demo account, outside the bot."""
+    perms = next(k for a in sandbox.config.accounts if a.name == "demo" for k in a.api_keys).permissions
+    async with httpx.AsyncClient(timeout=10) as http:
+        yield WhiteBitRest(sandbox.base_url, http, signer=HmacSigner("demo-key", SecretStr("demo-secret")),
+                           key_grant=Grant.of(perms))

@@ -1,0 +1,118 @@
+"""Strategies the `botkit run` tests drive (plugins loaded from this file by path)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from botkit import Context, Strategy
+from botkit.execution.orders import Fill, Order
+from botkit.market.types import BookSnapshot, Candle
+
+
+class Recorder(Strategy):
+    """Records everything it is told; subclasses decide what to trade."""
+
+    scopes = frozenset({"orders.create", "orders.delete"})
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(None)
+        self.candles: list[tuple[Candle, int]] = []  # (candle, wall ms when received)
+        self.updates: list[tuple[str, str]] = []  # (client id, status)
+        self.fills: list[Fill] = []
+        self.books: list[BookSnapshot] = []
+        self.started = self.stopped = False
+
+    def on_start(self, ctx: Context) -> None:
+        self.started = True
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        self.candles.append((candle, int(time.time() * 1000)))
+
+    def on_order_update(self, ctx: Context, order: Order) -> None:
+        self.updates.append((order.client_id, order.status.value))
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+        self.books.append(book)
+
+    def on_stop(self, ctx: Context) -> None:
+        self.stopped = True
+
+
+class Prober(Recorder):
+    """First closed candle: a resting limit buy 5 % under the market and a 20 USDT market buy; the next one, a
+    market sell of 0.0002 BTC; the third cancels the limit buy."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.limit: Order | None = None
+        self.market: Order | None = None
+        self.market_sell: Order | None = None
+        self.timer_times: list[int] = []
+        self.scheduled_at = 0
+
+    def on_start(self, ctx: Context) -> None:
+        super().on_start(ctx)
+        self.scheduled_at = ctx.now
+        ctx.schedule("tick", 500)
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        self.timer_times.append(int(time.time() * 1000))
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        n = len(self.candles)
+        if n == 1:
+            price = Decimal(str(candle.close)) * Decimal("0.95")
+            self.limit = ctx.buy(candle.market, "0.001", price)
+            self.market = ctx.buy(candle.market, "20")
+        elif n == 2:
+            self.market_sell = ctx.sell(candle.market, "0.0002")
+        elif n == 3 and self.limit is not None:
+            ctx.cancel(self.limit)
+
+
+class Resting(Recorder):
+    """First closed candle: one limit buy 2 % under the market that rests until the test moves the price."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.limit: Order | None = None
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if self.limit is None:
+            self.limit = ctx.buy(candle.market, "0.002", Decimal(str(candle.close)) * Decimal("0.98"))
+
+
+class WantsApiKeys(Recorder):
+    """Declares a scope no sandbox trading key carries: the bot must refuse to start."""
+
+    scopes = frozenset({"orders.create", "apikeys.read"})
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        ctx.buy(candle.market, "20")
+
+
+class PaperTrader(Recorder):
+    """Paper mode: a market buy on the first candle, a marketable limit sell on the second."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.orders: list[Order] = []
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        n = len(self.candles)
+        if n == 1:
+            self.orders.append(ctx.buy(candle.market, "100"))
+        elif n == 2:
+            self.orders.append(ctx.sell(candle.market, "0.001", Decimal(str(candle.close)) * Decimal("0.9")))
+
+
+class BookWatcher(Recorder):
+    scopes = frozenset()
