@@ -29,7 +29,7 @@ from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.orders import ClientIdFactory, Order
 from botkit.execution.risk import RiskLimits, RiskManager
-from botkit.market.rules import MarketRules
+from botkit.market.rules import MarketRules, fmt
 from botkit.market.types import Candle
 from botkit.plugins import build_strategy
 from botkit.strategy import CandleArrays, Context, Strategy, StrategyRunner
@@ -138,7 +138,7 @@ class RunSummary:
         for a in sorted(set(self.start_balances) | set(self.final_balances)):
             s = self.start_balances.get(a)
             e = self.final_balances.get(a)
-            lines.append(f"  {a:<6} {s.total if s else 0} -> {e.total if e else 0}")
+            lines.append(f"  {a:<6} {fmt(s.total) if s else 0} -> {fmt(e.total) if e else 0}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

