@@ -392,8 +392,7 @@ class LiveRunner:
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
-                            stale_after=self.run_cfg.staleness_s, consecutive_depth_ids=self.mode == "sandbox",
-                            name=f"market-ws {market}")
+                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}")
             feed.subscribe_candles(market, self.run_cfg.interval_s)
             feed.subscribe_lastprice([market])
             if want_trades:

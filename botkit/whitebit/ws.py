@@ -175,10 +175,10 @@ class RateBudget:
 class WsClient:
     """One WhiteBIT WebSocket connection with its subscriptions, surviving disconnects.
 
-    Subscribe before or after `start()`; subscriptions are (re)sent on every connect. `consecutive_depth_ids`
-    also treats a delta whose update_id is not past_update_id + 1 as a gap (the sandbox numbers every change of a
-    subscription; WhiteBIT documents only the past_update_id chain, so it is off by default). `token` (an async callable
-    returning a fresh token from POST /api/v4/profile/websocket_token) enables the private channels.
+    Subscribe before or after `start()`; subscriptions are (re)sent on every connect. A depth delta whose
+    past_update_id is not the last update_id seen is a gap (the check WhiteBIT documents) and triggers a resubscribe.
+    `token` (an async callable returning a fresh token from POST /api/v4/profile/websocket_token) enables the
+    private channels.
     """
 
     def __init__(
@@ -195,7 +195,6 @@ class WsClient:
         backoff_max: float = 30.0,
         stale_after: float | None = 30.0,
         close_grace: float | None = None,
-        consecutive_depth_ids: bool = False,
         name: str = "ws",
     ) -> None:
         self.url = url
@@ -209,7 +208,6 @@ class WsClient:
         self.backoff_max = backoff_max
         self.stale_after = stale_after
         self.close_grace = close_grace
-        self.consecutive_depth_ids = consecutive_depth_ids
         self.name = name
         self.connects = 0
         self.depth_resubscribes = 0
@@ -537,8 +535,7 @@ class WsClient:
             if book.update_id is None:
                 return  # deltas before the fresh snapshot: ignore
             past = data.get("past_update_id")
-            skipped = self.consecutive_depth_ids and past is not None and uid is not None and uid != int(past) + 1
-            if past is None or int(past) != book.update_id or skipped:
+            if past is None or int(past) != book.update_id:
                 expected = book.update_id
                 book.update_id = None
                 self.depth_resubscribes += 1
