@@ -141,6 +141,8 @@ class RunConfig(_Strict):
     history: int = Field(200, ge=0, le=1440, description="closed candles loaded before the first callback")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    journal: Path | None = Field(
+        None, description="sandbox/live: SQLite order journal; none = <[output] dir>/<name>/journal.sqlite")
 
     @field_validator("interval")
     @classmethod

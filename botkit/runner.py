@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -27,6 +29,7 @@ from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine, Rejection
+from botkit.execution.journal import SqliteJournal
 from botkit.execution.orders import ClientIdFactory, Order
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.market.rules import MarketRules, fmt
@@ -63,6 +66,11 @@ VENUE_SCOPES = frozenset({"balances.read", "orders.read"})
 
 class RunError(Exception):
     """The bot cannot start as configured (credentials, markets, sandbox account). CLI exit code 2."""
+
+
+def journal_venue(base_url: str, api_key: str) -> str:
+    """Which exchange and account a journaled order lives on (the key hashed: the journal holds no credential)."""
+    return f"{base_url}#{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
 
 
 def wall_ms() -> int:
@@ -116,6 +124,8 @@ class RunSummary:
     depth_resubscribes: int = 0
     stale_events: int = 0
     adopted: int = 0
+    restored: int = 0
+    journal: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
@@ -127,6 +137,8 @@ class RunSummary:
             f"run {self.mode}: {self.strategy} for {self.seconds:.1f} s, {self.candles} closed candles",
             f"orders: {len(self.orders)} ({status}); fills: {self.fills}; rejections: {len(self.rejections)}",
         ]
+        if self.restored:
+            lines.append(f"open orders restored from the journal: {self.restored}")
         if self.adopted:
             lines.append(f"adopted open orders found on the exchange: {self.adopted}")
         if self.reconnects or self.depth_resubscribes or self.stale_events:
@@ -139,8 +151,24 @@ class RunSummary:
             s = self.start_balances.get(a)
             e = self.final_balances.get(a)
             lines.append(f"  {a:<6} {fmt(s.total) if s else 0} -> {fmt(e.total) if e else 0}")
+        if self.journal is not None:
+            lines.append(f"order journal: {self.journal}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+class _FreshIds(ClientIdFactory):
+    """Client ids that skip every id the journal already holds, so a restarted bot never reuses one."""
+
+    def __init__(self, prefix: str, used: frozenset[str]) -> None:
+        super().__init__(prefix)
+        self.used = used
+
+    def __call__(self) -> str:
+        cid = super().__call__()
+        while cid in self.used:
+            cid = super().__call__()
+        return cid
 
 
 def _overrides(strategy: Strategy, name: str) -> bool:
@@ -173,6 +201,8 @@ class LiveRunner:
         self.queue: asyncio.Queue[WsEvent | None] = asyncio.Queue()
         self.stop_event = asyncio.Event()
         self.engine: ExecutionEngine | None = None
+        self.journal: SqliteJournal | None = None
+        self.restored: list[Order] = []
         self.venue: WhiteBitVenue | SimulatedVenue | None = None
         self.feeds: list[WsClient] = []
         self.http: httpx.AsyncClient | None = None
@@ -283,6 +313,8 @@ class LiveRunner:
                 depth_resubscribes=sum(f.depth_resubscribes for f in self.feeds),
                 stale_events=self.stale_events,
                 adopted=len(self.venue.adopted) if isinstance(self.venue, WhiteBitVenue) else 0,
+                restored=len(self.restored),
+                journal=str(self.journal.path) if self.journal is not None else None,
                 notes=list(self.venue.errors) if isinstance(self.venue, WhiteBitVenue) else [],
             )
             if self.out is not None:
@@ -347,6 +379,16 @@ class LiveRunner:
             venue = WhiteBitVenue(rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
                                   clock_ms=clock, ping_interval=rc.ping_interval_s)
         self.venue = venue
+        ids_prefix = f"bk{int(time.time()) % 1_000_000:x}"
+        ids = ClientIdFactory(ids_prefix)
+        if mode != "paper":
+            where = journal_venue(base_url, key)
+            if mode == "sandbox":
+                # The in-process sandbox is a new, empty exchange each run (and its port may be reused): its
+                # orders are journaled but never restored into another run.
+                where += f"#sandbox-{uuid.uuid4().hex[:12]}"
+            self.journal = self._open_journal(where)
+            ids = _FreshIds(ids_prefix, self.journal.client_ids())
         self.engine = ExecutionEngine(
             grant=grant,
             declared_scopes=declared,
@@ -356,11 +398,30 @@ class LiveRunner:
             clock=clock,
             last_price=self.data.last_price,
             equity=self._equity,
-            ids=ClientIdFactory(f"bk{int(time.time()) % 1_000_000:x}"),
+            ids=ids,
+            journal=self.journal,
         )
+        if self.journal is not None and isinstance(venue, WhiteBitVenue):
+            # Ours from an earlier run: back on the books before the venue's reconciliation settles them.
+            self.restored = self.journal.open_orders(venue=self.journal.venue)
+            self.engine.restore(self.restored)
+            for order in self.restored:
+                venue.track(order)
+            if self.restored:
+                log.info("restored %d open order(s) from the journal %s", len(self.restored), self.journal.path)
         if isinstance(venue, WhiteBitVenue):
             await venue.start()
         await self._start_feeds(ws_url)
+
+    def journal_path(self) -> Path:
+        """`[run] journal`, or `<[output] dir>/<name>/journal.sqlite`."""
+        if self.run_cfg.journal is not None:
+            return self.run_cfg.journal
+        return self.cfg.output.dir / self.cfg.name / "journal.sqlite"
+
+    def _open_journal(self, venue: str) -> SqliteJournal:
+        """Opened on the loop thread (sqlite3 connections stay on theirs), once, before anything trades."""
+        return SqliteJournal(self.journal_path(), run_id=f"{self.cfg.name}-{wall_ms()}", venue=venue)
 
     def _equity(self) -> float:
         """Account value in the first market's quote currency at last prices (for the daily loss limit); assets
@@ -530,4 +591,6 @@ class LiveRunner:
         if self._own_sandbox and self.sandbox is not None:
             await self.sandbox.stop()
             self.sandbox = None
+        if self.journal is not None:
+            self.journal.close()
 

