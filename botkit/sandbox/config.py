@@ -135,13 +135,17 @@ class FaultsConfig(_Strict):
     """Faults switched on from the start; the admin endpoint POST /_sandbox/faults changes them at run time.
 
     `error_rates` maps a path pattern (fnmatch, e.g. "/api/v4/order/*" or "*") to {"500": 0.1, "503": 0.5, ...};
-    503 and 429 answer with a non-JSON body as WhiteBIT's gateway does.
+    503 and 429 answer with a non-JSON body as WhiteBIT's gateway does. `error_counts` has the same shape with
+    counts: the next N matching requests get that status (then it is used up). `retry_after_s` adds a Retry-After
+    header to injected 429 and 503 answers.
     """
 
     seed: int = 7
     latency_ms: float = Field(default=0.0, ge=0)
     latency_jitter_ms: float = Field(default=0.0, ge=0)
     error_rates: dict[str, dict[Literal["500", "503", "429"], float]] = Field(default_factory=dict)
+    error_counts: dict[str, dict[Literal["500", "503", "429"], int]] = Field(default_factory=dict)
+    retry_after_s: int | None = Field(default=None, ge=0)
     ws_drop_rate: float = Field(default=0.0, ge=0, le=1)
     skip_depth_ids: float = Field(default=0.0, ge=0, le=1)
     clock_skew_s: float = 0.0
@@ -157,6 +161,15 @@ class FaultsConfig(_Strict):
                     raise ValueError(f"error_rates[{pattern!r}][{status!r}] = {rate}; a rate is between 0 and 1")
         return value
 
+    @field_validator("error_counts")
+    @classmethod
+    def _counts(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for pattern, counts in value.items():
+            for status, n in counts.items():
+                if n < 0:
+                    raise ValueError(f"error_counts[{pattern!r}][{status!r}] = {n}; a count is 0 or more")
+        return value
+
 
 class ServerConfig(_Strict):
     """Timing of the server's own loops; tests shorten these, the defaults are WhiteBIT's."""
@@ -170,6 +183,10 @@ class ServerConfig(_Strict):
     ws_requests_per_minute: int = Field(default=200, ge=1)
     ws_token_ttl: float = Field(default=300.0, gt=0)
     nonce_window_ms: int = Field(default=5000, ge=0)
+    # REST limits per client IP from the endpoint registry (botkit/sandbox/limits.py): counts x rest_limit_scale,
+    # windows x rest_limit_window_scale; tests use small values so the limits are reachable.
+    rest_limit_scale: float = Field(default=1.0, gt=0)
+    rest_limit_window_scale: float = Field(default=1.0, gt=0)
 
 
 class SandboxConfig(_Strict):

@@ -9,7 +9,8 @@ Set them in the `[faults]` table of the sandbox config, or at run time from loop
     DELETE /_sandbox/faults back to the config's faults.
     POST /_sandbox/reset    balances, books, orders, keys, tokens and faults back to the config.
 
-503 and 429 come with non-JSON bodies (as WhiteBIT's gateway sends them); 500 with {"error":["Internal server error."]}.
+503 and 429 come with non-JSON bodies (as WhiteBIT's gateway sends them), with Retry-After when `retry_after_s` is
+set; 500 with {"error":["Internal server error."]}. `error_counts` injects exactly N faults, then stops.
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ class Faults:
         return self.config.clock_skew_s
 
     def error_for(self, path: str) -> int | None:
-        """An injected HTTP status for this request, or None."""
+        """An injected HTTP status for this request, or None. Counted faults go first and are used up."""
+        for pattern, counts in self.config.error_counts.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                for status, n in counts.items():
+                    if n > 0:
+                        left = {p: dict(c) for p, c in self.config.error_counts.items()}
+                        left[pattern][status] = n - 1
+                        self.config = self.config.model_copy(update={"error_counts": left})
+                        return int(status)
         for pattern, rates in self.config.error_rates.items():
             if fnmatch.fnmatchcase(path, pattern):
                 for status, rate in rates.items():
@@ -86,11 +95,12 @@ class Faults:
         return self.config.skip_depth_ids > 0 and self.rng.random() < self.config.skip_depth_ids
 
 
-def injected_response(status: int) -> web.Response:
+def injected_response(status: int, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if status == 503:
-        return web.Response(status=503, text=BODY_503, content_type="text/html")
+        return web.Response(status=503, text=BODY_503, content_type="text/html", headers=headers)
     if status == 429:
-        return web.Response(status=429, text=BODY_429, content_type="text/html")
+        return web.Response(status=429, text=BODY_429, content_type="text/html", headers=headers)
     return web.json_response({"error": ["Internal server error."]}, status=500)
 
 
@@ -107,7 +117,7 @@ def make_middleware(faults: Faults) -> Middleware:
             return injected_response(503)
         status = faults.error_for(path)
         if status is not None:
-            return injected_response(status)
+            return injected_response(status, faults.config.retry_after_s)
         try:
             return await handler(request)
         except web.HTTPNotFound:

@@ -23,6 +23,7 @@ from botkit.sandbox.engine import Exchange
 from botkit.sandbox.faults import Faults, admin_routes, make_middleware
 from botkit.sandbox.hmac_auth import HmacAuth
 from botkit.sandbox.keys import ApiKey, ApiKeyRegistry
+from botkit.sandbox.limits import RestLimits, make_limit_middleware
 from botkit.sandbox.liquidity import Liquidity
 from botkit.sandbox.oauth import OAuthSandbox
 from botkit.sandbox.private import PrivateApi
@@ -50,6 +51,7 @@ class Sandbox:
         self.exchange = Exchange(self.config, self.clock)
         self.oauth = OAuthSandbox(self.config.oauth, self.keys, clock=self.clock)
         self.hub = WsHub(self.exchange, self.config.server, self.faults, self.clock)
+        self.rest_limits = RestLimits(self.config.server.rest_limit_scale, self.config.server.rest_limit_window_scale)
         self.liquidity: dict[str, Liquidity] = {}
         self.faults.on_change.append(self._apply_faults)
         self._apply_faults(self.config.faults)
@@ -107,7 +109,8 @@ class Sandbox:
         await self.stop()
 
     def reset(self) -> None:
-        """State back to the config: balances, books, orders, keys, OAuth grants, faults, WebSocket streams."""
+        """State back to the config: balances, books, orders, keys, OAuth grants, faults, rate-limit windows,
+        WebSocket streams."""
         self.hub.reset()
         self.exchange.reset()
         self.private.reset()
@@ -115,6 +118,7 @@ class Sandbox:
         self._load_keys()
         self.oauth.reset()
         self.faults.reset()
+        self.rest_limits.reset()
         if self._runner is not None:
             self._start_liquidity()
 
@@ -148,7 +152,10 @@ class Sandbox:
         return "system maintenance" if self.faults.config.maintenance else "system operational"
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[make_middleware(self.faults)], client_max_size=1 << 20)
+        app = web.Application(
+            middlewares=[make_middleware(self.faults), make_limit_middleware(self.rest_limits)],
+            client_max_size=1 << 20,
+        )
         auth = HmacAuth(self.keys, self.clock, self.config.server.nonce_window_ms)
         app.add_routes(PublicApi(self.exchange, self.clock, self._status).routes())
         self.private = PrivateApi(self.exchange, auth, self.oauth, self.config.server, self.clock)

@@ -54,13 +54,30 @@ def _ep(
 
 _TRADE = (10000, 10.0)
 _READ = (12000, 10.0)
+_PUBLIC = (2000, 10.0)
+
+# WhiteBIT's limits are per IP and per 10 s at three levels (whitebit-api.md §2.6): an endpoint's own limit (the
+# `limit` of its row), its scope (the group limits below, keyed by `rate_group`) and the global default. A call must
+# fit all three. Groups without a documented scope limit ("order", "orders", "accounts", ...) only share a back-off
+# after a gateway 429. `/api/v4/orders` is 12000 in the current spec (1000 in old docs).
+GLOBAL_LIMIT: tuple[int, float] = (10000, 10.0)
+DEFAULT_GROUP_LIMITS: dict[str, tuple[int, float]] = {
+    "public": (20000, 10.0),  # /api/v4/public/*
+    "public_v1": (1000, 10.0),  # /api/v1/public/*
+    "trade-account": (12000, 10.0),  # /api/v4/trade-account/*
+    "main-account": (1000, 10.0),  # /api/v4/main-account/*
+}
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     # public market data
-    _ep("markets", "GET", "/api/v4/public/markets", {"public"}, group="public", limit=(2000, 10.0)),
-    _ep("ticker", "GET", "/api/v4/public/ticker", {"public"}, group="public", limit=(2000, 10.0)),
+    _ep("markets", "GET", "/api/v4/public/markets", {"public"}, group="public", limit=_PUBLIC),
+    _ep("ticker", "GET", "/api/v4/public/ticker", {"public"}, group="public", limit=_PUBLIC),
     _ep("orderbook", "GET", "/api/v4/public/orderbook/{market}", {"public"}, group="public", limit=(600, 10.0)),
-    _ep("trades", "GET", "/api/v4/public/trades/{market}", {"public"}, group="public", limit=(2000, 10.0)),
+    _ep("orderbook_depth", "GET", "/api/v4/public/orderbook/depth/{market}", {"public"}, group="public",
+        limit=_PUBLIC),
+    _ep("trades", "GET", "/api/v4/public/trades/{market}", {"public"}, group="public", limit=_PUBLIC),
+    _ep("assets", "GET", "/api/v4/public/assets", {"public"}, group="public", limit=_PUBLIC),
+    _ep("public_fee", "GET", "/api/v4/public/fee", {"public"}, group="public", limit=_PUBLIC),
     _ep("time", "GET", "/api/v4/public/time", {"public"}, group="public"),
     _ep("ping", "GET", "/api/v4/public/ping", {"public"}, group="public"),
     _ep("platform_status", "GET", "/api/v4/public/platform/status", {"public"}, group="public"),

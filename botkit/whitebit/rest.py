@@ -4,6 +4,9 @@ Order of work per call: look the endpoint up; check the grant (no network when i
 a Bearer token; send; on a Bearer 401 do one forced refresh and one retry (keyed on the token sent), a second 401
 is `ReauthRequired`; a 403 is a scope error and never triggers a refresh. Transport-level retries (tenacity) are
 separate from the 401 path so a 401 inside a retry loop can never become a refresh storm.
+Every request put on the wire, retries and the post-refresh resend included, first takes room from the rate limiter
+(botkit/whitebit/ratelimit.py), so retries cannot amplify 429s; a gateway 429 (non-JSON body) makes the limiter back
+off the endpoint's group, a JSON nonce 429 does not.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from botkit.whitebit.errors import (
     WhiteBitRateLimited,
     WhiteBitUnavailable,
     error_from_response,
+    parse_error_body,
+    parse_retry_after,
 )
+from botkit.whitebit.ratelimit import RateLimiter
 
 log = logging.getLogger("botkit.whitebit.rest")
 
@@ -51,7 +57,11 @@ class TransportFailure(WhiteBitError):
 
 
 class WhiteBitRest:
-    """One base URL, one credential set. `trading_auth` picks HMAC or Bearer where an endpoint allows both."""
+    """One base URL, one credential set. `trading_auth` picks HMAC or Bearer where an endpoint allows both.
+
+    `limiter`: share one RateLimiter between all clients on the same IP (limits are per IP); None builds a private
+    one with the default headroom; `rate_limit=False` turns limiting off (tests that must provoke a 429).
+    """
 
     def __init__(
         self,
@@ -68,6 +78,8 @@ class WhiteBitRest:
         retry_after_cap_s: float = 60.0,
         retry_total_s: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        limiter: RateLimiter | None = None,
+        rate_limit: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
@@ -82,10 +94,16 @@ class WhiteBitRest:
         self.retry_total_s = retry_total_s
         self._sleep = sleep
         self.attempts = 0  # requests put on the wire (for tests and metrics)
+        self.limiter: RateLimiter | None = (limiter or RateLimiter()) if rate_limit else None
 
     @classmethod
     async def from_settings(
-        cls, settings: AuthSettings, http: httpx.AsyncClient, *, registry: EndpointRegistry = DEFAULT_REGISTRY
+        cls,
+        settings: AuthSettings,
+        http: httpx.AsyncClient,
+        *,
+        registry: EndpointRegistry = DEFAULT_REGISTRY,
+        limiter: RateLimiter | None = None,
     ) -> WhiteBitRest:
         """The client a bot uses: stored API key (HMAC) and/or OAuth tokens (Bearer) for the configured account."""
         store = store_for(settings)
@@ -102,7 +120,7 @@ class WhiteBitRest:
             key_grant = Grant(stored.api_key.permissions, "apikey")
         return cls(
             settings.base_url, http, tokens=tokens, signer=signer, key_grant=key_grant,
-            trading_auth=settings.trading_auth, registry=registry,
+            trading_auth=settings.trading_auth, registry=registry, limiter=limiter,
         )
 
     def auth_kind(self, ep: Endpoint) -> AuthKind:
@@ -200,13 +218,23 @@ class WhiteBitRest:
         query: dict[str, str] | None = None
         if ep.method != "POST" and params:
             query = {k: str(v) for k, v in params.items() if v is not None}
+        if self.limiter is not None:
+            await self.limiter.acquire(ep)
         self.attempts += 1
         try:
-            return await self.http.request(ep.method, url, params=query, headers=headers, content=body)
+            r = await self.http.request(ep.method, url, params=query, headers=headers, content=body)
         except _NEVER_SENT as exc:
             raise TransportFailure(path, type(exc).__name__, sent=False) from None
         except _MAYBE_SENT as exc:
             raise TransportFailure(path, type(exc).__name__, sent=True) from None
+        if self.limiter is not None:
+            if r.status_code == 429 and is_gateway_429(r.content):
+                ra = parse_retry_after(r.headers.get("Retry-After"))
+                pause = self.limiter.penalize(ep, None if ra is None else min(ra, self.retry_after_cap_s))
+                log.warning("gateway 429 on %s: group %r backs off %.2f s", path, ep.rate_group, pause)
+            elif r.status_code < 400:
+                self.limiter.relieve(ep)
+        return r
 
     def _result(self, ep: Endpoint, path: str, r: httpx.Response) -> Any:
         if 200 <= r.status_code < 300:
@@ -221,6 +249,13 @@ class WhiteBitRest:
             hint = _scope_hint(r.headers.get("WWW-Authenticate"))
             err.required_scopes = hint or ep.scopes
         raise err
+
+
+def is_gateway_429(body: bytes) -> bool:
+    """A 429 body that is a rate limit: WhiteBIT's gateway sends non-JSON (or the old generic JSON form); the JSON
+    `"message":"Too many requests."` is a nonce rejection (whitebit-api.md §2.3, §2.5) and not a rate limit."""
+    _, message, _ = parse_error_body(body)
+    return message is None or "too many requests" not in message.lower()
 
 
 def _scope_hint(www_authenticate: str | None) -> frozenset[str] | None:
