@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.auth.grants import WHITEBIT_SCOPES
+from botkit.execution.risk import RiskLimits
 from botkit.market.rules import MarketRules
+from botkit.venues.simulated import FillModel
 
 Repair = Literal["sort", "drop_duplicates", "fill_gaps", "allow_gaps"]
 
@@ -243,6 +245,20 @@ class BotConfig(BaseSettings):
         if self.data.start and self.data.end and self.data.start >= self.data.end:
             raise ValueError(f"data.start ({self.data.start}) must be before data.end ({self.data.end})")
         return self
+
+    def risk_limits(self) -> RiskLimits:
+        r = self.risk
+        return RiskLimits(
+            max_order_notional=r.max_order_notional,
+            max_position=dict(r.max_position),
+            max_open_orders=r.max_open_orders,
+            price_band_pct=r.price_band_pct,
+            daily_loss_limit=r.daily_loss_limit,
+        )
+
+    def fill_model(self) -> FillModel:
+        """The backtest fill model, also used by paper trading."""
+        return FillModel(slippage_pct=self.backtest.slippage_pct, touch=self.backtest.touch)
 
     def market_rules(self) -> dict[str, MarketRules]:
         out: dict[str, MarketRules] = {}

@@ -31,13 +31,14 @@ from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.journal import SqliteJournal
 from botkit.execution.orders import ClientIdFactory, Order
-from botkit.execution.risk import RiskLimits, RiskManager
+from botkit.execution.portfolio import mark_to_market
+from botkit.execution.risk import RiskManager
 from botkit.market.rules import MarketRules, fmt
 from botkit.market.types import Candle
 from botkit.plugins import build_strategy
 from botkit.strategy import CandleArrays, Context, Strategy, StrategyRunner
 from botkit.venues.base import Balance
-from botkit.venues.simulated import FillModel, SimulatedVenue
+from botkit.venues.simulated import SimulatedVenue
 from botkit.venues.whitebit import WhiteBitVenue
 from botkit.whitebit.rest import WhiteBitRest
 from botkit.whitebit.ws import (
@@ -369,8 +370,7 @@ class LiveRunner:
         clock = wall_ms
         if mode == "paper":
             venue: WhiteBitVenue | SimulatedVenue = SimulatedVenue(
-                self.rules, dict(self.cfg.balances),
-                FillModel(slippage_pct=self.cfg.backtest.slippage_pct, touch=self.cfg.backtest.touch))
+                self.rules, dict(self.cfg.balances), self.cfg.fill_model())
         else:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
             from pydantic import SecretStr
@@ -393,7 +393,7 @@ class LiveRunner:
             grant=grant,
             declared_scopes=declared,
             rules=self.rules,
-            risk=RiskManager(self._risk_limits()),
+            risk=RiskManager(self.cfg.risk_limits()),
             venue=venue,
             clock=clock,
             last_price=self.data.last_price,
@@ -424,26 +424,10 @@ class LiveRunner:
         return SqliteJournal(self.journal_path(), run_id=f"{self.cfg.name}-{wall_ms()}", venue=venue)
 
     def _equity(self) -> float:
-        """Account value in the first market's quote currency at last prices (for the daily loss limit); assets
-        with no configured market to price them are left out."""
+        """Account value in the first market's quote currency at last prices (for the daily loss limit)."""
         assert self.venue is not None
         quote = self.rules[self.markets[0]].money
-        total = 0.0
-        for asset, bal in self.venue.balances().items():
-            if asset == quote:
-                total += float(bal.total)
-                continue
-            market = next((m for m, r in self.rules.items() if r.stock == asset and r.money == quote), None)
-            px = self.data.last_price(market) if market is not None else None
-            if px is not None:
-                total += float(bal.total) * px
-        return total
-
-    def _risk_limits(self) -> RiskLimits:
-        r = self.cfg.risk
-        return RiskLimits(max_order_notional=r.max_order_notional, max_position=dict(r.max_position),
-                          max_open_orders=r.max_open_orders, price_band_pct=r.price_band_pct,
-                          daily_loss_limit=r.daily_loss_limit)
+        return mark_to_market(self.venue.balances(), self.rules, quote, self.data.last_price)
 
     def _check_start(self, grant: Grant, declared: frozenset[str]) -> None:
         grant.require(f"strategy {type(self.strategy).__name__} start", declared)

@@ -23,6 +23,7 @@ from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.orders import ClientIdFactory, Fill, Order
+from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.market.rules import MarketRules
 from botkit.market.types import Candle
@@ -139,6 +140,8 @@ class Backtest:
         self.strategy = strategy
         self.series = series
         self.rules = {s.market: rules[s.market] for s in series}
+        self._index = {s.market: i for i, s in enumerate(series)}
+        self._market_of_stock = {r.stock: m for m, r in self.rules.items()}
         self.start_balances = dict(balances)
         self.grant = grant
         self.risk_limits = risk or RiskLimits()
@@ -161,7 +164,7 @@ class Backtest:
             venue=venue,
             clock=clock,
             last_price=cursor.last_price,
-            equity=lambda: self._equity_now(venue, cursor),
+            equity=lambda: mark_to_market(venue.balances(), self.rules, self.quote, cursor.last_price),
             ids=ClientIdFactory("bt"),
         )
         engine.check_start()
@@ -287,19 +290,6 @@ class Backtest:
 
     # ---- results ------------------------------------------------------------------------------------------------
 
-    def _equity_now(self, venue: SimulatedVenue, cursor: _Cursor) -> float:
-        total = 0.0
-        for asset, bal in venue.balances().items():
-            if asset == self.quote:
-                total += float(bal.total)
-                continue
-            market = next((m for m, r in self.rules.items() if r.stock == asset), None)
-            if market is not None:
-                px = cursor.last_price(market)
-                if px is not None:
-                    total += float(bal.total) * px
-        return total
-
     def _result(
         self,
         engine: ExecutionEngine,
@@ -338,7 +328,7 @@ class Backtest:
             if asset == self.quote:
                 equity += h
                 continue
-            market = next((m for m, r in self.rules.items() if r.stock == asset), None)
+            market = self._market_of_stock.get(asset)
             if market is None:
                 if np.any(h != 0):
                     unvalued.append(asset)
@@ -378,7 +368,7 @@ class Backtest:
         )
 
     def _ffill_close(self, market: str, ev_m: np.ndarray | None, ev_i: np.ndarray | None) -> np.ndarray:
-        j = [s.market for s in self.series].index(market)
+        j = self._index[market]
         s = self.series[j]
         if ev_m is None or ev_i is None:
             return s.close
@@ -425,7 +415,7 @@ class Backtest:
                     )
                     entry, pos = None, Decimal(0)
             if entry is not None:
-                last = Decimal(repr(float(self.series[[s.market for s in self.series].index(market)].close[-1])))
+                last = Decimal(repr(float(self.series[self._index[market]].close[-1])))
                 pnl = flow + pos * last
                 trips.append(
                     RoundTrip(market, "long" if entry.side == "buy" else "short", entry.time_ms, None, entry.price,

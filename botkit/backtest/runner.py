@@ -6,21 +6,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TextIO
 
 from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries, load_candles
 from botkit.backtest.engine import Backtest, BacktestResult
 from botkit.config import BotConfig
-from botkit.execution.risk import RiskLimits
 from botkit.plugins import build_strategy
-from botkit.venues.simulated import FillModel
 
 
-def _ms(dt: object) -> int | None:
-    from datetime import datetime
-
-    return int(dt.timestamp() * 1000) if isinstance(dt, datetime) else None
+def _ms(dt: datetime | None) -> int | None:
+    return int(dt.timestamp() * 1000) if dt is not None else None
 
 
 def load_series(cfg: BotConfig) -> list[CandleSeries]:
@@ -42,17 +39,6 @@ def load_series(cfg: BotConfig) -> list[CandleSeries]:
             )
         )
     return out
-
-
-def risk_limits(cfg: BotConfig) -> RiskLimits:
-    r = cfg.risk
-    return RiskLimits(
-        max_order_notional=r.max_order_notional,
-        max_position=dict(r.max_position),
-        max_open_orders=r.max_open_orders,
-        price_band_pct=r.price_band_pct,
-        daily_loss_limit=r.daily_loss_limit,
-    )
 
 
 @dataclass
@@ -95,8 +81,8 @@ def run_backtest(
         cfg.market_rules(),
         dict(cfg.balances),
         grant=Grant.of(cfg.grant.scopes, "config"),
-        risk=risk_limits(cfg),
-        fill_model=FillModel(slippage_pct=cfg.backtest.slippage_pct, touch=cfg.backtest.touch),
+        risk=cfg.risk_limits(),
+        fill_model=cfg.fill_model(),
         progress=progress,
     )
     return bt.run()

@@ -80,3 +80,18 @@ def test_daily_loss_limit_halts_until_next_day():
     assert _check(rm, equity=10_000.0, now_ms=4000).rule == "daily_loss_limit"
     rm.new_day_if_needed(DAY_MS + 5, 9_899.0)
     assert _check(rm, equity=9_899.0, now_ms=DAY_MS + 6) is None
+
+
+def test_mark_to_market_values_priced_assets_in_the_quote():
+    from botkit.execution.portfolio import mark_to_market
+    from botkit.market.rules import MarketRules
+    from botkit.venues.base import Balance
+
+    rules = {
+        "BTC_USDT": MarketRules("BTC_USDT", "BTC", "USDT", 6, 2),
+        "ETH_BTC": MarketRules("ETH_BTC", "ETH", "BTC", 4, 6),
+    }
+    balances = {"USDT": Balance(D("100"), D("50")), "BTC": Balance(D("1"), D("0.5")), "ETH": Balance(D("3"), D("0"))}
+    prices = {"BTC_USDT": 20_000.0, "ETH_BTC": 0.05}
+    assert mark_to_market(balances, rules, "USDT", prices.get) == 150 + 1.5 * 20_000  # ETH has no ETH_USDT market
+    assert mark_to_market(balances, rules, "USDT", lambda m: None) == 150  # no prices yet

@@ -1,0 +1,32 @@
+"""What an account is worth: balances marked to last prices in one quote currency.
+
+Used by the daily loss limit (live and backtest) so both value an account the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from botkit.market.rules import MarketRules
+from botkit.venues.base import Balance
+
+
+def mark_to_market(
+    balances: Mapping[str, Balance],
+    rules: Mapping[str, MarketRules],
+    quote: str,
+    last_price: Callable[[str], float | None],
+) -> float:
+    """Sum of balances in `quote`; an asset counts at the last price of its `ASSET_quote` market, and assets with
+    no such market (or no price yet) are left out."""
+    priced = {r.stock: m for m, r in rules.items() if r.money == quote}
+    total = 0.0
+    for asset, bal in balances.items():
+        if asset == quote:
+            total += float(bal.total)
+            continue
+        market = priced.get(asset)
+        px = last_price(market) if market is not None else None
+        if px is not None:
+            total += float(bal.total) * px
+    return total
