@@ -19,8 +19,6 @@ from botkit.backtest.data import REPAIRS, CandleSeries, DataError, format_timefr
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "backtests" / "sample"
-SHARED = ROOT.parent / "shared" / "data"
-CANDLES = SHARED / "candles"
 HEADER = "time_ms,open,high,low,close,volume"
 T0 = 1_570_752_000_000  # 2019-10-11T00:00:00Z
 M = 60_000
@@ -86,10 +84,9 @@ def test_sample_files_load_clean(name: str) -> None:
 # ---- the real recorded data in ../shared/data ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared() -> Path:
-    assert CANDLES.is_dir(), f"the real data is expected at {CANDLES} (CI has it there; see shared/README.md)"
-    return CANDLES
+@pytest.fixture
+def shared(shared_data: Path) -> Path:
+    return shared_data / "candles"
 
 
 def python_rows(path: Path) -> tuple[list[int], list[list[float]]]:

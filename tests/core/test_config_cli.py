@@ -14,7 +14,6 @@ from botkit.config import ConfigError, load_config
 from botkit.plugins import PluginError, build_strategy, load_strategy_class
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -137,10 +136,9 @@ def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
-def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypatch):
+def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(ROOT)
-    real = SHARED / "candles" / "BTC-PERP_1m.csv"
-    assert real.is_file(), f"shared data missing at {real}"
+    real = shared_data / "candles" / "BTC-PERP_1m.csv"
     code = main(["backtest", f"configs/{config}.toml", "-q", "--out", str(tmp_path), "--data", f"BTC_USDT={real}",
                  "--from", "2022-01-03", "--to", "2022-01-17"])
     assert code == 0

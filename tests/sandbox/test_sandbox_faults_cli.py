@@ -141,10 +141,8 @@ def test_bad_config_names_key_value_and_fix(tmp_path: Path) -> None:
         load_sandbox_config(tmp_path / "missing.toml")
 
 
-async def test_replayed_trades_file_drives_the_market() -> None:
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "trades" / "XRP_ETH_trades.csv"
-    if not data.is_file():
-        pytest.fail(f"shared data missing: {data}")
+async def test_replayed_trades_file_drives_the_market(shared_data: Path) -> None:
+    data = shared_data / "trades" / "XRP_ETH_trades.csv"
     last_row = data.read_text().splitlines()[-1].split(",")  # time_ms,id,side,price,amount
     cfg = parse_sandbox_config({
         "server": {"tick_interval": 0.01},
@@ -167,10 +165,8 @@ async def test_replayed_trades_file_drives_the_market() -> None:
         assert Decimal(book["bids"][0][0]) < Decimal(last_row[3]) < Decimal(book["asks"][0][0])
 
 
-async def test_replayed_candles_file() -> None:
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "candles" / "XRP_ETH_1m.csv"
-    if not data.is_file():
-        pytest.fail(f"shared data missing: {data}")
+async def test_replayed_candles_file(shared_data: Path) -> None:
+    data = shared_data / "candles" / "XRP_ETH_1m.csv"
     cfg = parse_sandbox_config({
         "server": {"tick_interval": 0.01},
         "markets": [{"name": "XRP_ETH", "stock": "XRP", "money": "ETH", "stock_prec": 1, "money_prec": 8,
