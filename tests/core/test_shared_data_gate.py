@@ -32,7 +32,7 @@ def test_missing_shared_data_skips_with_a_visible_reason(tmp_path: Path) -> None
 def test_ci_variable_turns_missing_shared_data_into_a_failure(tmp_path: Path) -> None:
     r = _run(tmp_path, require=True)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "1 failed" in r.stdout and "BOTKIT_REQUIRE_SHARED_DATA=1 makes it mandatory" in r.stdout
+    assert "1 error" in r.stdout and "BOTKIT_REQUIRE_SHARED_DATA=1 makes it mandatory" in r.stdout
 
 
 def test_ci_script_sets_the_variable_and_runs_the_readme_test_command() -> None:
