@@ -80,7 +80,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     elapsed = time.perf_counter() - t0
-    out_dir = Path(cfg.output.dir)
+    out_dir = cfg.out_dir
     paths = write_report(result, out_dir, str(args.config))
     if not args.quiet:
         for market, source in result.sources.items():

@@ -37,6 +37,8 @@ class _Strict(BaseModel):
 class StrategyConfig(_Strict):
     plugin: str = Field(description="'path/file.py:Class', 'package.module:Class' or an entry-point name")
     params: dict[str, Any] = Field(default_factory=dict)
+    on_error: Literal["halt", "continue"] = Field(
+        "halt", description="a callback that raises: halt the bot safely (default) or log it and continue")
 
 
 class MarketConfig(_Strict):
@@ -116,7 +118,7 @@ class BacktestConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    dir: Path = Path("out")
+    dir: Path | None = Field(None, description="where reports go; none = out/<name>")
 
 
 # Candle intervals WhiteBIT serves, in seconds, and their names (kline style).
@@ -141,6 +143,10 @@ class RunConfig(_Strict):
     staleness_s: float = Field(30.0, gt=0)
     ping_interval_s: float = Field(50.0, gt=0, le=55)
     history: int = Field(200, ge=0, le=1440, description="closed candles loaded before the first callback")
+    keep_candles: int = Field(5000, ge=1, le=10_000_000, description="closed candles kept per market (a ring)")
+    status_every_s: float = Field(10.0, ge=0, description="seconds between status lines; 0 = none")
+    connect_timeout_s: float = Field(10.0, gt=0, description="give up at start when the stream cannot connect")
+    max_in_flight: int = Field(8, ge=1, le=100, description="order requests in flight at once; the rest queue")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     journal: Path | None = Field(
@@ -246,6 +252,11 @@ class BotConfig(BaseSettings):
             raise ValueError(f"data.start ({self.data.start}) must be before data.end ({self.data.end})")
         return self
 
+    @property
+    def out_dir(self) -> Path:
+        """`[output] dir`, or out/<name>."""
+        return self.output.dir if self.output.dir is not None else Path("out") / self.name
+
     def risk_limits(self) -> RiskLimits:
         r = self.risk
         return RiskLimits(
@@ -343,6 +354,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bo
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p} is not UTF-8 text: {exc}") from None
+    raw.setdefault("name", p.stem)  # configs/my_bot.toml is "my_bot" unless it says otherwise
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             raw.setdefault(section, {}).update(values)

@@ -26,8 +26,9 @@ def _positive(text: str) -> float:
 def _cmd_run(args: argparse.Namespace) -> int:
     from botkit.auth.grants import InsufficientScope
     from botkit.config import ConfigError, load_config
+    from botkit.execution.journal import JournalError
     from botkit.plugins import PluginError
-    from botkit.runner import LiveRunner, RunError
+    from botkit.runner import LiveRunner, RunError, RunFailed, RunHalted
     from botkit.sandbox.config import SandboxConfigError
     from botkit.whitebit.errors import WhiteBitError
 
@@ -56,6 +57,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (PluginError, RunError, InsufficientScope, SandboxConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunHalted as exc:
+        print(f"error: {exc.failure.text()}", file=sys.stderr)
+        print("the bot halted: on_stop ran, its open orders were cancelled where the key allows, the journal is "
+              "flushed (set [strategy] on_error = \"continue\" to log such errors and go on)", file=sys.stderr)
+        logging.getLogger("botkit.run").debug("%s", exc.failure.traceback)
+        return EXIT_FAIL
+    except (RunFailed, JournalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except (WhiteBitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -1,11 +1,10 @@
 """`LiveRunner`: one strategy, live, on the embedded sandbox (default), on paper, or on WhiteBIT.
 
-The same ExecutionEngine, Context and StrategyRunner as a backtest; only the venue and the clock differ. Everything
-reaches the strategy through one queue consumed by one loop, so callbacks never nest and never run concurrently:
-closed candles (and trades/book when the strategy overrides on_trade/on_book) from the WebSocket client, and a
-wake-up whenever the venue reported order events. After each callback the runner delivers engine events
-(`engine.drain()`), then due timers. It stops on SIGINT/SIGTERM or after `duration_s`, calls on_stop, waits for
-in-flight orders to be answered and prints a summary.
+The same event loop, execution layer and strategy API as a backtest; only the venue, the event source and the clock
+differ. Everything reaches the loop through one queue consumed by one task, so callbacks never nest and never run
+concurrently: closed candles (and trades/book when the strategy overrides on_trade/on_book) from the WebSocket
+client, and a wake-up whenever the venue reported order events. The run stops on SIGINT/SIGTERM or after
+`duration_s`, calls on_stop, waits for in-flight orders to be answered, and writes its trades and report.
 """
 
 from __future__ import annotations
@@ -14,29 +13,32 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import signal
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
-import numpy as np
 
 from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine, Rejection
-from botkit.execution.journal import SqliteJournal
+from botkit.execution.journal import JournalLocked, SqliteJournal
 from botkit.execution.orders import ClientIdFactory, Order
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskManager
+from botkit.loop import EventLoop, MarketClock, StrategyFailure, StrategyHalted, WallClock
+from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.rules import MarketRules, fmt
-from botkit.market.types import Candle
 from botkit.plugins import build_strategy
-from botkit.strategy import CandleArrays, Context, Strategy, StrategyRunner
+from botkit.run_report import RunReporter, balances_json, iso, money, write_json
+from botkit.strategy import Strategy
 from botkit.venues.base import Balance
 from botkit.venues.simulated import SimulatedVenue
 from botkit.venues.whitebit import WhiteBitVenue
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("botkit.runner")
 
 VENUE_SCOPES = frozenset({"balances.read", "orders.read"})
+BOT_ID_RE = re.compile(r"^bk[0-9a-f]{1,6}-[0-9a-z]+$")  # client ids botkit bots give their orders
 
 
 class RunError(Exception):
@@ -78,36 +81,17 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class LiveCandles:
-    """Closed candles per market as they arrive (the live `MarketData`), plus the last traded price."""
+class RunFailed(Exception):
+    """The run could not do its job (no connection at start, no market data): CLI exit code 1."""
 
-    def __init__(self, markets: list[str]) -> None:
-        self.rows: dict[str, list[tuple[int, float, float, float, float, float]]] = {m: [] for m in markets}
-        self.last: dict[str, float] = {}
 
-    def add(self, c: Candle) -> bool:
-        rows = self.rows[c.market]
-        if rows and c.time_ms <= rows[-1][0]:
-            return False  # never out of order, never twice
-        rows.append((c.time_ms, c.open, c.high, c.low, c.close, c.volume))
-        self.last.setdefault(c.market, c.close)
-        return True
+class RunHalted(Exception):
+    """The strategy failed and the error policy halted the bot (after on_stop and cancels): CLI exit code 1."""
 
-    def candles(self, market: str, n: int | None) -> CandleArrays:
-        rows = self.rows[market] if n is None else self.rows[market][-n:] if n > 0 else []
-        a = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
-        cols = [a[:, k].copy() for k in range(6)]
-        for c in cols:
-            c.setflags(write=False)
-        t = cols[0].astype(np.int64)
-        t.setflags(write=False)
-        return CandleArrays(t, cols[1], cols[2], cols[3], cols[4], cols[5])
-
-    def last_price(self, market: str) -> float | None:
-        if market in self.last:
-            return self.last[market]
-        rows = self.rows.get(market)
-        return rows[-1][4] if rows else None
+    def __init__(self, failure: StrategyFailure, summary: RunSummary) -> None:
+        super().__init__(failure.text())
+        self.failure = failure
+        self.summary = summary
 
 
 @dataclass(slots=True)
@@ -116,28 +100,49 @@ class RunSummary:
     strategy: str
     seconds: float
     candles: int
-    orders: list[Order]
+    orders_by_status: dict[str, int]
     fills: int
-    rejections: list[Rejection]
+    rejections: dict[str, int]
+    rejection_examples: list[Rejection]
     start_balances: dict[str, Balance]
     final_balances: dict[str, Balance]
+    pnl: dict[str, Decimal] = field(default_factory=dict)
+    equity_start: float | None = None
+    equity_end: float | None = None
+    quote: str = ""
+    quote_places: int = 2
     reconnects: int = 0
     depth_resubscribes: int = 0
     stale_events: int = 0
     adopted: int = 0
     restored: int = 0
     journal: str | None = None
+    out_dir: str | None = None
+    outcome: str = "complete"
+    strategy_errors: int = 0
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def orders(self) -> int:
+        return sum(self.orders_by_status.values())
+
     def text(self) -> str:
-        by_status: dict[str, int] = {}
-        for o in self.orders:
-            by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
-        status = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"
+        status = ", ".join(f"{k} {v}" for k, v in sorted(self.orders_by_status.items())) or "none"
+        rej = sum(self.rejections.values())
         lines = [
-            f"run {self.mode}: {self.strategy} for {self.seconds:.1f} s, {self.candles} closed candles",
-            f"orders: {len(self.orders)} ({status}); fills: {self.fills}; rejections: {len(self.rejections)}",
+            f"run {self.mode}: {self.strategy} for {self.seconds:.1f} s, {self.candles} closed candles"
+            + ("" if self.outcome == "complete" else f" ({self.outcome})"),
+            f"orders: {self.orders} ({status}); fills: {self.fills}; rejections: {rej}"
+            + (f" ({', '.join(f'{k} {v}' for k, v in sorted(self.rejections.items()))})" if rej else ""),
         ]
+        if self.pnl:
+            lines.append("this bot's result (own fills, at last prices): " + ", ".join(
+                f"{'+' if v >= 0 else ''}{money(v, self.quote_places)} {q}" for q, v in sorted(self.pnl.items())))
+        if self.equity_start is not None and self.equity_end is not None:
+            lines.append(f"account equity: {money(self.equity_start, self.quote_places)} -> "
+                         f"{money(self.equity_end, self.quote_places)} {self.quote}")
+        if self.strategy_errors:
+            lines.append(f"strategy errors passed over (on_error = continue): {self.strategy_errors}")
         if self.restored:
             lines.append(f"open orders restored from the journal: {self.restored}")
         if self.adopted:
@@ -145,7 +150,7 @@ class RunSummary:
         if self.reconnects or self.depth_resubscribes or self.stale_events:
             lines.append(f"websocket: {self.reconnects} reconnects, {self.depth_resubscribes} depth resubscribes, "
                          f"{self.stale_events} staleness alerts")
-        for r in self.rejections[:5]:
+        for r in self.rejection_examples[:5]:
             lines.append(f"  rejected {r.client_id} ({r.rule}): {r.message}")
         lines.append("balances (start -> end):")
         for a in sorted(set(self.start_balances) | set(self.final_balances)):
@@ -154,8 +159,23 @@ class RunSummary:
             lines.append(f"  {a:<6} {fmt(s.total) if s else 0} -> {fmt(e.total) if e else 0}")
         if self.journal is not None:
             lines.append(f"order journal: {self.journal}")
+        if self.out_dir is not None:
+            lines.append(f"wrote {self.out_dir}/trades.csv, {self.out_dir}/report.json")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "botkit_run_report": 1, "mode": self.mode, "strategy": self.strategy, "outcome": self.outcome,
+            "seconds": round(self.seconds, 3), "candles": self.candles,
+            "orders": dict(sorted(self.orders_by_status.items())),
+            "fills": self.fills, "rejections": dict(sorted(self.rejections.items())),
+            "pnl": {q: fmt(v) for q, v in sorted(self.pnl.items())},
+            "equity": {"quote": self.quote, "start": self.equity_start, "end": self.equity_end},
+            "start_balances": balances_json(self.start_balances), "final_balances": balances_json(self.final_balances),
+            "restored": self.restored, "adopted": self.adopted, "reconnects": self.reconnects,
+            "strategy_errors": self.strategy_errors, "journal": self.journal, "notes": self.notes,
+        }
 
 
 class _FreshIds(ClientIdFactory):
@@ -194,7 +214,11 @@ class LiveRunner:
         self.strategy = strategy or build_strategy(cfg.strategy.plugin, cfg.strategy.params)
         self.rules: dict[str, MarketRules] = cfg.market_rules()
         self.markets = list(cfg.markets)
-        self.data = LiveCandles(self.markets)
+        keep = max(cfg.run.keep_candles, cfg.run.history)
+        self.state = MarketState({m: CandleBuffer.live(keep) for m in self.markets})
+        # Paper trading runs on market time (the data's own clock), so it fills exactly where a backtest would;
+        # sandbox and live timestamp orders with wall time.
+        self.clock: MarketClock | WallClock = MarketClock(wall_ms()) if self.mode == "paper" else WallClock()
         self.out = out
         self.handle_signals = handle_signals
         self.sandbox: Sandbox | None = sandbox
@@ -202,14 +226,16 @@ class LiveRunner:
         self.queue: asyncio.Queue[WsEvent | None] = asyncio.Queue()
         self.stop_event = asyncio.Event()
         self.engine: ExecutionEngine | None = None
+        self.loop: EventLoop | None = None
         self.journal: SqliteJournal | None = None
         self.restored: list[Order] = []
         self.venue: WhiteBitVenue | SimulatedVenue | None = None
         self.feeds: list[WsClient] = []
         self.http: httpx.AsyncClient | None = None
-        self.candles_seen: list[Candle] = []
+        self.reporter = RunReporter(self.rules, self.out_dir(), self.clock, out)
+        self.candles = 0
         self.stale_events = 0
-        self._stopped = False
+        self.last_data_wall: float | None = None
         self._where = ""
         self._signals: list[signal.Signals] = []
         self.log = logging.getLogger(f"botkit.strategy.{type(self.strategy).__name__}")
@@ -272,57 +298,104 @@ class LiveRunner:
 
     # ---- run ---------------------------------------------------------------------------------------------------------
 
+    def out_dir(self) -> Path:
+        """Where this run's trades.csv, report.json and journal go: `<output dir>/<mode>` (a backtest of the same
+        config writes to `<output dir>`), so runs and backtests never overwrite each other."""
+        return self.cfg.out_dir / self.mode
+
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
+        failure: StrategyFailure | None = None
+        outcome = "complete"
         try:
             await self._setup()
-            assert self.engine is not None
-            summary_start = self._balances()
-            ctx = Context(self.engine, self.data, wall_ms, self.log)
-            runner = StrategyRunner(self.strategy, ctx)
-            self.engine.sink = runner
+            assert self.engine is not None and self.loop is not None
+            start_balances = self._balances()
+            equity_start = self._equity_or_none()
             self._install_signals()
             if self.out is not None:
                 until = f"for {self.run_cfg.duration_s:g} s" if self.run_cfg.duration_s else "until Ctrl-C"
                 print(f"running {type(self.strategy).__name__} in {self.mode} mode on {self._where} "
                       f"({', '.join(self.markets)}, {self.run_cfg.interval} candles) {until}",
                       file=self.out, flush=True)
-            self.strategy.on_start(ctx)
-            self.engine.drain()
-            await self._loop(runner, ctx)
-            self.strategy.on_stop(ctx)
-            self._stopped = True  # from here on only order events are delivered, no market data
-            self.engine.drain()
-            if isinstance(self.venue, WhiteBitVenue):
-                await self.venue.settle()
-                await asyncio.sleep(0.2)  # late stream events of the last orders
-                with contextlib.suppress(Exception):
-                    await self.venue.reconcile()
-            self._pump_nowait(runner)
-            self.engine.drain()
-            summary = RunSummary(
-                mode=self.mode,
-                strategy=type(self.strategy).__name__,
-                seconds=time.monotonic() - t0,
-                candles=len(self.candles_seen),
-                orders=list(self.engine.orders.values()),
-                fills=len(self.engine.fills),
-                rejections=list(self.engine.rejections),
-                start_balances=summary_start,
-                final_balances=self._balances(),
-                reconnects=sum(max(0, f.connects - 1) for f in self._all_ws()),
-                depth_resubscribes=sum(f.depth_resubscribes for f in self.feeds),
-                stale_events=self.stale_events,
-                adopted=len(self.venue.adopted) if isinstance(self.venue, WhiteBitVenue) else 0,
-                restored=len(self.restored),
-                journal=str(self.journal.path) if self.journal is not None else None,
-                notes=list(self.venue.errors) if isinstance(self.venue, WhiteBitVenue) else [],
-            )
+            try:
+                self.loop.start()
+                await self._main()
+                self.loop.stop()
+            except StrategyHalted as halted:
+                failure, outcome = halted.failure, "halted"
+                if self.out is not None:
+                    print(f"halting: {failure.text()}", file=self.out, flush=True)
+                n = self.loop.halt(failure)
+                if n and self.out is not None:
+                    print(f"cancelling {n} open order(s) of this bot", file=self.out, flush=True)
+            await self._finish_orders()
+            summary = self._summary(t0, start_balances, equity_start, outcome)
+            write_json(self.out_dir() / "report.json", summary.as_dict() | (
+                {"failure": {"callback": failure.callback, "market_time": iso(failure.time_ms),
+                             "where": failure.where, "error": failure.error}} if failure else {}))
             if self.out is not None:
                 print(summary.text(), file=self.out)
+            if failure is not None:
+                raise RunHalted(failure, summary)
+            if self.last_data_wall is None and not self.stop_event.is_set():  # (Ctrl-C before any data is fine)
+                raise RunFailed(f"no market data arrived in {summary.seconds:.1f} s from {self._where}; check the "
+                                "connection, the market names and [run] interval")
             return summary
         finally:
             await self._teardown()
+
+    async def _finish_orders(self) -> None:
+        """After the strategy stopped: let in-flight orders be answered and settle against the exchange."""
+        assert self.engine is not None
+        self.engine.drain()
+        if isinstance(self.venue, WhiteBitVenue):
+            dropped = self.venue.drop_queued("not sent: the bot stopped before a request slot was free")
+            if dropped and self.out is not None:
+                print(f"{dropped} queued order(s) were never sent (the bot stopped first)", file=self.out, flush=True)
+            await self.venue.settle()
+            await asyncio.sleep(0.2)  # late stream events of the last orders
+            with contextlib.suppress(Exception):
+                await self.venue.reconcile()
+        self._pump_nowait()
+        self.engine.drain()
+        if self.journal is not None:
+            self.journal.flush()
+
+    def _summary(self, t0: float, start: dict[str, Balance], equity_start: float | None, outcome: str) -> RunSummary:
+        assert self.engine is not None and self.loop is not None
+        engine = self.engine
+        by_status = dict(engine.status_counts)
+        for o in engine.open.values():
+            by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
+        quote = self.rules[self.markets[0]].money
+        return RunSummary(
+            mode=self.mode,
+            strategy=type(self.strategy).__name__,
+            seconds=time.monotonic() - t0,
+            candles=self.candles,
+            orders_by_status=by_status,
+            fills=engine.fill_count,
+            rejections=dict(engine.rejection_counts),
+            rejection_examples=list(engine.rejections[:5]),
+            start_balances=start,
+            final_balances=self._balances(),
+            pnl=self.reporter.pnl(self.state.last_price),
+            equity_start=equity_start,
+            equity_end=self._equity_or_none(),
+            quote=quote,
+            quote_places=self.rules[self.markets[0]].money_prec,
+            reconnects=sum(max(0, f.connects - 1) for f in self._all_ws()),
+            depth_resubscribes=sum(f.depth_resubscribes for f in self.feeds),
+            stale_events=self.stale_events,
+            adopted=len(self.venue.adopted) if isinstance(self.venue, WhiteBitVenue) else 0,
+            restored=len(self.restored),
+            journal=str(self.journal.path) if self.journal is not None else None,
+            out_dir=str(self.out_dir()),
+            outcome=outcome,
+            strategy_errors=self.loop.error_count,
+            notes=list(self.venue.errors) if isinstance(self.venue, WhiteBitVenue) else [],
+        )
 
     def _all_ws(self) -> list[WsClient]:
         extra = [self.venue.ws] if isinstance(self.venue, WhiteBitVenue) and self.venue.ws is not None else []
@@ -367,7 +440,6 @@ class LiveRunner:
             # The venue reads balances and reconciles open orders: without these it would trade blind.
             grant.require("the whitebit venue (balances and order reconciliation)", VENUE_SCOPES)
         self._where = base_url
-        clock = wall_ms
         if mode == "paper":
             venue: WhiteBitVenue | SimulatedVenue = SimulatedVenue(
                 self.rules, dict(self.cfg.balances), self.cfg.fill_model())
@@ -377,7 +449,8 @@ class LiveRunner:
 
             rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
             venue = WhiteBitVenue(rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
-                                  clock_ms=clock, ping_interval=rc.ping_interval_s)
+                                  clock_ms=wall_ms, ping_interval=rc.ping_interval_s,
+                                  max_in_flight=rc.max_in_flight, before_send=self._durable)
         self.venue = venue
         ids_prefix = f"bk{int(time.time()) % 1_000_000:x}"
         ids = ClientIdFactory(ids_prefix)
@@ -395,12 +468,17 @@ class LiveRunner:
             rules=self.rules,
             risk=RiskManager(self.cfg.risk_limits()),
             venue=venue,
-            clock=clock,
-            last_price=self.data.last_price,
+            clock=self.clock,
+            last_price=self.state.last_price,
             equity=self._equity,
             ids=ids,
             journal=self.journal,
+            keep_closed=False,
         )
+        self.reporter.open()
+        self.loop = EventLoop(self.strategy, self.engine, self.state, self.clock, logger=self.log,
+                              fills=venue if isinstance(venue, SimulatedVenue) else None,
+                              on_error=self.cfg.strategy.on_error, observers=[self.reporter])
         if self.journal is not None and isinstance(venue, WhiteBitVenue):
             # Ours from an earlier run: back on the books before the venue's reconciliation settles them.
             self.restored = self.journal.open_orders(venue=self.journal.venue)
@@ -414,20 +492,33 @@ class LiveRunner:
         await self._start_feeds(ws_url)
 
     def journal_path(self) -> Path:
-        """`[run] journal`, or `<[output] dir>/<name>/journal.sqlite`."""
+        """`[run] journal`, or `<output dir>/<mode>/journal.sqlite`."""
         if self.run_cfg.journal is not None:
             return self.run_cfg.journal
-        return self.cfg.output.dir / self.cfg.name / "journal.sqlite"
+        return self.out_dir() / "journal.sqlite"
 
     def _open_journal(self, venue: str) -> SqliteJournal:
-        """Opened on the loop thread (sqlite3 connections stay on theirs), once, before anything trades."""
-        return SqliteJournal(self.journal_path(), run_id=f"{self.cfg.name}-{wall_ms()}", venue=venue)
+        """Opened on the loop thread (sqlite3 connections stay on theirs), once, before anything trades. One writer:
+        a second bot on the same journal is refused."""
+        try:
+            return SqliteJournal(self.journal_path(), run_id=f"{self.cfg.name}-{wall_ms()}", venue=venue,
+                                 exclusive=True)
+        except JournalLocked as exc:
+            raise RunError(str(exc)) from None
+
+    def _durable(self) -> None:
+        """Before an order leaves the process: its intent is on disk (one fsync for all intents queued so far)."""
+        if self.journal is not None:
+            self.journal.flush()
 
     def _equity(self) -> float:
         """Account value in the first market's quote currency at last prices (for the daily loss limit)."""
         assert self.venue is not None
         quote = self.rules[self.markets[0]].money
-        return mark_to_market(self.venue.balances(), self.rules, quote, self.data.last_price)
+        return mark_to_market(self.venue.balances(), self.rules, quote, self.state.last_price)
+
+    def _equity_or_none(self) -> float | None:
+        return self._equity() if any(self.state.last_price(m) is not None for m in self.markets) else None
 
     def _check_start(self, grant: Grant, declared: frozenset[str]) -> None:
         grant.require(f"strategy {type(self.strategy).__name__} start", declared)
@@ -445,7 +536,10 @@ class LiveRunner:
             if want_book:
                 feed.subscribe_depth(market, 20)
             self.feeds.append(feed)
-            await feed.start(wait=10.0)
+            await feed.start(wait=self.run_cfg.connect_timeout_s)
+            if not feed.connected:
+                raise RunFailed(f"cannot connect to the market data stream {ws_url} within "
+                                f"{self.run_cfg.connect_timeout_s:g} s: {feed.last_error or 'no answer'}")
             await self._load_history(feed, market)
 
     async def _load_history(self, feed: WsClient, market: str) -> None:
@@ -460,21 +554,27 @@ class LiveRunner:
         except (TimeoutError, WsConnectionLost, WsRpcError) as exc:
             log.warning("no candle history for %s: %s", market, exc)
             return
+        buf = self.state.buffers[market]
         for r in rows or []:
             t = int(r[0])
             if t < current:
                 o, c, h, lo, v = (float(x) for x in r[1:6])
-                self.data.add(Candle(market, t * 1000, (t + iv) * 1000, o, h, lo, c, v))
-        if self.data.rows[market]:
-            self.data.last[market] = self.data.rows[market][-1][4]
+                if buf.append(t * 1000, o, h, lo, c, v) is not None:
+                    buf.cur += 1
+                    self.state.last[market] = c
 
     def _wake(self) -> None:
         self.queue.put_nowait(None)
 
-    def _adopt(self, order: Order) -> None:
-        """An open order found on the exchange joins the engine's books (as if placed), so it can be managed."""
+    def _adopt(self, order: Order) -> bool:
+        """An open order found on the exchange joins the engine's books (as if placed), so it can be managed;
+        another bot's order (a botkit id this bot never journaled) is left alone, so each bot reports its own."""
         assert self.engine is not None
+        if BOT_ID_RE.match(order.client_id):
+            log.info("open order %s belongs to another botkit bot on this account; not adopted", order.client_id)
+            return False
         self.engine.adopt(order)
+        return True
 
     def _install_signals(self) -> None:
         if not self.handle_signals:
@@ -491,71 +591,78 @@ class LiveRunner:
             loop.remove_signal_handler(sig)
         self._signals = []
 
-    async def _loop(self, runner: StrategyRunner, ctx: Context) -> None:
-        assert self.engine is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
+    async def _main(self) -> None:
+        """Market events one at a time from the queue; between them, `tick` delivers order events and fires timers.
+        The deadline and Ctrl-C are checked at least every 100 ms, whatever the strategy and the venue are doing."""
+        assert self.loop is not None
+        aloop = asyncio.get_running_loop()
+        deadline = aloop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
+        status_every = self.run_cfg.status_every_s
+        next_status = aloop.time() + status_every if status_every else None
         stop_wait = asyncio.ensure_future(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
                 timeout = 0.1
                 if deadline is not None:
-                    left = deadline - loop.time()
+                    left = deadline - aloop.time()
                     if left <= 0:
                         break
                     timeout = min(timeout, left)
                 get = asyncio.ensure_future(self.queue.get())
                 done, _ = await asyncio.wait({get, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if get in done:
-                    self._handle(get.result(), runner, ctx)
-                    self._pump_nowait(runner)
+                    self._handle(get.result())
+                    self._pump_nowait()
                 else:
                     get.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await get
-                self._settle(runner, wall_ms())
+                self.loop.tick()
+                if next_status is not None and aloop.time() >= next_status:
+                    next_status = aloop.time() + status_every
+                    self._print_status()
         finally:
             stop_wait.cancel()
 
-    def _pump_nowait(self, runner: StrategyRunner) -> None:
+    def _print_status(self) -> None:
+        if self.out is None or self.engine is None or self.venue is None:
+            return
+        quote = self.rules[self.markets[0]].money
+        positions = {m: self.venue.balance(self.rules[m].stock).total for m in self.markets}
+        lag = time.monotonic() - self.last_data_wall if self.last_data_wall is not None else None
+        print(self.reporter.status_line(equity=self._equity_or_none(), quote=quote, positions=positions,
+                                        open_orders=len(self.engine.open), feed_lag_s=lag,
+                                        token=self._token_status(), pnl=self.reporter.pnl(self.state.last_price)),
+              file=self.out, flush=True)
+
+    def _token_status(self) -> str:
+        return "n/a (paper)" if self.mode == "paper" else "none (API key)"
+
+    def _pump_nowait(self) -> None:
         while not self.queue.empty():
-            self._handle(self.queue.get_nowait(), runner, runner.ctx)
+            self._handle(self.queue.get_nowait())
 
-    def _settle(self, runner: StrategyRunner, now: int) -> None:
-        assert self.engine is not None
-        self.engine.drain()
-        if runner.ctx.timers:
-            runner.fire_timers(now)
-            self.engine.drain()
-
-    def _handle(self, ev: WsEvent | None, runner: StrategyRunner, ctx: Context) -> None:
-        engine = self.engine
-        assert engine is not None
+    def _handle(self, ev: WsEvent | None) -> None:
+        loop = self.loop
+        assert loop is not None
         if ev is None:
-            engine.drain()
+            loop.engine.drain()
             return
-        if self._stopped:
-            return
+        if loop.stopped:
+            return  # after on_stop only order events are delivered, no market data
         if isinstance(ev, CandleClosed):
-            c = ev.candle
-            if not self.data.add(c):
-                return
-            self.data.last[c.market] = c.close
-            if isinstance(self.venue, SimulatedVenue):
-                self.venue.process_candle(c.market, c.time_ms, c.open, c.high, c.low, c.close_time_ms)
-                engine.drain()
-            self.candles_seen.append(c)
-            self.strategy.on_candle(ctx, c)
-            self._settle(runner, wall_ms())
+            self.last_data_wall = time.monotonic()
+            if loop.candle(ev.candle):
+                self.candles += 1
         elif isinstance(ev, TradePrinted):
-            self.data.last[ev.trade.market] = ev.trade.price
-            self.strategy.on_trade(ctx, ev.trade)
-            engine.drain()
+            self.last_data_wall = time.monotonic()
+            loop.trade(ev.trade)
         elif isinstance(ev, BookChanged):
-            self.strategy.on_book(ctx, ev.book)
-            engine.drain()
+            self.last_data_wall = time.monotonic()
+            loop.book(ev.book)
         elif isinstance(ev, LastPrice):
-            self.data.last[ev.market] = ev.price
+            self.last_data_wall = time.monotonic()
+            self.state.last[ev.market] = ev.price
         elif isinstance(ev, Stale):
             self.stale_events += 1
             self.log.warning("market data silent for %.1f s", ev.silent_s)
@@ -575,6 +682,7 @@ class LiveRunner:
         if self._own_sandbox and self.sandbox is not None:
             await self.sandbox.stop()
             self.sandbox = None
+        self.reporter.close()
         if self.journal is not None:
             self.journal.close()
-
+            self.journal = None

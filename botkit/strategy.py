@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from botkit.execution.engine import ExecutionEngine
 from botkit.execution.orders import Fill, Order
+from botkit.market.buffer import CandleArrays
 from botkit.market.rules import MarketRules
 from botkit.market.types import BookSnapshot, Candle, Trade
 from botkit.venues.base import Balance
@@ -26,21 +26,6 @@ from botkit.venues.base import Balance
 
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True, slots=True)
-class CandleArrays:
-    """Closed candles of one market, oldest first, as numpy arrays (read-only views)."""
-
-    time_ms: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.time_ms)
 
 
 class MarketData(Protocol):
@@ -203,23 +188,3 @@ class Context:
             raise ValueError(f"timer {name!r}: every_ms must be positive, got {every_ms}")
         self.timers[:] = [t for t in self.timers if t.name != name]  # in place: the runner holds this list
         self.timers.append(Timer(name, every_ms, self.now + every_ms))
-
-
-class StrategyRunner:
-    """Delivers execution events and timers to a strategy (the engine's EventSink)."""
-
-    def __init__(self, strategy: Strategy, ctx: Context) -> None:
-        self.strategy = strategy
-        self.ctx = ctx
-
-    def on_order_update(self, order: Order) -> None:
-        self.strategy.on_order_update(self.ctx, order)
-
-    def on_fill(self, fill: Fill) -> None:
-        self.strategy.on_fill(self.ctx, fill)
-
-    def fire_timers(self, now_ms: int) -> None:
-        for t in list(self.ctx.timers):
-            while t.due_ms <= now_ms:
-                t.due_ms += t.every_ms
-                self.strategy.on_timer(self.ctx, t.name)

@@ -25,9 +25,10 @@ from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.orders import ClientIdFactory, Fill, Order
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
+from botkit.loop import ErrorPolicy, EventLoop, MarketClock, StrategyFailure, StrategyHalted, market_time_logs
+from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.rules import MarketRules
-from botkit.market.types import Candle
-from botkit.strategy import CandleArrays, Context, Strategy, StrategyRunner
+from botkit.strategy import Strategy
 from botkit.venues.simulated import FillModel, SimulatedVenue
 
 log = logging.getLogger("botkit.backtest")
@@ -76,38 +77,13 @@ class BacktestResult:
     events: int
     elapsed_s: float = 0.0
     unvalued_assets: list[str] = field(default_factory=list)
+    outcome: str = "complete"  # "complete", "halted" (strategy error) or "interrupted" (Ctrl-C): partial results
+    failure: StrategyFailure | None = None
+    strategy_errors: int = 0  # errors logged and passed over under on_error = "continue"
 
-
-class _Clock:
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = 0
-
-    def __call__(self) -> int:
-        return self.now
-
-
-class _Cursor:
-    """Market data as of the current event: candles up to and including each market's latest closed one."""
-
-    def __init__(self, series: list[CandleSeries]) -> None:
-        self.series = {s.market: s for s in series}
-        self.index = {s.market: i for i, s in enumerate(series)}
-        self.cur = [-1] * len(series)
-
-    def candles(self, market: str, n: int | None) -> CandleArrays:
-        s = self.series[market]
-        end = self.cur[self.index[market]] + 1
-        start = 0 if n is None else max(0, end - n)
-        return CandleArrays(
-            s.time_ms[start:end], s.open[start:end], s.high[start:end], s.low[start:end], s.close[start:end],
-            s.volume[start:end],
-        )
-
-    def last_price(self, market: str) -> float | None:
-        i = self.cur[self.index[market]]
-        return None if i < 0 else float(self.series[market].close[i])
+    @property
+    def partial(self) -> bool:
+        return self.outcome != "complete"
 
 
 class Backtest:
@@ -125,6 +101,7 @@ class Backtest:
         fill_model: FillModel | None = None,
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
+        on_error: ErrorPolicy = "halt",
     ) -> None:
         if not series:
             raise BacktestError("no candle data: configure [data] files")
@@ -147,14 +124,21 @@ class Backtest:
         self.risk_limits = risk or RiskLimits()
         self.fill_model = fill_model or FillModel()
         self.progress = progress
+        self.on_error: ErrorPolicy = on_error
         self.log = logger or logging.getLogger(f"botkit.strategy.{type(strategy).__name__}")
 
     # ---- run ----------------------------------------------------------------------------------------------------
 
     def run(self) -> BacktestResult:
+        """Replay every candle through the shared event loop. A strategy error (policy "halt") or Ctrl-C ends the
+        replay early: the result then covers the events replayed so far and says why it is partial."""
         t0 = time.perf_counter()
-        clock = _Clock()
-        cursor = _Cursor(self.series)
+        ev_m, ev_i, close_t = self._merge()
+        n = len(close_t)
+        first = 0 if ev_m is None or not n else int(ev_m[0])
+        clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
+        state = MarketState({s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
+                             for s in self.series})
         venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model)
         engine = ExecutionEngine(
             grant=self.grant,
@@ -163,26 +147,33 @@ class Backtest:
             risk=RiskManager(self.risk_limits),
             venue=venue,
             clock=clock,
-            last_price=cursor.last_price,
-            equity=lambda: mark_to_market(venue.balances(), self.rules, self.quote, cursor.last_price),
+            last_price=state.last_price,
+            equity=lambda: mark_to_market(venue.balances(), self.rules, self.quote, state.last_price),
             ids=ClientIdFactory("bt"),
         )
         engine.check_start()
-        ctx = Context(engine, cursor, clock, self.log)
-        runner = StrategyRunner(self.strategy, ctx)
-        engine.sink = runner
-        ev_m, ev_i, close_t = self._merge()
-        n = len(close_t)
-        fill_k: list[int] = []
-        if n:
-            first = 0 if ev_m is None else int(ev_m[0])
-            clock.now = int(close_t[0]) - self.series[first].timeframe_ms
-        self.strategy.on_start(ctx)
-        engine.drain()
-        self._loop(engine, venue, runner, ctx, cursor, clock, ev_m, ev_i, close_t, fill_k)
-        self.strategy.on_stop(ctx)
-        engine.drain()
-        result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
+        loop = EventLoop(self.strategy, engine, state, clock, logger=self.log, fills=venue, on_error=self.on_error,
+                         record_fill_events=True)
+        outcome, failure = "complete", None
+        with market_time_logs(clock):
+            try:
+                loop.start()
+                self._feed(loop, ev_m, ev_i, close_t)
+                loop.stop()
+            except StrategyHalted as halted:
+                outcome, failure = "halted", halted.failure
+                loop.halt(halted.failure)
+            except KeyboardInterrupt:
+                outcome = "interrupted"
+        done = loop.events
+        if done < n:
+            close_t = close_t[:done]
+            ev_m = ev_m[:done] if ev_m is not None else None
+            ev_i = ev_i[:done] if ev_i is not None else None
+        result = self._result(engine, venue, ev_m, ev_i, close_t, loop.fill_events or [])
+        result.outcome = outcome
+        result.failure = failure
+        result.strategy_errors = loop.error_count
         result.elapsed_s = time.perf_counter() - t0
         return result
 
@@ -197,80 +188,19 @@ class Backtest:
         order = np.lexsort((ms, ct))
         return ms[order], rows[order], ct[order]
 
-    def _loop(
-        self,
-        engine: ExecutionEngine,
-        venue: SimulatedVenue,
-        runner: StrategyRunner,
-        ctx: Context,
-        cursor: _Cursor,
-        clock: _Clock,
-        ev_m: np.ndarray | None,
-        ev_i: np.ndarray | None,
-        close_t: np.ndarray,
-        fill_k: list[int],
-    ) -> None:
+    def _feed(self, loop: EventLoop, ev_m: np.ndarray | None, ev_i: np.ndarray | None, close_t: np.ndarray) -> None:
+        """The backtest's event source: candles in event order, a chunk of Python lists at a time."""
         n = len(close_t)
-        names = [s.market for s in self.series]
-        books = [venue.books[m] for m in names]
-        cur = cursor.cur
-        on_candle = self.strategy.on_candle
-        process = venue.process_candle
-        queue = engine._queue
-        drain = engine.drain
-        fills = engine.fills
-        timers = ctx.timers
         cols = [(s.time_ms, s.open, s.high, s.low, s.close, s.volume) for s in self.series]
-
-        def fill(k: int, name: str, t: int, o: float, h: float, lo: float, now: int) -> None:
-            """Only when the market has orders: match, remember which event filled, tell the strategy."""
-            nf = len(fills)
-            process(name, t, o, h, lo, now)
-            if len(fills) > nf:
-                fill_k.extend([k] * (len(fills) - nf))
-            if queue:
-                drain()
-
-        def settle(now: int) -> None:
-            """After a callback: deliver queued order events, then due timers (and what they cause)."""
-            if queue:
-                drain()
-            if timers:
-                runner.fire_timers(now)
-                if queue:
-                    drain()
-
         for a in range(0, n, CHUNK):
             b = min(n, a + CHUNK)
             ct_l = close_t[a:b].tolist()
-            if ev_m is None or ev_i is None:
-                # One market: event index == row index; zip beats indexing in the hot loop.
+            if ev_m is None or ev_i is None:  # one market: event index == row index
                 t_c, o_c, h_c, l_c, c_c, v_c = (x[a:b].tolist() for x in cols[0])
-                book, name = books[0], names[0]
-                i = a - 1
-                for t, o, h, lo, c, v, now in zip(t_c, o_c, h_c, l_c, c_c, v_c, ct_l, strict=True):
-                    i += 1
-                    clock.now = now
-                    if book.active:
-                        fill(i, name, t, o, h, lo, now)
-                    cur[0] = i
-                    on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
-                    if queue or timers:
-                        settle(now)
+                loop.candles_one(0, a, t_c, o_c, h_c, l_c, c_c, v_c, ct_l, a)
             else:
-                ms_l = ev_m[a:b].tolist()
                 t_c, o_c, h_c, l_c, c_c, v_c = self._gather(cols, ev_m[a:b], ev_i[a:b])
-                rows = ev_i[a:b].tolist()
-                for j in range(b - a):
-                    m = ms_l[j]
-                    now = ct_l[j]
-                    clock.now = now
-                    if books[m].active:
-                        fill(a + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
-                    cur[m] = rows[j]
-                    on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
-                    if queue or timers:
-                        settle(now)
+                loop.candles_mixed(ev_m[a:b].tolist(), ev_i[a:b].tolist(), t_c, o_c, h_c, l_c, c_c, v_c, ct_l, a)
             if self.progress is not None:
                 self.progress(b, n)
 

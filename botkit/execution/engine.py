@@ -22,6 +22,9 @@ from botkit.venues.base import Venue
 
 log = logging.getLogger("botkit.execution")
 
+REJECTIONS_SHOWN = 5  # rejections logged at WARNING before the rest go to INFO
+REJECTIONS_KEPT = 1000  # rejection records a live bot keeps in memory (counts are always complete)
+
 
 class UndeclaredScope(InsufficientScope):
     """The grant has the scope but the strategy did not declare it: declarations are the contract."""
@@ -47,6 +50,9 @@ class Journal(Protocol):
 
     def record(self, kind: str, order: Order, detail: str = "") -> None: ...
 
+    def flush(self) -> None:
+        """Make recorded intents durable (before an order leaves the process)."""
+
 
 class MemoryJournal:
     def __init__(self) -> None:
@@ -54,6 +60,9 @@ class MemoryJournal:
 
     def record(self, kind: str, order: Order, detail: str = "") -> None:
         self.entries.append((order.updated_ms, kind, order.client_id, detail))
+
+    def flush(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class ExecutionEngine:
         equity: Callable[[], float] | None = None,
         ids: ClientIdFactory | None = None,
         journal: Journal | None = None,
+        keep_closed: bool = True,
     ) -> None:
         self.grant = grant
         self.declared = frozenset(declared_scopes)
@@ -94,10 +104,16 @@ class ExecutionEngine:
         self.equity = equity
         self.ids = ids or ClientIdFactory()
         self.journal: Journal = journal or MemoryJournal()
+        # A backtest keeps every order and fill for its report; a live bot keeps only open orders in memory (closed
+        # ones are in the journal and the run's trades file), so memory stays flat however long it runs.
+        self.keep_closed = keep_closed
         self.orders: dict[str, Order] = {}
         self.open: dict[str, Order] = {}
         self.fills: list[Fill] = []
-        self.rejections: list[Rejection] = []
+        self.fill_count = 0
+        self.rejections: list[Rejection] = []  # all of them when keep_closed, else the first REJECTIONS_KEPT
+        self.rejection_counts: dict[str, int] = {}
+        self.status_counts: dict[str, int] = {}  # closed orders by final status
         self.sink: EventSink | None = None
         self._queue: deque[tuple[Order | None, Fill | None]] = deque()
         venue.bind(self)
@@ -231,7 +247,7 @@ class ExecutionEngine:
         self.open[order.client_id] = order
         self.risk.state.open_orders = len(self.open)
         self.journal.record("adopted", order)
-        self._queue.append((order, None))
+        self._queue.append((order.snapshot(), None))
 
     def restore(self, orders: Iterable[Order]) -> int:
         """Open orders journaled by an earlier run of this bot rejoin the books as ours (not adopted); the venue's
@@ -247,6 +263,20 @@ class ExecutionEngine:
         self.risk.state.open_orders = len(self.open)
         return n
 
+    def cancel_own_orders(self, reason: str) -> int:
+        """Cancel every open order of this bot, as far as the credentials allow (the strategy need not have declared
+        `orders.delete`): used when the bot halts. Returns the number of cancels requested."""
+        if not self.grant.covers(OPERATION_SCOPES["cancel_all"]):
+            if self.open:
+                log.warning("cannot cancel %d open order(s) while halting: the grant lacks %s", len(self.open),
+                            sorted(OPERATION_SCOPES["cancel_all"]))
+            return 0
+        targets = list(self.open.values())
+        for o in targets:
+            self.journal.record("cancel", o, reason)
+            self.venue.cancel(o, self.clock())
+        return len(targets)
+
     def open_orders(self, market: str | None = None) -> list[Order]:
         return [o for o in self.open.values() if market is None or o.market == market]
 
@@ -256,25 +286,26 @@ class ExecutionEngine:
         order.exchange_id = exchange_id
         order.transition(OrderStatus.OPEN, time_ms)
         self.journal.record("accepted", order, exchange_id)
-        self._queue.append((order, None))
+        self._queue.append((order.snapshot(), None))
 
     def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:
         order.apply_fill(fill, complete)
-        self.fills.append(fill)
+        self.fill_count += 1
+        if self.keep_closed:
+            self.fills.append(fill)
+        self.journal.record("fill", order, f"{fill.amount}@{fill.price}")
+        self._queue.append((order.snapshot(), fill))
         if complete:
             self._close(order)
-        self.journal.record("fill", order, f"{fill.amount}@{fill.price}")
-        self._queue.append((order, fill))
 
     def order_cancelled(self, order: Order, time_ms: int, reason: str) -> None:
         order.transition(OrderStatus.CANCELLED, time_ms)
         order.reject_reason = None if reason == "cancelled" else reason
-        self._close(order)
         self.journal.record("cancelled", order, reason)
-        self._queue.append((order, None))
+        self._queue.append((order.snapshot(), None))
+        self._close(order)
 
     def order_rejected(self, order: Order, time_ms: int, reason: str) -> None:
-        self._close(order)
         self._reject(order, reason.split(":", 1)[0], reason)
 
     # ---- delivery -----------------------------------------------------------------------------------------------
@@ -300,15 +331,27 @@ class ExecutionEngine:
     def _close(self, order: Order) -> None:
         self.open.pop(order.client_id, None)
         self.risk.state.open_orders = len(self.open)
+        self.status_counts[order.status.value] = self.status_counts.get(order.status.value, 0) + 1
+        if not self.keep_closed:
+            self.orders.pop(order.client_id, None)
 
     def _reject(self, order: Order, rule: str, message: str) -> Order:
         now = self.clock()
         order.reject(message, now)
         self.orders.setdefault(order.client_id, order)
-        self.rejections.append(Rejection(now, order.client_id, order.market, rule, message))
+        self.rejection_counts[rule] = self.rejection_counts.get(rule, 0) + 1
+        total = sum(self.rejection_counts.values())
+        if self.keep_closed or len(self.rejections) < REJECTIONS_KEPT:
+            self.rejections.append(Rejection(now, order.client_id, order.market, rule, message))
         self.journal.record("rejected", order, message)
-        log.info("order %s rejected (%s): %s", order.client_id, rule, message)
-        self._queue.append((order, None))
+        # The first few are shown at the default log level (a strategy that is refused should hear it); the rest
+        # are counted in the summary, and -v shows each.
+        level = logging.WARNING if total <= REJECTIONS_SHOWN else logging.INFO
+        log.log(level, "order %s rejected (%s): %s", order.client_id, rule, message)
+        if total == REJECTIONS_SHOWN:
+            log.warning("further rejections are counted in the summary (-v shows each)")
+        self._queue.append((order.snapshot(), None))
+        self._close(order)
         return order
 
     def _reject_risk(self, order: Order, verdict: RiskRejection) -> Order:

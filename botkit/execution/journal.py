@@ -1,14 +1,20 @@
 """`SqliteJournal`: the durable order journal of a live bot, so a crash never loses an order's state.
 
-Every `record()` upserts the order's row and appends an event in one transaction. A "submit" record (the intent,
-written before the venue sends anything) is committed with synchronous=FULL, so it is on disk before the first byte
-goes out; later records use NORMAL, which in WAL mode survives a process crash (only a power cut could lose the
-last few). Money is stored as Decimal strings, never REAL, so orders come back exactly as they were.
+Every `record()` upserts the order's row and appends an event. "submit" records (intents) are group-committed: they
+open a transaction with synchronous=FULL that `flush()` commits, and the venue calls `flush()` before any order
+leaves the process, so every intent is on disk before its first byte goes out, and a callback that places 10,000
+orders pays for one fsync, not 10,000. Other records commit at once with NORMAL, which in WAL mode survives a
+process crash (only a power cut could lose the last few). Money is stored as Decimal strings, never REAL, so orders
+come back exactly as they were. One bot writes a journal at a time (`exclusive=True` takes a lock file); the file
+is 0600 in a 0700 folder, like the token store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -75,6 +81,10 @@ class JournalError(RuntimeError):
     """The journal file cannot be used (wrong schema, corrupt row): says which file or row and what to do."""
 
 
+class JournalLocked(JournalError):
+    """Another running bot writes this journal."""
+
+
 @dataclass(frozen=True, slots=True)
 class JournalEvent:
     seq: int
@@ -91,11 +101,16 @@ def _dec(value: Decimal | None) -> str | None:
 class SqliteJournal:
     """Implements the engine's `Journal` protocol on one SQLite file (one connection, used from one thread)."""
 
-    def __init__(self, path: str | Path, *, run_id: str = "", venue: str = "") -> None:
+    def __init__(self, path: str | Path, *, run_id: str = "", venue: str = "", exclusive: bool = False) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.venue = venue
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock: int | None = None
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, mode=0o700)
+        if exclusive:
+            self._lock = self._take_lock()
+        fresh = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -109,9 +124,38 @@ class SqliteJournal:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
+            self._release_lock()
             raise JournalError(f"order journal {self.path} cannot be opened as SQLite: {exc}; "
                                "move it aside or point [run] journal at a new file") from None
+        if fresh:
+            with contextlib.suppress(OSError):
+                os.chmod(self.path, 0o600)
         self._full = False
+        self._pending = False  # a transaction of intents is open, waiting for flush()
+
+    def _take_lock(self) -> int:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise JournalLocked(
+                f"order journal {self.path} is in use by another running bot (pid {holder}); one journal has one "
+                "writer: stop that bot, or give this one its own [run] journal (bots may share an account, not a "
+                "journal)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                os.close(self._lock)
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"SqliteJournal({str(self.path)!r}, run_id={self.run_id!r}, venue={self.venue!r})"
@@ -119,23 +163,35 @@ class SqliteJournal:
     # ---- Journal protocol --------------------------------------------------------------------------------------
 
     def record(self, kind: str, order: Order, detail: str = "") -> None:
-        """Upsert the order and append the event atomically; an intent ("submit") is fsynced before returning."""
+        """Upsert the order and append the event atomically. An intent ("submit") joins the open group of intents
+        that `flush()` commits with an fsync; other records commit at once (or with the open group)."""
         o = order
         flags = json.dumps({"post_only": o.post_only, "ioc": o.ioc, "oco_group": o.oco_group}, sort_keys=True)
         row = (o.client_id, o.market, o.side, o.type, str(o.amount), _dec(o.price), _dec(o.stop_price), flags,
                o.status.value, str(o.filled), str(o.filled_quote), str(o.fee), o.exchange_id, o.created_ms,
                o.updated_ms, o.reject_reason, self.run_id, self.venue)
-        self._sync(kind == "submit")
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if not self._pending:
+            self._sync(kind == "submit")
+            db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(_UPSERT, row)
             db.execute("INSERT INTO events (time, kind, client_id, detail) VALUES (?, ?, ?, ?)",
                        (o.updated_ms, kind, o.client_id, detail))
         except BaseException:
             db.execute("ROLLBACK")
+            self._pending = False
             raise
-        db.execute("COMMIT")
+        if kind == "submit":
+            self._pending = True
+        elif not self._pending:
+            db.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Commit the open group of intents, fsynced (synchronous=FULL): call before an order leaves the process."""
+        if self._pending:
+            self._db.execute("COMMIT")
+            self._pending = False
 
     # ---- loading -----------------------------------------------------------------------------------------------
 
@@ -173,7 +229,9 @@ class SqliteJournal:
         return [JournalEvent(*r) for r in self._db.execute(sql + " ORDER BY seq", args)]
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
+        self._release_lock()
 
     def __enter__(self) -> SqliteJournal:
         return self

@@ -161,6 +161,14 @@ class Order:
         self.reject_reason = reason
         self.transition(OrderStatus.REJECTED, time_ms)
 
+    def snapshot(self) -> Order:
+        """A copy of the order as it is now: what an event reports, unaffected by later changes."""
+        return Order(
+            self.client_id, self.market, self.side, self.type, self.amount, self.price, self.stop_price,
+            self.post_only, self.ioc, self.oco_group, self.status, self.filled, self.filled_quote, self.fee,
+            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills),
+        )
+
     @property
     def average_price(self) -> Decimal | None:
         return self.filled_quote / self.filled if self.filled else None

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,6 +41,7 @@ log = logging.getLogger("botkit.venues.whitebit")
 
 ZERO = Decimal(0)
 _MAX_PAGES = 50
+_CLOSED_REMEMBERED = 10_000  # ids of closed orders kept to recognise their late events
 
 
 def _dec(value: Any) -> Decimal:
@@ -75,12 +77,23 @@ class WhiteBitVenue:
         *,
         ws_url: str | None,
         notify: Callable[[], None] = lambda: None,
-        adopt: Callable[[Order], None] | None = None,
+        adopt: Callable[[Order], bool] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         ping_interval: float = 50.0,
         lost_order_grace_s: float = 3.0,
+        max_in_flight: int = 8,
+        before_send: Callable[[], None] = lambda: None,
     ) -> None:
         self.rest = rest
+        self.max_in_flight = max_in_flight
+        self.before_send = before_send
+        # Orders wait here, in the order they were placed, for one of `max_in_flight` workers: a callback that
+        # places 10,000 orders queues them (never drops one) instead of opening 10,000 requests at once.
+        self._outbox: deque[_Tracked] = deque()
+        self._workers = 0
+        # Orders that closed recently: late stream events for them are ignored (never adopted as unknown), and
+        # everything else about a closed order leaves memory.
+        self._closed: OrderedDict[str, None] = OrderedDict()
         self.lost_order_grace_s = lost_order_grace_s
         self.rules = rules
         self.notify = notify
@@ -94,6 +107,7 @@ class WhiteBitVenue:
         self._reconcile_lock = asyncio.Lock()
         self.reconciles = 0
         self.adopted: list[Order] = []
+        self._foreign: set[str] = set()
         self.errors: list[str] = []
         assets = sorted({a for r in rules.values() for a in (r.stock, r.money)})
         self.ws: WsClient | None = None
@@ -143,14 +157,51 @@ class WhiteBitVenue:
     def submit(self, order: Order, now_ms: int) -> None:
         tr = _Tracked(order)
         self._by_cid[order.client_id] = tr
-        self._spawn(self._submit(tr))
+        self._outbox.append(tr)
+        while self._workers < self.max_in_flight and self._workers < len(self._outbox):
+            self._workers += 1
+            self._spawn(self._send_worker())
 
     def cancel(self, order: Order, now_ms: int) -> None:
         tr = self._by_cid.get(order.client_id)
         if tr is None or tr.cancel_sent:
             return
+        if tr in self._outbox:  # never sent: nothing to ask the exchange
+            self._outbox.remove(tr)
+            tr.in_flight = False
+            self._ev().order_cancelled(order, self.clock_ms(), "cancelled before it was sent")
+            self._forget(tr)
+            self.notify()
+            return
         tr.cancel_sent = True
         self._spawn(self._cancel(tr))
+
+    @property
+    def queued(self) -> int:
+        """Orders placed but not yet sent (waiting for a free request slot)."""
+        return len(self._outbox)
+
+    def drop_queued(self, reason: str) -> int:
+        """At shutdown: orders still waiting to be sent never leave; each is reported cancelled with `reason`."""
+        n = 0
+        while self._outbox:
+            tr = self._outbox.popleft()
+            tr.in_flight = False
+            if tr.order.is_open:
+                self._ev().order_cancelled(tr.order, self.clock_ms(), reason)
+                n += 1
+            self._forget(tr)
+        if n:
+            self.notify()
+        return n
+
+    async def _send_worker(self) -> None:
+        try:
+            while self._outbox:
+                tr = self._outbox.popleft()
+                await self._submit(tr)
+        finally:
+            self._workers -= 1
 
     def track(self, order: Order) -> None:
         """An order journaled by an earlier run of this bot: ours, and settled against the exchange by the next
@@ -172,6 +223,7 @@ class WhiteBitVenue:
 
     async def _submit(self, tr: _Tracked) -> None:
         o = tr.order
+        self.before_send()
         if o.type == "limit":
             endpoint = "order_new"
             params: dict[str, Any] = {"market": o.market, "side": o.side, "amount": fmt(o.amount),
@@ -243,6 +295,7 @@ class WhiteBitVenue:
             await asyncio.sleep(0.02)  # cancel after the exchange knows the order
         if not o.is_open:
             return
+        self.before_send()
         params: dict[str, Any] = {"market": o.market}
         if o.exchange_id is not None:
             params["orderId"] = int(o.exchange_id)
@@ -312,6 +365,7 @@ class WhiteBitVenue:
         if o.exchange_id is not None:
             self._by_xid[o.exchange_id] = tr
         if not o.is_open:
+            self._forget(tr)
             return
         stock = _dec(r.get("dealStock", r.get("deal_stock")))
         money = _dec(r.get("dealMoney", r.get("deal_money")))
@@ -319,6 +373,8 @@ class WhiteBitVenue:
         self._raise_to(tr, stock, money, fee, finished)
         if finished and o.is_open:
             ev.order_cancelled(o, now, "cancelled" if not stock else "cancelled after a partial fill")
+        if o.status.is_terminal:  # (is_open was narrowed above; the calls may have closed it)
+            self._forget(tr)
 
     def _raise_to(self, tr: _Tracked, stock: Decimal, money: Decimal, fee: Decimal, finished: bool) -> None:
         """Emit the fill between what we had seen and `stock` (cumulative), if any."""
@@ -354,7 +410,29 @@ class WhiteBitVenue:
         o = tr.order
         if o.is_open and o.status == OrderStatus.NEW:
             self._ev().order_rejected(o, self.clock_ms(), reason)
+        if not o.is_open:
+            self._forget(tr)
         self.notify()
+
+    def _forget(self, tr: _Tracked) -> None:
+        """A closed order leaves memory once its in-flight requests are answered; its ids are remembered for a
+        while so that late stream events for it are ignored rather than adopted."""
+        if tr.in_flight or (tr.cancel_sent and tr.order.is_open):
+            return
+        o = tr.order
+        for key in (o.client_id, o.exchange_id):
+            if key is not None:
+                self._closed[key] = None
+                self._closed.move_to_end(key)
+        while len(self._closed) > _CLOSED_REMEMBERED:
+            self._closed.popitem(last=False)
+        if self._by_cid.get(o.client_id) is tr:
+            del self._by_cid[o.client_id]
+        if o.exchange_id is not None and self._by_xid.get(o.exchange_id) is tr:
+            del self._by_xid[o.exchange_id]
+
+    def _recently_closed(self, xid: Any, cid: Any) -> bool:
+        return (xid is not None and str(xid) in self._closed) or (bool(cid) and str(cid) in self._closed)
 
     # ---- private stream ----------------------------------------------------------------------------------------------
 
@@ -385,6 +463,8 @@ class WhiteBitVenue:
 
     def _on_order_event(self, event: int, data: dict[str, Any]) -> None:
         tr = self._lookup(data.get("id"), data.get("client_order_id"))
+        if tr is None and self._recently_closed(data.get("id"), data.get("client_order_id")):
+            return  # a late event of an order that is already settled
         if tr is None or tr.order.status == OrderStatus.REJECTED:
             if event != 3:
                 self._adopt(data)
@@ -428,6 +508,8 @@ class WhiteBitVenue:
                         xid = str(r.get("orderId"))
                         seen.add(xid)
                         tr = self._lookup(xid, r.get("clientOrderId"))
+                        if tr is None and xid in self._foreign:
+                            continue
                         if tr is None or tr.order.status == OrderStatus.REJECTED:
                             self._adopt(r)  # unknown, or given up as lost: the exchange holds it, so track it
                         else:
@@ -462,6 +544,8 @@ class WhiteBitVenue:
         known = self._by_xid.get(xid) or self._by_cid.get(cid)
         if known is not None and known.order.status != OrderStatus.REJECTED:
             return
+        if xid in self._foreign:
+            return
         side_raw = r.get("side")
         side: Side = "sell" if side_raw in ("sell", 1) else "buy"
         otype: OrderType = "market" if str(r.get("type")) in ("market", "2") else "limit"
@@ -469,11 +553,13 @@ class WhiteBitVenue:
         t_ms = int(float(ts) * 1000) if ts is not None else self.clock_ms()
         order = Order(client_id=cid, market=market, side=side, type=otype, amount=_dec(r.get("amount")),
                       price=_dec(r.get("price")) if otype == "limit" else None, created_ms=t_ms, updated_ms=t_ms)
+        if not self.adopt(order):
+            self._foreign.add(xid)  # someone else's (another bot's): never ours, never reported
+            return
         tr = _Tracked(order, in_flight=False)
         self._by_cid[cid] = tr
         self._by_xid[xid] = tr
         self.adopted.append(order)
-        self.adopt(order)
         log.info("adopted open order %s (%s) found on the exchange", cid, xid)
         self._apply(tr, r, finished=False)
 

@@ -227,6 +227,7 @@ class WsClient:
         self._ready = asyncio.Event()
         self._last_data = time.monotonic()
         self._stale_reported = False
+        self.last_error: str | None = None  # why the latest connection attempt failed or ended
 
     # ---- subscriptions (recorded; sent on every connect) -----------------------------------------------------------
 
@@ -349,6 +350,7 @@ class WsClient:
                 self._fail_pending()
             if self.closing:
                 return
+            self.last_error = reason
             log.warning("%s: disconnected (%s); reconnecting", self.name, reason)
             self.sink(Disconnected(reason))
             delay = min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)

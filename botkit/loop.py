@@ -1,0 +1,368 @@
+"""The one event loop: backtest, paper, sandbox and live differ only in the venue, the event source and the clock.
+
+For every market event the loop sets the market clock to the event's time (a candle's close time), lets the
+simulated venue fill what the event fills (an order is eligible only for data that starts at or after the market
+time it was placed at, so paper fills exactly where a backtest fills), publishes the event to the strategy's data,
+calls the strategy, then delivers the order events the call caused and fires due timers. A backtest feeds recorded
+candles in chunks as fast as it can; a live run feeds one event at a time from its WebSocket and calls `tick`
+between events, so timers and order events flow while the market is quiet.
+
+Each order state change reaches the strategy once, as a snapshot taken when it happened. Strategy errors are a
+policy, the same in every mode: "halt" (the default) stops the bot safely; "continue" logs the error with the market
+time and the strategy's file:line and goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from botkit.execution.engine import ExecutionEngine
+from botkit.execution.orders import Fill, Order
+from botkit.market.buffer import MarketState
+from botkit.market.types import BookSnapshot, Candle, Trade
+from botkit.strategy import Context, Strategy
+from botkit.venues.simulated import SimulatedVenue
+
+log = logging.getLogger("botkit.loop")
+
+ErrorPolicy = Literal["halt", "continue"]
+
+
+class MarketClock:
+    """Market time: the time of the latest event (ms). Backtests and paper trading run on it."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self.now = start_ms
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class WallClock:
+    """Wall time for live trading. `now` still tracks market time (the loop sets it), for eligibility and logs."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return int(time.time() * 1000)
+
+
+Clock = MarketClock | WallClock
+
+
+class _MarketTimeFilter(logging.Filter):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock.now
+        if now:
+            record.created = now / 1000
+            record.msecs = float(now % 1000)
+        return True
+
+
+@contextlib.contextmanager
+def market_time_logs(clock: Clock) -> Iterator[None]:
+    """Log lines written during a replay carry market time, not wall time, so a backtest's log reads like its data."""
+    handlers = list(logging.getLogger().handlers)
+    filt = _MarketTimeFilter(clock)
+    for h in handlers:
+        h.addFilter(filt)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(filt)
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyFailure:
+    """A strategy callback raised: where in the strategy, at what market time, and what."""
+
+    callback: str
+    time_ms: int
+    where: str
+    error: str
+    traceback: str
+
+    @classmethod
+    def of(cls, callback: str, time_ms: int, exc: BaseException, strategy: Strategy) -> StrategyFailure:
+        frames = traceback.extract_tb(exc.__traceback__)
+        source = getattr(sys.modules.get(type(strategy).__module__), "__file__", None)
+        mine = [f for f in frames if source is not None and f.filename == source]
+        outside = [f for f in frames if "/botkit/" not in f.filename.replace("\\", "/")]
+        pick = mine or outside or list(frames)
+        where = f"{pick[-1].filename}:{pick[-1].lineno}" if pick else "unknown location"
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(callback, time_ms, where, f"{type(exc).__name__}: {exc}", tb)
+
+    def text(self) -> str:
+        return f"strategy error in {self.callback} at market time {iso_ms(self.time_ms)} ({self.where}): {self.error}"
+
+
+class StrategyHalted(BaseException):  # a control-flow signal, like KeyboardInterrupt
+    """The error policy stopped the bot; a strategy's own `except Exception` cannot swallow it."""
+
+    def __init__(self, failure: StrategyFailure) -> None:
+        super().__init__(failure.text())
+        self.failure = failure
+
+
+class OrderObserver(Protocol):
+    """Sees every order event after the strategy did (run output, incremental trades file)."""
+
+    def on_order_update(self, order: Order) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+
+class _NoFills:
+    active = False
+
+
+_NO_FILLS = _NoFills()
+
+
+class EventLoop:
+    """Drives one strategy through market events; see the module docstring for the order of steps."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        engine: ExecutionEngine,
+        state: MarketState,
+        clock: Clock,
+        *,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        fills: SimulatedVenue | None = None,
+        on_error: ErrorPolicy = "halt",
+        observers: Sequence[OrderObserver] = (),
+        record_fill_events: bool = False,
+    ) -> None:
+        self.strategy = strategy
+        self.engine = engine
+        self.state = state
+        self.clock = clock
+        self.ctx = Context(engine, state, clock, logger)
+        self.on_error = on_error
+        self.observers = list(observers)
+        self.names = list(state.order)
+        self.index = {m: i for i, m in enumerate(self.names)}
+        self.buffers = [state.buffers[m] for m in self.names]
+        self._venue_fill: Callable[[str, int, float, float, float, int], None] | None = None
+        self.books: list[object] = [_NO_FILLS] * len(self.names)
+        if fills is not None:
+            self._venue_fill = fills.process_candle
+            self.books = [fills.books[m] for m in self.names]
+        # Backtests remember which event each fill happened at (the equity curve is rebuilt from that afterwards).
+        self.fill_events: list[int] | None = [] if record_fill_events else None
+        self.events = 0  # market events fed so far
+        self.errors: list[StrategyFailure] = []  # failures under the "continue" policy (first 100 kept)
+        self.error_count = 0
+        self.halted: StrategyFailure | None = None
+        self.stopped = False
+        engine.sink = self
+
+    # ---- lifecycle --------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.strategy.on_start(self.ctx)
+        except Exception as exc:
+            self._failed("on_start", exc)
+        self._settle(self.clock.now)
+
+    def stop(self) -> None:
+        """The normal end: `on_stop`, then the order events it causes."""
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            self.strategy.on_stop(self.ctx)
+        except Exception as exc:
+            self._failed("on_stop", exc)
+        self.engine.drain()
+
+    def halt(self, failure: StrategyFailure) -> int:
+        """Stop safely after a failure: `on_stop` (errors only logged), cancel the bot's own open orders where the
+        credentials allow, deliver what is left to observers only. Returns how many cancels were requested."""
+        self.halted = failure
+        if not self.stopped:
+            self.stopped = True
+            try:
+                self.strategy.on_stop(self.ctx)
+            except Exception as exc:
+                log.error("on_stop also failed while halting: %s", StrategyFailure.of("on_stop", self.clock.now, exc,
+                                                                                       self.strategy).text())
+        n = self.engine.cancel_own_orders("the bot halted after a strategy error")
+        self.engine.drain()
+        return n
+
+    # ---- market events ----------------------------------------------------------------------------------------------
+
+    def candles_one(
+        self, m: int, first: int, t_c: list[int], o_c: list[float], h_c: list[float], l_c: list[float],
+        c_c: list[float], v_c: list[float], ct_c: list[int], k0: int,
+    ) -> None:
+        """Closed candles of market `m`, rows `first`, `first + 1`, ... of its buffer; `k0` is the first one's event
+        number. The backtest's hot path: a no-op strategy costs well under a microsecond per candle."""
+        clock, ctx, book, name, buf = self.clock, self.ctx, self.books[m], self.names[m], self.buffers[m]
+        on_candle = self.strategy.on_candle
+        queue = self.engine._queue
+        timers = ctx.timers
+        i = first - 1
+        try:
+            for t, o, h, lo, c, v, now in zip(t_c, o_c, h_c, l_c, c_c, v_c, ct_c, strict=True):
+                i += 1
+                clock.now = now
+                if book.active:  # type: ignore[attr-defined]
+                    self._fill(k0 + i - first, name, t, o, h, lo, now)
+                buf.cur = i
+                try:
+                    on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
+                except Exception as exc:
+                    self._failed("on_candle", exc)
+                if queue or timers:
+                    self._settle(now)
+        finally:
+            self.events = k0 + i - first + 1
+
+    def candles_mixed(
+        self, ms: list[int], rows: list[int], t_c: list[int], o_c: list[float], h_c: list[float], l_c: list[float],
+        c_c: list[float], v_c: list[float], ct_c: list[int], k0: int,
+    ) -> None:
+        """Closed candles of several markets, already merged into event order."""
+        clock, ctx, books, names, bufs = self.clock, self.ctx, self.books, self.names, self.buffers
+        on_candle = self.strategy.on_candle
+        queue = self.engine._queue
+        timers = ctx.timers
+        j = -1
+        try:
+            for j in range(len(ms)):
+                m = ms[j]
+                now = ct_c[j]
+                clock.now = now
+                if books[m].active:  # type: ignore[attr-defined]
+                    self._fill(k0 + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
+                bufs[m].cur = rows[j]
+                try:
+                    on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
+                except Exception as exc:
+                    self._failed("on_candle", exc)
+                if queue or timers:
+                    self._settle(now)
+        finally:
+            self.events = k0 + j + 1
+
+    def candle(self, candle: Candle) -> bool:
+        """One live candle (appended to its market's buffer first). False if it was not newer than the last."""
+        m = self.index[candle.market]
+        i = self.buffers[m].append(candle.time_ms, candle.open, candle.high, candle.low, candle.close, candle.volume)
+        if i is None:
+            return False
+        self.state.last[candle.market] = candle.close
+        self.candles_one(m, i, [candle.time_ms], [candle.open], [candle.high], [candle.low], [candle.close],
+                         [candle.volume], [candle.close_time_ms], self.events)
+        return True
+
+    def trade(self, trade: Trade) -> None:
+        self.clock.now = trade.time_ms
+        self.state.last[trade.market] = trade.price
+        self.events += 1
+        try:
+            self.strategy.on_trade(self.ctx, trade)
+        except Exception as exc:
+            self._failed("on_trade", exc)
+        self._settle(self.clock.now)
+
+    def book(self, book: BookSnapshot) -> None:
+        self.clock.now = book.time_ms
+        self.events += 1
+        try:
+            self.strategy.on_book(self.ctx, book)
+        except Exception as exc:
+            self._failed("on_book", exc)
+        self._settle(self.clock.now)
+
+    def tick(self) -> None:
+        """Between market events (live): deliver order events the venue reported and fire due timers."""
+        self._settle(self.clock())
+
+    # ---- order events (the engine's EventSink) ----------------------------------------------------------------------
+
+    def on_order_update(self, order: Order) -> None:
+        if self.halted is None:
+            try:
+                self.strategy.on_order_update(self.ctx, order)
+            except Exception as exc:
+                self._failed("on_order_update", exc)
+        for obs in self.observers:
+            obs.on_order_update(order)
+
+    def on_fill(self, fill: Fill) -> None:
+        if self.halted is None:
+            try:
+                self.strategy.on_fill(self.ctx, fill)
+            except Exception as exc:
+                self._failed("on_fill", exc)
+        for obs in self.observers:
+            obs.on_fill(fill)
+
+    # ---- internals --------------------------------------------------------------------------------------------------
+
+    def _fill(self, k: int, name: str, t: int, o: float, h: float, lo: float, now: int) -> None:
+        """Only when the market has orders: match, remember which event filled, tell the strategy."""
+        engine = self.engine
+        nf = engine.fill_count
+        self._venue_fill(name, t, o, h, lo, now)  # type: ignore[misc]  # set whenever a book is active
+        if self.fill_events is not None and engine.fill_count > nf:
+            self.fill_events.extend([k] * (engine.fill_count - nf))
+        if engine._queue:
+            engine.drain()
+
+    def _settle(self, now: int) -> None:
+        """After a callback: deliver queued order events, then due timers (and what they cause)."""
+        engine = self.engine
+        if engine._queue:
+            engine.drain()
+        if self.ctx.timers and self.halted is None and not self.stopped:
+            self._fire_timers(now)
+            if engine._queue:
+                engine.drain()
+
+    def _fire_timers(self, now_ms: int) -> None:
+        for t in list(self.ctx.timers):
+            while t.due_ms <= now_ms:
+                t.due_ms += t.every_ms
+                try:
+                    self.strategy.on_timer(self.ctx, t.name)
+                except Exception as exc:
+                    self._failed("on_timer", exc)
+
+    def _failed(self, callback: str, exc: Exception) -> None:
+        failure = StrategyFailure.of(callback, self.clock.now, exc, self.strategy)
+        if self.on_error == "halt":
+            raise StrategyHalted(failure) from exc
+        self.error_count += 1
+        if len(self.errors) < 100:
+            self.errors.append(failure)
+        self.ctx.log.error("%s (on_error = continue)", failure.text())
