@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set-up and everyday commands for a fresh machine with only Python 3.11+.
 
-    python3 dev.py demo    create .venv, install botkit, backtest configs/sma_cross.toml on the sample data
+    python3 dev.py demo    create .venv, install botkit, run a bot on the embedded sandbox exchange for 20 s, then
+                           backtest the same strategy on the sample data
     python3 dev.py test    create .venv, install botkit with test tools, run ruff, mypy and pytest
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+DEMO_RUN_SECONDS = 20
 
 
 def sh(*cmd: str | Path) -> None:
@@ -35,7 +37,25 @@ def ensure_venv(extras: str) -> None:
 
 def demo() -> None:
     ensure_venv("")
+    print(f"\n== 1/2  a bot trading against the embedded sandbox exchange for {DEMO_RUN_SECONDS} s "
+          "(orders and fills as they happen)", flush=True)
+    sh(BIN / "botkit", "run", "configs/sandbox_sma.toml", "--duration", str(DEMO_RUN_SECONDS))
+    print("\n== 2/2  the same strategy backtested on the project's sample data", flush=True)
     sh(BIN / "botkit", "backtest", "configs/sma_cross.toml")
+    print(NEXT_STEPS, flush=True)
+
+
+NEXT_STEPS = """
+Outputs
+  out/sandbox_sma/sandbox/   the bot's trades.csv, report.json and order journal
+  out/sma_cross/             the backtest's report.json, trades.csv, roundtrips.csv, equity.csv
+
+Try next (after `source .venv/bin/activate`)
+  botkit run configs/sandbox_sma.toml --duration 60     a longer sandbox run
+  botkit backtest configs/grid.toml                      a grid bot with many resting orders
+  botkit sandbox                                         the sandbox exchange on its own, for any WhiteBIT client
+  README.md "A five-minute tour"                         write your own strategy
+"""
 
 
 def test() -> None:

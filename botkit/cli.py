@@ -16,6 +16,7 @@ from pathlib import Path
 from botkit import __version__
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 def _parse_when(text: str) -> datetime:
@@ -79,6 +80,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted before the replay started; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - t0
     out_dir = cfg.out_dir
     paths = write_report(result, out_dir, str(args.config))
@@ -93,6 +97,14 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         rate = result.events / elapsed if elapsed > 0 else 0.0
         print(f"\n{result.events:,} candles in {elapsed:.2f} s ({rate:,.0f}/s)")
         print("wrote " + ", ".join(str(p) for p in paths))
+    if result.outcome == "interrupted":
+        print(f"\ninterrupted (Ctrl-C) after {result.events:,} candles: the report is PARTIAL", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.failure is not None:
+        print(f"\nerror: {result.failure.text()}\nthe backtest halted: on_stop ran and the report is PARTIAL (set "
+              '[strategy] on_error = "continue" to log such errors and go on)', file=sys.stderr)
+        logging.getLogger("botkit.backtest").debug("%s", result.failure.traceback)
+        return EXIT_FAIL
     return EXIT_OK
 
 
@@ -130,7 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime  # UTC, like market data (a backtest's log lines carry market time)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler])
     from botkit.auth.redact import install as install_redaction
 
     install_redaction()  # every handler scrubs tokens, secrets, codes and verifiers

@@ -4,6 +4,7 @@ in the `botkit.strategies` group. Every failure names the plugin and says what t
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -88,6 +89,18 @@ def _from_entry_point(name: str) -> type[Strategy]:
 def build_strategy(ref: str, params: dict[str, Any]) -> Strategy:
     """Load the plugin and validate its parameters against its `Params` model."""
     cls = load_strategy_class(ref)
+    if cls.Params.model_config.get("extra") is None:  # unknown params are errors unless a Params says otherwise
+        known = {f.alias or name for name, f in cls.Params.model_fields.items()} | set(cls.Params.model_fields)
+        unknown = [k for k in params if k not in known]
+        if unknown:
+            tips = ", ".join(
+                f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else "")
+                for k in unknown
+            )
+            raise PluginError(
+                f"strategy plugin {ref!r} ({cls.__name__}): unknown [strategy.params] {tips}. Accepted params: "
+                f"{', '.join(cls.Params.model_fields) or 'none'}"
+            )
     try:
         validated = cls.Params.model_validate(params)
     except ValidationError as exc:

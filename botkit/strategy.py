@@ -173,6 +173,13 @@ class Context:
         """Base-asset holdings for `market` (available + locked in orders): the spot position."""
         return self._engine.venue.balance(self._engine.rules[market].stock).total
 
+    def tradable_position(self, market: str) -> Decimal:
+        """What a sell can take now: the available base cut to the market's amount step, and 0 when that is below
+        the market's minimum amount (fee dust left after a sell is a position no order can close)."""
+        rules = self._engine.rules[market]
+        amount = rules.truncate_amount(self._engine.venue.balance(rules.stock).available)
+        return amount if amount > 0 and amount >= rules.min_amount else Decimal(0)
+
     def balance(self, asset: str) -> Balance:
         return self._engine.venue.balance(asset)
 

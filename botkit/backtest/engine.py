@@ -268,7 +268,7 @@ class Backtest:
             np.abs(moved, out=moved)
             in_market |= moved >= step / 2
             del moved
-            h *= self._ffill_close(market, ev_m, ev_i)
+            h *= self._ffill_close(market, ev_m, ev_i)[:n]  # a partial replay covers the first n events
             equity += h
             del h
         round_trips = self._round_trips(fills)

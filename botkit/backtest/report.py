@@ -39,6 +39,13 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
     return {
         "botkit_report": 1,
         "config": config_name,
+        "outcome": result.outcome,
+        "partial": result.partial,
+        "failure": None if result.failure is None else {
+            "callback": result.failure.callback, "market_time": iso(result.failure.time_ms),
+            "where": result.failure.where, "error": result.failure.error,
+        },
+        "strategy_errors": result.strategy_errors,
         "strategy": result.strategy,
         "markets": result.markets,
         "quote": result.quote,
@@ -121,7 +128,7 @@ def summary_table(result: BacktestResult) -> str:
     m = result.metrics.as_dict()
     dd_ms = m.get("max_drawdown_duration_ms")
     rows = [
-        ("Strategy", result.strategy),
+        ("Strategy", result.strategy + ("" if not result.partial else f"  (PARTIAL: {result.outcome})")),
         ("Markets", ", ".join(result.markets)),
         ("Period", f"{iso(int(result.event_time_ms[0]))} -> {iso(int(result.event_time_ms[-1]))}"
          if result.events else "n/a"),

@@ -84,6 +84,7 @@ def run_backtest(
         risk=cfg.risk_limits(),
         fill_model=cfg.fill_model(),
         progress=progress,
+        on_error=cfg.strategy.on_error,
     )
     return bt.run()
 
