@@ -18,10 +18,11 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
 
@@ -36,6 +37,7 @@ from botkit.execution.risk import RiskManager
 from botkit.loop import EventLoop, MarketClock, StrategyFailure, StrategyHalted, WallClock
 from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.rules import MarketRules, fmt
+from botkit.market.types import Candle
 from botkit.plugins import build_strategy
 from botkit.run_report import RunReporter, balances_json, iso, money, write_json
 from botkit.strategy import Strategy
@@ -196,8 +198,46 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
+class EventSource(Protocol):
+    """Where a run's market events come from instead of the WebSocket (e.g. a recording being replayed)."""
+
+    finished: bool
+
+    async def start(self, put: Callable[[WsEvent], None]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class CandleReplay:
+    """Recorded candles fed to a paper run as closed-candle events, in time order, as a live feed would deliver
+    them (a few at a time, yielding to the event loop): the same data through the live path, for parity checks."""
+
+    def __init__(self, candles: list[Candle], batch: int = 64) -> None:
+        self.candles = sorted(candles, key=lambda c: (c.close_time_ms, c.market))
+        self.batch = batch
+        self.finished = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, put: Callable[[WsEvent], None]) -> None:
+        self._task = asyncio.create_task(self._play(put))
+
+    async def _play(self, put: Callable[[WsEvent], None]) -> None:
+        for i, c in enumerate(self.candles):
+            put(CandleClosed(c))
+            if i % self.batch == self.batch - 1:
+                await asyncio.sleep(0)
+        self.finished = True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 class LiveRunner:
-    """Runs `cfg`'s strategy in `cfg.run.mode`. `sandbox` may be a running Sandbox to use instead of starting one."""
+    """Runs `cfg`'s strategy in `cfg.run.mode`. `sandbox` may be a running Sandbox to use instead of starting one;
+    `source` replaces the WebSocket market feed (paper mode)."""
 
     def __init__(
         self,
@@ -207,7 +247,11 @@ class LiveRunner:
         sandbox: Sandbox | None = None,
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
+        source: EventSource | None = None,
     ) -> None:
+        if source is not None and cfg.run.mode != "paper":
+            raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
+        self.source = source
         self.cfg = cfg
         self.run_cfg = cfg.run
         self.mode = cfg.run.mode
@@ -524,6 +568,9 @@ class LiveRunner:
         grant.require(f"strategy {type(self.strategy).__name__} start", declared)
 
     async def _start_feeds(self, ws_url: str) -> None:
+        if self.source is not None:
+            await self.source.start(self.queue.put_nowait)
+            return
         want_trades = _overrides(self.strategy, "on_trade")
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
@@ -621,6 +668,8 @@ class LiveRunner:
                 if next_status is not None and aloop.time() >= next_status:
                     next_status = aloop.time() + status_every
                     self._print_status()
+                if self.source is not None and self.source.finished and self.queue.empty():
+                    break  # the replay is over
         finally:
             stop_wait.cancel()
 
@@ -671,6 +720,8 @@ class LiveRunner:
 
     async def _teardown(self) -> None:
         self._remove_signals()
+        if self.source is not None:
+            await self.source.close()
         for feed in self.feeds:
             await feed.close()
         self.feeds = []

@@ -116,3 +116,44 @@ class PaperTrader(Recorder):
 
 class BookWatcher(Recorder):
     scopes = frozenset()
+
+
+class HaltsAfterResting(Recorder):
+    """Candle 1: a resting limit buy far under the market and a 20 USDT market buy; candle 3: a bug."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.limit: Order | None = None
+        self.market: Order | None = None
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if len(self.candles) == 1:
+            self.limit = ctx.buy(candle.market, "0.001", Decimal(str(candle.close)) * Decimal("0.8"))
+            self.market = ctx.buy(candle.market, "20")
+        elif len(self.candles) == 3:
+            raise KeyError("a strategy bug")
+
+
+class Flood(Recorder):
+    """First candle: 10,000 tiny resting limit buys from one callback; a 100 ms timer shows the loop stays alive."""
+
+    N = 10_000
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.placed: list[Order] = []
+        self.ticks = 0
+
+    def on_start(self, ctx: Context) -> None:
+        super().on_start(ctx)
+        ctx.schedule("tick", 100)
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        self.ticks += 1
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if not self.placed:
+            price = (Decimal(str(candle.close)) * Decimal("0.5")).quantize(Decimal("0.01"))
+            self.placed = [ctx.buy(candle.market, "0.0001", price) for _ in range(self.N)]

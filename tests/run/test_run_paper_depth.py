@@ -23,11 +23,11 @@ async def test_paper_fills_locally_and_sends_nothing(sandbox: Sandbox, rest: Whi
     buy, sell = strategy.orders
     assert buy.status.value == "filled" and sell.status.value == "filled", strategy.updates
     candles = [c for c, _ in strategy.candles]
-    # the fill model: no earlier than the first candle that opened at or after the order was placed, at its open
-    first_eligible = next(c for c in candles if c.time_ms >= buy.created_ms)
+    # market time, as in a backtest: placed at the first candle's close, filled at the very next candle's open
+    assert buy.created_ms == candles[0].close_time_ms
     bfill = next(f for f in strategy.fills if f.client_id == buy.client_id)
-    assert bfill.price == Decimal(str(first_eligible.open)).quantize(Decimal("0.01"))
-    assert bfill.time_ms == first_eligible.time_ms
+    assert bfill.price == Decimal(str(candles[1].open)).quantize(Decimal("0.01"))
+    assert bfill.time_ms == candles[1].time_ms
     sfill = next(f for f in strategy.fills if f.client_id == sell.client_id)
     assert bfill.quote <= Decimal("100") and sfill.amount == Decimal("0.001")
     assert summary.final_balances["USDT"].total == Decimal("1000") - bfill.quote + sfill.quote - sfill.fee

@@ -1,0 +1,146 @@
+"""`botkit run` on the shared event loop: paper fills where a backtest fills, one update per state change, a raising
+strategy halts safely, one writer per journal, each bot reports only its own orders, no network fails at start, and
+10,000 orders from one callback drain at the venue's pace with the bot responsive."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from botkit.backtest.runner import load_series, run_backtest
+from botkit.config import load_config
+from botkit.execution.journal import SqliteJournal
+from botkit.market.types import Candle
+from botkit.runner import CandleReplay, LiveRunner, RunError, RunFailed, RunHalted
+from botkit.sandbox.server import Sandbox
+from botkit.whitebit.rest import WhiteBitRest
+
+from .conftest import bot_config
+from .run_strategies import Flood, HaltsAfterResting, Resting
+
+ROOT = Path(__file__).resolve().parents[2]
+FILL_COLUMNS = ("time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset", "liquidity")
+
+
+def _fills(path: Path) -> list[tuple[str, ...]]:
+    with path.open(newline="") as fh:
+        return [tuple(row[c] for c in FILL_COLUMNS) for row in csv.DictReader(fh)]
+
+
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+async def test_paper_fills_exactly_where_the_backtest_fills(config: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(ROOT / "configs" / f"{config}.toml",
+                      {"output": {"dir": str(tmp_path / "bt")}, "backtest": {"progress": False}})
+    from botkit.backtest.report import write_report
+
+    write_report(run_backtest(cfg), tmp_path / "bt", config)
+    candles = [Candle(s.market, t, t + s.timeframe_ms, o, h, lo, c, v)
+               for s in load_series(cfg)
+               for t, o, h, lo, c, v in zip(s.time_ms.tolist(), s.open.tolist(), s.high.tolist(), s.low.tolist(),
+                                            s.close.tolist(), s.volume.tolist(), strict=True)]
+    paper = cfg.model_copy(update={"run": cfg.run.model_copy(update={"mode": "paper", "history": 0}),
+                                   "output": cfg.output.model_copy(update={"dir": tmp_path / "paper"})})
+    summary = await LiveRunner(paper, source=CandleReplay(candles), out=None, handle_signals=False).run()
+    backtest = _fills(tmp_path / "bt" / "trades.csv")
+    live = _fills(tmp_path / "paper" / "paper" / "trades.csv")
+    assert len(backtest) > 5 and summary.fills == len(backtest)
+    assert live == backtest  # same times, prices, amounts, fees, maker/taker
+
+
+async def test_a_raising_strategy_halts_the_bot_safely(sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path) -> None:
+    strategy = HaltsAfterResting()
+    cfg = bot_config("HaltsAfterResting", duration_s=20, journal=str(tmp_path / "j.sqlite"))
+    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
+    runner = LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False)
+    t0 = time.monotonic()
+    with pytest.raises(RunHalted) as halted:
+        await runner.run()
+    assert time.monotonic() - t0 < 15  # halted at the third candle, not at the deadline
+    failure = halted.value.failure
+    assert failure.callback == "on_candle" and "KeyError" in failure.error and "run_strategies.py" in failure.where
+    assert strategy.stopped  # on_stop ran
+    limit, market = strategy.limit, strategy.market
+    assert limit is not None and market is not None
+    # each state change once, in order, as it was at the time
+    assert [s for cid, s in strategy.updates if cid == market.client_id] == ["open", "filled"]
+    assert [s for cid, s in strategy.updates if cid == limit.client_id] == ["open"]  # halted: no more callbacks
+    # the bot's own resting order was cancelled on the exchange, and the journal knows it
+    assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
+    with SqliteJournal(tmp_path / "j.sqlite") as j:
+        assert j.order(limit.client_id).status.value == "cancelled"  # type: ignore[union-attr]
+    report = json.loads((tmp_path / "sandbox" / "report.json").read_text())
+    assert report["outcome"] == "halted" and report["failure"]["callback"] == "on_candle"
+
+
+async def test_one_journal_has_one_writer(sandbox: Sandbox, tmp_path: Path) -> None:
+    journal = tmp_path / "shared.sqlite"
+    with SqliteJournal(journal, exclusive=True):
+        runner = LiveRunner(bot_config("Recorder", duration_s=2, journal=str(journal)), sandbox=sandbox, out=None,
+                            handle_signals=False)
+        with pytest.raises(RunError, match="in use by another running bot"):
+            await runner.run()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+async def test_two_bots_on_one_account_each_report_their_own_orders(sandbox: Sandbox, rest: WhiteBitRest,
+                                                                   tmp_path: Path) -> None:
+    first = Resting()
+    await LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "a.sqlite")), strategy=first,
+                     sandbox=sandbox, out=None, handle_signals=False).run()
+    assert first.limit is not None and first.limit.status.value == "open"  # left resting on the exchange
+    second = Resting()
+    runner = LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "b.sqlite")), strategy=second,
+                        sandbox=sandbox, out=None, handle_signals=False)
+    summary = await runner.run()
+    assert summary.adopted == 0 and summary.orders == 1  # the first bot's order is not this bot's
+    assert runner.engine is not None and first.limit.client_id not in runner.engine.open
+    rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
+    assert {r["clientOrderId"] for r in rows} == {first.limit.client_id, second.limit.client_id}  # type: ignore[union-attr]
+
+
+async def test_paper_without_network_fails_at_start(tmp_path: Path) -> None:
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    cfg = bot_config("Recorder", mode="paper", duration_s=30, base_url=dead, ws_url="ws://127.0.0.1:9/ws",
+                     connect_timeout_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(RunFailed, match="cannot connect to the market data stream ws://127.0.0.1:9/ws"):
+        await LiveRunner(cfg, out=None, handle_signals=False).run()
+    assert time.monotonic() - t0 < 10
+
+
+async def test_ten_thousand_orders_from_one_callback_drain_in_order(sandbox: Sandbox, rest: WhiteBitRest,
+                                                                   tmp_path: Path) -> None:
+    strategy = Flood()
+    cfg = bot_config("Flood", duration_s=4, journal=str(tmp_path / "j.sqlite"), max_in_flight=4)
+    t0 = time.monotonic()
+    summary = await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False).run()
+    elapsed = time.monotonic() - t0
+    assert len(strategy.placed) == Flood.N
+    assert elapsed < 4 + 10, elapsed  # --duration honoured: stopped, answered the in-flight ones, dropped the queue
+    assert strategy.ticks >= 10  # timers kept firing while orders drained: the loop stayed responsive
+    rows: list[dict[str, object]] = []
+    offset = 0
+    while True:
+        page = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100, "offset": offset})
+        rows += page
+        if len(page) < 100:
+            break
+        offset += 100
+    sent = {str(r["clientOrderId"]) for r in rows}
+    statuses = [o.status.value for o in strategy.placed]
+    assert statuses.count("open") == len(sent) > 0
+    assert statuses.count("cancelled") == Flood.N - len(sent)  # never sent: reported, never dropped silently
+    # sent strictly in the order placed: the sent ones are a prefix of the placement order
+    assert {o.client_id for o in strategy.placed[: len(sent)]} == sent
+    with SqliteJournal(tmp_path / "j.sqlite") as j:
+        counts: dict[str, int] = {}
+        for o in j.orders_since(0):
+            counts[o.status.value] = counts.get(o.status.value, 0) + 1
+    assert counts == {"open": len(sent), "cancelled": Flood.N - len(sent)}
+    assert summary.orders == Flood.N
