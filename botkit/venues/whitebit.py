@@ -41,7 +41,7 @@ log = logging.getLogger("botkit.venues.whitebit")
 
 ZERO = Decimal(0)
 _MAX_PAGES = 50
-_CLOSED_REMEMBERED = 10_000  # ids of closed orders kept to recognise their late events
+_CLOSED_REMEMBERED = 1_000  # ids (client and exchange) of closed orders kept to recognise late events
 
 
 def _dec(value: Any) -> Decimal:
