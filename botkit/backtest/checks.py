@@ -98,8 +98,9 @@ def _timeframes(series: Sequence[CandleSeries]) -> list[str]:
 # ---- prices against the price step ----------------------------------------------------------------------------------
 
 
-def _sampled(col: F64) -> F64:
-    step = max(1, math.ceil(len(col) / _SAMPLE))
+def _sampled(col: F64, limit: int = _SAMPLE) -> F64:
+    """At most `limit` values spread evenly over the column (a strided view, no copy)."""
+    step = max(1, math.ceil(len(col) / limit))
     return col[::step]
 
 
@@ -110,7 +111,7 @@ def _price_step(s: CandleSeries, rule: MarketRules) -> list[str]:
     median_range = float(np.median(_sampled(s.high) - _sampled(s.low)))
     coarse = step / median_close > _COARSE_TICK
     flat = 0 < median_range < step
-    quoted = _decimals(close[:1000])
+    quoted = _decimals(np.concatenate([_sampled(c, 500) for c in (s.open, s.high, s.low, s.close)]))
     finer = quoted is None or quoted > rule.money_prec  # the data's own prices do not fit on this step
     if not (coarse or (flat and finer)):
         return []
