@@ -1001,7 +1001,7 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                 orig(r),
                 f"time {iso_time(int(t[r]))} comes before the previous row's {iso_time(int(t[r - 1]))} "
                 f"({back.size} rows out of order)",
-                "Sort the file by time, or pass repair=['sort'] " + _repair_hint("sort") + ".",
+                "Sort the file by time, or ask for repair 'sort': " + _repair_hint("sort") + ".",
             )
         )
     dup_rows = np.flatnonzero(d == 0) + 1
@@ -1027,7 +1027,7 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                     orig(r),
                     f"time {iso_time(int(t[r]))} repeats the previous row exactly "
                     f"({int(same.sum())} identical duplicates)",
-                    "Delete the repeated rows, or pass repair=['drop_duplicates'] "
+                    "Delete the repeated rows, or ask for repair 'drop_duplicates': "
                     + _repair_hint("drop_duplicates")
                     + ".",
                 )
@@ -1057,8 +1057,9 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                 f"{int(d[r - 1] // tf) - 1} missing {format_timeframe(tf)} candle(s) between "
                 f"{iso_time(int(t[r - 1]))} and {iso_time(int(t[r]))} "
                 f"({gap_rows.size} gaps, {total} missing candles in the file)",
-                "Pass repair=['fill_gaps'] to insert flat candles at the previous close with volume 0, or "
-                "repair=['allow_gaps'] to keep the gaps " + _repair_hint("fill_gaps", "allow_gaps") + ".",
+                "Ask for repair 'fill_gaps' to insert flat candles at the previous close with volume 0 ("
+                + _repair_hint("fill_gaps")
+                + "), or 'allow_gaps' to keep the gaps.",
             )
         )
     if problems:
@@ -1099,11 +1100,10 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
     )
 
 
-def _repair_hint(*names: str) -> str:
-    """Where a repair is asked for, in every place a user can ask: the CLI flag and the config key."""
-    flags = " or ".join(f"--repair {n}" for n in names)
-    keys = " or ".join(f'[data] repair = ["{n}"]' for n in names)
-    return f"(command line: {flags}; config: {keys})"
+def _repair_hint(name: str) -> str:
+    """Every place a user can ask for a repair: the command-line flag, the config key, the Python argument."""
+    config = f'[data] repair = ["{name}"]'
+    return f"--repair {name} on the command line, {config} in a config, repair=['{name}'] in Python"
 
 
 def _value_problems(v: dict[str, F64]) -> list[_Problem]:
