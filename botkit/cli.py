@@ -29,6 +29,82 @@ def _parse_when(text: str) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
+_GAP_REPAIRS = ("fill_gaps", "allow_gaps")
+
+
+def _repair_list(text: str) -> list[str]:
+    """`--repair fill_gaps` or `--repair sort,drop_duplicates`: names checked against the loader's repairs."""
+    from botkit.backtest.data import REPAIRS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in REPAIRS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown repair {', '.join(bad) or repr(text)}: choose from {', '.join(REPAIRS)} "
+            "(repeat --repair or separate names with commas)"
+        )
+    return names
+
+
+def _merge_repairs(configured: Sequence[str], given: Sequence[str]) -> list[str]:
+    """[data] repair plus the --repair names; a gap choice on the command line replaces the config's."""
+    out = [r for r in configured if not (r in _GAP_REPAIRS and set(_GAP_REPAIRS) & set(given))]
+    return out + [r for r in dict.fromkeys(given) if r not in out]
+
+
+class _BadArgs(Exception):
+    """A backtest argument that cannot work with this config; the message names the flag, the value and the fix."""
+
+
+def _backtest_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Config overrides from the flags. --data and --repair are merged into the config's [data] files and repair."""
+    from botkit.config import load_config
+
+    data: dict[str, object] = {}
+    if args.start is not None:
+        data["start"] = args.start
+    if args.end is not None:
+        data["end"] = args.end
+    if args.data or args.repair:
+        base = load_config(args.config)
+        if args.data:
+            files = dict(base.data.files)
+            for item in args.data:
+                market, path = _data_item(item, args.config, list(base.markets))
+                files[market] = path
+            data["files"] = files
+        if args.repair:
+            given = [name for group in args.repair for name in group]
+            if set(_GAP_REPAIRS) <= set(given):
+                raise _BadArgs("--repair fill_gaps and --repair allow_gaps exclude each other: choose one")
+            data["repair"] = _merge_repairs(base.data.repair, given)
+    overrides: dict[str, dict[str, object]] = {"data": data} if data else {}
+    if args.out is not None:
+        overrides["output"] = {"dir": str(args.out)}
+    return overrides
+
+
+def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
+    """One --data value: MARKET=PATH, or PATH alone when the config has a single market."""
+    market, sep, path = item.partition("=")
+    if sep and market not in markets and Path(item).exists():  # a file whose name has '=' in it
+        sep = ""
+    if not sep:
+        if len(markets) != 1:
+            raise _BadArgs(
+                f"--data {item}: the config has several markets ({', '.join(markets)}); write --data MARKET=PATH"
+            )
+        return markets[0], item
+    if market not in markets:
+        raise _BadArgs(
+            f"--data {item}: market {market!r} is not in [markets] of {config} ({', '.join(markets)}); "
+            f"fix the name or add a [markets.{market}] table"
+        )
+    if not path:
+        raise _BadArgs(f"--data {item}: no file after '='; write --data {market}=path/to/candles.csv")
+    return market, path
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.auth.grants import InsufficientScope
     from botkit.backtest.data import DataError
@@ -38,45 +114,27 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.config import ConfigError, load_config
     from botkit.plugins import PluginError
 
-    overrides: dict[str, dict[str, object]] = {}
-    data: dict[str, object] = {}
-    if args.start is not None:
-        data["start"] = args.start
-    if args.end is not None:
-        data["end"] = args.end
-    if args.data:
-        files: dict[str, str] = {}
-        for item in args.data:
-            market, sep, path = item.partition("=")
-            if not sep:
-                files["*"] = item
-            else:
-                files[market] = path
-        data["files"] = files
-    if data:
-        overrides["data"] = data
-    if args.out is not None:
-        overrides["output"] = {"dir": str(args.out)}
     try:
-        if "files" in data and "*" in data["files"]:  # type: ignore[operator]
-            cfg0 = load_config(args.config)
-            if len(cfg0.markets) != 1:
-                print(f"error: --data PATH needs MARKET=PATH when the config has several markets "
-                      f"({', '.join(cfg0.markets)})", file=sys.stderr)
-                return EXIT_BAD_INPUT
-            data["files"] = {next(iter(cfg0.markets)): data["files"]["*"]}  # type: ignore[index]
-        cfg = load_config(args.config, overrides)
-    except ConfigError as exc:
+        cfg = load_config(args.config, _backtest_overrides(args))
+    except (ConfigError, _BadArgs) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not cfg.data.files:
         print(f"error: {args.config}: [data] files is empty; add e.g. files = {{ BTC_USDT = \"path.csv\" }} "
               "or pass --data MARKET=PATH", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if set(_GAP_REPAIRS) <= set(cfg.data.repair):
+        print(f"error: {args.config}: [data] repair has both fill_gaps and allow_gaps, which exclude each other; "
+              "keep one (a --repair fill_gaps or --repair allow_gaps replaces the config's choice)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     show = cfg.backtest.progress and not args.quiet
     t0 = time.perf_counter()
+
+    def warn(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
     try:
-        result = run_backtest(cfg, ProgressBar() if show else None)
+        result = run_backtest(cfg, ProgressBar() if show else None, on_warning=warn)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -94,6 +152,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                 print(f"  repaired: {rep}")
         print(f"\nBacktest {cfg.name}")
         print(summary_table(result))
+        if result.warnings:
+            print(f"\n{len(result.warnings)} data warning(s), listed at the start and in report.json")
         rate = result.events / elapsed if elapsed > 0 else 0.0
         print(f"\n{result.events:,} candles in {elapsed:.2f} s ({rate:,.0f}/s)")
         print("wrote " + ", ".join(str(p) for p in paths))
@@ -121,9 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--from", dest="start", type=_parse_when, help="start (UTC), e.g. 2024-01-01")
     bt.add_argument("--to", dest="end", type=_parse_when, help="end (UTC, exclusive)")
     bt.add_argument("--data", action="append", metavar="MARKET=PATH",
-                    help="candle file per market (repeatable); PATH alone when the config has one market")
+                    help="candle file for one market (repeatable), replacing only that market's [data] files entry; "
+                         "PATH alone when the config has one market")
+    bt.add_argument("--repair", action="append", type=_repair_list, metavar="NAME[,NAME]",
+                    help="add a data repair to [data] repair (repeatable or comma list): sort, drop_duplicates, "
+                         "fill_gaps, allow_gaps; fill_gaps/allow_gaps replaces the config's gap choice")
     bt.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
-    bt.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    bt.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bar and no summary (errors and data warnings still go to stderr)")
     bt.set_defaults(func=_cmd_backtest)
 
     from botkit.backtest import data_cli

@@ -34,17 +34,84 @@ def load_strategy_class(ref: str) -> type[Strategy]:
     if target.endswith(".py") or "/" in target or "\\" in target:
         module = _import_file(ref, Path(target))
     else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as exc:
-            raise PluginError(f"strategy plugin {ref!r}: cannot import module {target!r}: {exc}") from exc
+        module = _import_module(ref, target)
     obj = getattr(module, name, None)
     if obj is None:
-        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Strategy))
-        raise PluginError(f"strategy plugin {ref!r}: no class {name!r} in {target}; Strategy classes there: {found}")
+        found = _defined_strategies(module)
+        hint = difflib.get_close_matches(name, found, n=1)
+        tip = f" Did you mean {hint[0]!r}?" if hint else ""
+        listed = ", ".join(found) if found else "none"
+        raise PluginError(
+            f"strategy plugin {ref!r}: no class {name!r} in {target}.{tip} Strategy classes defined there: {listed}"
+        )
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise PluginError(f"strategy plugin {ref!r}: {name} is not a subclass of botkit.Strategy")
     return obj
+
+
+def _defined_strategies(module: Any) -> list[str]:
+    """Strategy subclasses the module itself defines: not Strategy, not base classes it merely imports."""
+    mod_name = getattr(module, "__name__", None)
+    return sorted(
+        k
+        for k, v in vars(module).items()
+        if isinstance(v, type) and issubclass(v, Strategy) and v is not Strategy and v.__module__ == mod_name
+    )
+
+
+def _is_missing(exc: ModuleNotFoundError, target: str) -> bool:
+    """True when the module named by the ref (or a package on its way) is missing, not one the module imports."""
+    parts = target.split(".")
+    return exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def _try_import(ref: str, target: str) -> Any:
+    """The module, or the ModuleNotFoundError saying the module itself is missing; other failures raise."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if _is_missing(exc, target):
+            return exc
+        failure: Exception = exc
+    except Exception as exc:
+        failure = exc
+    raise PluginError(
+        f"strategy plugin {ref!r}: importing {target} failed: {type(failure).__name__}: {failure}"
+    ) from failure
+
+
+def _import_module(ref: str, target: str) -> Any:
+    """Import `package.module`: installed packages first, then the current directory, as `python -m` would find it.
+
+    The current directory goes at the END of sys.path (and stays, so the plugin can import its siblings later): an
+    installed package of the same name keeps winning, exactly as it did before the directory was searched.
+    """
+    module = _try_import(ref, target)
+    if not isinstance(module, ModuleNotFoundError):
+        return module
+    cwd = Path.cwd()
+    file = cwd.joinpath(*target.split(".")).with_suffix(".py")
+    in_cwd = file.is_file() or (file.with_suffix("") / "__init__.py").is_file()
+    searched = any(Path(p or ".").resolve() == cwd for p in sys.path)
+    if in_cwd and not searched:
+        sys.path.append(str(cwd))
+        importlib.invalidate_caches()
+        module = _try_import(ref, target)
+        if not isinstance(module, ModuleNotFoundError):
+            return module
+    top = target.split(".")[0]
+    if in_cwd:  # the file is here, but a package of the same top-level name elsewhere on sys.path hides it
+        raise PluginError(
+            f"strategy plugin {ref!r}: cannot import module {target!r} ({module}): the {top!r} found first on "
+            f"sys.path is not the one in {cwd}; use the file form '{file.relative_to(cwd)}:{ref.rpartition(':')[2]}'"
+        )
+    nearby = sorted(f.stem for f in file.parent.glob("*.py") if f.stem != "__init__") if file.parent != cwd else []
+    there = f"; modules in {file.parent}: {', '.join(nearby)}" if nearby else ""
+    raise PluginError(
+        f"strategy plugin {ref!r}: cannot import module {target!r} ({module}): it is neither installed nor under "
+        f"the current directory {cwd} (no {file}{there}). Use 'path/to/file.py:Class' for a file, or run from "
+        "the folder that holds the package"
+    )
 
 
 def _import_file(ref: str, path: Path) -> Any:

@@ -191,6 +191,8 @@ def load_candles(
     tf = parse_timeframe(timeframe) if timeframe is not None else None
     if not market or not isinstance(market, str):
         raise ValueError(f"market must be a WhiteBIT market name such as 'BTC_USDT', got {market!r}")
+    if p.is_dir():
+        raise DataError(src, None, "is a directory, not a candle file", _directory_fix(p, market))
     if not p.is_file():
         raise DataError(src, None, "no such file", "Check the path (data files are read, never created).")
     with p.open("rb") as fh:
@@ -208,9 +210,9 @@ def load_candles(
             raise DataError(
                 src,
                 None,
-                f"no candles in the window [{_iso_opt(start_ms)}, {_iso_opt(end_ms)}); the file covers "
+                f"no candles in the window {window_text(start_ms, end_ms)}; the file covers "
                 f"{iso_time(int(series.time_ms[0]))} .. {iso_time(int(series.time_ms[-1]))}",
-                "Choose start/end inside the file's span.",
+                "Choose a window inside the file's span (--from/--to, or [data] start/end in the config).",
             )
         if len(window) != len(series):  # copy so the full file's columns can be freed
             window = CandleSeries(
@@ -999,7 +1001,7 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                 orig(r),
                 f"time {iso_time(int(t[r]))} comes before the previous row's {iso_time(int(t[r - 1]))} "
                 f"({back.size} rows out of order)",
-                "Sort the file by time, or pass repair=['sort'] (CLI: --repair sort).",
+                "Sort the file by time, or ask for repair 'sort': " + _repair_hint("sort") + ".",
             )
         )
     dup_rows = np.flatnonzero(d == 0) + 1
@@ -1025,7 +1027,9 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                     orig(r),
                     f"time {iso_time(int(t[r]))} repeats the previous row exactly "
                     f"({int(same.sum())} identical duplicates)",
-                    "Delete the repeated rows, or pass repair=['drop_duplicates'] (CLI: --repair drop_duplicates).",
+                    "Delete the repeated rows, or ask for repair 'drop_duplicates': "
+                    + _repair_hint("drop_duplicates")
+                    + ".",
                 )
             )
     anchor = 0 if _DAY_MS % tf == 0 else int(t[0]) if n else 0
@@ -1053,8 +1057,9 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
                 f"{int(d[r - 1] // tf) - 1} missing {format_timeframe(tf)} candle(s) between "
                 f"{iso_time(int(t[r - 1]))} and {iso_time(int(t[r]))} "
                 f"({gap_rows.size} gaps, {total} missing candles in the file)",
-                "Pass repair=['fill_gaps'] to insert flat candles at the previous close with volume 0, or "
-                "repair=['allow_gaps'] to keep the gaps (CLI: --repair fill_gaps | allow_gaps).",
+                "Ask for repair 'fill_gaps' to insert flat candles at the previous close with volume 0 ("
+                + _repair_hint("fill_gaps")
+                + "), or 'allow_gaps' to keep the gaps.",
             )
         )
     if problems:
@@ -1093,6 +1098,12 @@ def _validate(src: str, market: str, cols: _Columns, tf: int | None, repairs: fr
         source=src,
         repairs=tuple(notes),
     )
+
+
+def _repair_hint(name: str) -> str:
+    """Every place a user can ask for a repair: the command-line flag, the config key, the Python argument."""
+    config = f'[data] repair = ["{name}"]'
+    return f"--repair {name} on the command line, {config} in a config, repair=['{name}'] in Python"
 
 
 def _value_problems(v: dict[str, F64]) -> list[_Problem]:
@@ -1228,5 +1239,26 @@ def iso_time(ms: int) -> str:
         return f"{ms} ms"
 
 
-def _iso_opt(ms: int | None) -> str:
-    return "-inf" if ms is None else iso_time(ms)
+def window_text(start_ms: int | None, end_ms: int | None) -> str:
+    """A time window for messages, open ends in words: 'from 2023-01-01T00:00:00Z to the end of the data'."""
+    start = "the start of the data" if start_ms is None else iso_time(start_ms)
+    end = "the end of the data" if end_ms is None else f"{iso_time(end_ms)} (exclusive)"
+    return f"from {start} to {end}"
+
+
+_CANDLE_SUFFIXES = (".csv", ".json", ".csv.gz", ".json.gz", ".gz")
+
+
+def _directory_fix(p: Path, market: str) -> str:
+    """What to pass instead of a directory: a candle file, named from the directory's contents when it has some."""
+    try:
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(_CANDLE_SUFFIXES))
+    except OSError:
+        files = []
+    expect = "Give the path of one candle file (CSV or freqtrade JSON, optionally .gz) per market"
+    if not files:
+        return f"{expect}; this directory holds no .csv or .json files."
+    shown = ", ".join(str(f) for f in files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+    mine = [f for f in files if market.lower() in f.name.lower()]
+    tip = f" For {market}: {mine[0]}." if len(mine) == 1 else ""
+    return f"{expect}. Candle files in it: {shown}.{tip}"

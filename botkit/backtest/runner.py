@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TextIO
 
 from botkit.auth.grants import Grant
-from botkit.backtest.data import CandleSeries, load_candles
+from botkit.backtest.checks import data_warnings
+from botkit.backtest.data import CandleSeries, DataError, load_candles
 from botkit.backtest.engine import Backtest, BacktestResult
 from botkit.config import BotConfig
 from botkit.plugins import build_strategy
+
+_log = logging.getLogger("botkit.backtest")
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -21,14 +25,17 @@ def _ms(dt: datetime | None) -> int | None:
 
 
 def load_series(cfg: BotConfig) -> list[CandleSeries]:
-    """Candles for every market in [data] files, in config order of [markets]."""
+    """Candles for every market in [data] files, in config order of [markets].
+
+    A bad [data] option (timeframe "5x", fill_gaps with allow_gaps) is a DataError naming the key, like bad data.
+    """
     out = []
     for market in cfg.markets:
         path = cfg.data.files.get(market)
         if path is None:
             continue
-        out.append(
-            load_candles(
+        try:
+            series = load_candles(
                 path,
                 market,
                 fmt=cfg.data.format,
@@ -37,7 +44,13 @@ def load_series(cfg: BotConfig) -> list[CandleSeries]:
                 start_ms=_ms(cfg.data.start),
                 end_ms=_ms(cfg.data.end),
             )
-        )
+        except DataError:
+            raise
+        except ValueError as exc:  # the options, not the file: load_candles checks them before reading
+            key = "timeframe" if "timeframe" in str(exc) else "repair" if "repair" in str(exc) else "format"
+            where = " (or the --repair flags)" if key == "repair" else ""
+            raise DataError(f"[data] {key}", None, str(exc), f"Fix [data] {key} in the config{where}.") from None
+        out.append(series)
     return out
 
 
@@ -70,11 +83,29 @@ class ProgressBar:
         self.last_pct = pct
 
 
+def series_warnings(cfg: BotConfig, series: list[CandleSeries]) -> list[str]:
+    """Data that loaded but does not fit the run (windows, timeframes, price steps): sentences for the user."""
+    return data_warnings(series, cfg.market_rules())
+
+
+@dataclass(slots=True)
+class CheckedResult(BacktestResult):
+    """A BacktestResult with the data warnings said before the run, so report.json can list them."""
+
+    warnings: list[str] = field(default_factory=list)
+
+
 def run_backtest(
-    cfg: BotConfig, progress: Callable[[int, int], None] | None = None
-) -> BacktestResult:
+    cfg: BotConfig,
+    progress: Callable[[int, int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> CheckedResult:
+    """Load, check, run. Each data warning goes to `on_warning` before the first candle (default: the log)."""
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
     series = load_series(cfg)
+    warnings = series_warnings(cfg, series)
+    for text in warnings:
+        (on_warning or _log.warning)(text)
     bt = Backtest(
         strategy,
         series,
@@ -86,5 +117,6 @@ def run_backtest(
         progress=progress,
         on_error=cfg.strategy.on_error,
     )
-    return bt.run()
+    result = bt.run()
+    return CheckedResult(**{f.name: getattr(result, f.name) for f in fields(result)}, warnings=warnings)
 

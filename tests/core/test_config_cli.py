@@ -213,3 +213,90 @@ def test_every_shipped_config_is_valid(name, monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = load_config(path)
     build_strategy(cfg.strategy.plugin, cfg.strategy.params)
+
+
+# ---- issue 12: plugin references ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_imports(monkeypatch):
+    """sys.path without the current directory (as under the `botkit` console script); new modules forgotten after."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", os.getcwd())])
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_no_class_error_lists_only_strategies_defined_in_that_module(tmp_path):
+    mod = tmp_path / "several.py"
+    mod.write_text(textwrap.dedent(f"""
+        from botkit import Strategy
+        from botkit.plugins import load_strategy_class
+        from botkit.strategy import Strategy as Base
+
+        Imported = load_strategy_class("{ROOT}/strategies/sma_cross.py:SmaCross")
+
+        class Mine(Strategy):
+            pass
+
+        class Yours(Base):
+            pass
+    """))
+    with pytest.raises(PluginError) as ei:
+        load_strategy_class(f"{mod}:Mien")
+    msg = str(ei.value)
+    assert "no class 'Mien'" in msg and "Did you mean 'Mine'?" in msg
+    assert msg.endswith("Strategy classes defined there: Mine, Yours"), msg
+    with pytest.raises(PluginError, match="Strategy classes defined there: none"):
+        load_strategy_class("botkit.strategy:Nope")
+
+
+def test_module_ref_resolves_from_the_repository_root_like_python_m(tmp_path):
+    """The issue's case: the console script (no current directory on sys.path), run from the repository root."""
+    cfg = (ROOT / "configs" / "sma_cross.toml").read_text()
+    cfg = cfg.replace('"strategies/sma_cross.py:SmaCross"', '"strategies.sma_cross:SmaCross"')
+    assert "strategies.sma_cross:SmaCross" in cfg
+    (tmp_path / "bot.toml").write_text(cfg)
+    # -P: no script or current directory on sys.path, exactly like the installed `botkit` command
+    cmd = [sys.executable, "-P", "-m", "botkit.cli", "backtest", str(tmp_path / "bot.toml"), "-q",
+           "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["strategy"] == "SmaCross"
+
+
+def test_module_ref_from_the_current_directory_appends_it_last(tmp_path, monkeypatch, clean_imports):
+    (tmp_path / "cwdpkg12").mkdir()
+    (tmp_path / "cwdpkg12" / "strat.py").write_text("from botkit import Strategy\nclass Here(Strategy):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_strategy_class("cwdpkg12.strat:Here").__name__ == "Here"
+    assert sys.path[-1] == str(tmp_path)  # last: installed packages keep priority
+
+
+def test_installed_package_wins_over_a_same_named_folder_here(tmp_path, monkeypatch, clean_imports):
+    site = tmp_path / "site"
+    (site / "dualpkg12").mkdir(parents=True)
+    (site / "dualpkg12" / "__init__.py").write_text("")
+    (site / "dualpkg12" / "strat.py").write_text("from botkit import Strategy\nclass Inst(Strategy):\n    pass\n")
+    here = tmp_path / "here"
+    (here / "dualpkg12").mkdir(parents=True)
+    (here / "dualpkg12" / "__init__.py").write_text("")
+    (here / "dualpkg12" / "strat.py").write_text("raise RuntimeError('the folder copy was imported')\n")
+    (here / "dualpkg12" / "other.py").write_text("from botkit import Strategy\nclass X(Strategy):\n    pass\n")
+    sys.path.insert(0, str(site))
+    monkeypatch.chdir(here)
+    assert load_strategy_class("dualpkg12.strat:Inst").__module__ == "dualpkg12.strat"
+    with pytest.raises(PluginError) as ei:
+        load_strategy_class("dualpkg12.other:X")
+    assert "use the file form 'dualpkg12/other.py:X'" in str(ei.value)
+
+
+def test_module_ref_not_found_anywhere_says_where_it_looked(monkeypatch, clean_imports):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(PluginError) as ei:
+        load_strategy_class("strategies.sma_crss:SmaCross")
+    msg = str(ei.value)
+    assert f"neither installed nor under the current directory {ROOT}" in msg
+    assert f"modules in {ROOT / 'strategies'}: bollinger_reversion, grid, sma_cross" in msg
+    assert "'path/to/file.py:Class'" in msg
