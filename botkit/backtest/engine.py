@@ -80,6 +80,7 @@ class BacktestResult:
     outcome: str = "complete"  # "complete", "halted" (strategy error) or "interrupted" (Ctrl-C): partial results
     failure: StrategyFailure | None = None
     strategy_errors: int = 0  # errors logged and passed over under on_error = "continue"
+    warnings: list[str] = field(default_factory=list)  # data mismatches said before the run
 
     @property
     def partial(self) -> bool:

@@ -52,7 +52,7 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
         "data": {
             m: {"source": result.sources[m], "repairs": result.repairs.get(m, [])} for m in result.markets
         },
-        "warnings": list(getattr(result, "warnings", [])),  # data mismatches said before the run (runner.py)
+        "warnings": list(result.warnings),  # data mismatches said before the run
         "period": {"start": iso(int(t[0])) if len(t) else None, "end": iso(int(t[-1])) if len(t) else None},
         "events": result.events,
         "start_balances": {a: fmt(v) for a, v in sorted(result.start_balances.items())},

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
@@ -88,18 +88,11 @@ def series_warnings(cfg: BotConfig, series: list[CandleSeries]) -> list[str]:
     return data_warnings(series, cfg.market_rules())
 
 
-@dataclass(slots=True)
-class CheckedResult(BacktestResult):
-    """A BacktestResult with the data warnings said before the run, so report.json can list them."""
-
-    warnings: list[str] = field(default_factory=list)
-
-
 def run_backtest(
     cfg: BotConfig,
     progress: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
-) -> CheckedResult:
+) -> BacktestResult:
     """Load, check, run. Each data warning goes to `on_warning` before the first candle (default: the log)."""
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
     series = load_series(cfg)
@@ -118,5 +111,6 @@ def run_backtest(
         on_error=cfg.strategy.on_error,
     )
     result = bt.run()
-    return CheckedResult(**{f.name: getattr(result, f.name) for f in fields(result)}, warnings=warnings)
+    result.warnings = warnings
+    return result
 
