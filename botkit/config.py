@@ -198,7 +198,7 @@ class BotConfig(BaseSettings):
     name: str = "bot"
     strategy: StrategyConfig
     markets: dict[str, MarketConfig]
-    balances: dict[str, Decimal]
+    balances: dict[str, Decimal] = Field(default_factory=dict, description="backtest and paper: starting balances")
     fees: FeesConfig = Field(default_factory=FeesConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     grant: GrantConfig = Field(default_factory=GrantConfig)
@@ -271,7 +271,12 @@ class BotConfig(BaseSettings):
         """The backtest fill model, also used by paper trading."""
         return FillModel(slippage_pct=self.backtest.slippage_pct, touch=self.backtest.touch)
 
-    def market_rules(self) -> dict[str, MarketRules]:
+    def market_rules(self, exchange: dict[str, MarketRules] | None = None) -> dict[str, MarketRules]:
+        """Rules per configured market. With `exchange` (what the exchange's markets endpoint says, in sandbox, paper
+        and live runs) the exchange's values are used, and a value the config sets that differs from the exchange's
+        is an error naming both, so an order is never refused for a precision the config got wrong."""
+        if exchange is not None:
+            return self._rules_from_exchange(exchange)
         out: dict[str, MarketRules] = {}
         for name, m in self.markets.items():
             stock, _, money = name.partition("_")
@@ -288,6 +293,28 @@ class BotConfig(BaseSettings):
                 maker_fee=m.maker_fee if m.maker_fee is not None else self.fees.maker,
                 taker_fee=m.taker_fee if m.taker_fee is not None else self.fees.taker,
             )
+        return out
+
+
+    def _rules_from_exchange(self, exchange: dict[str, MarketRules]) -> dict[str, MarketRules]:
+        missing = [m for m in self.markets if m not in exchange]
+        if missing:
+            near = {m: difflib.get_close_matches(m, list(exchange), n=1) for m in missing}
+            tips = ", ".join(f"{m}" + (f" (did you mean {h[0]}?)" if h else "") for m, h in near.items())
+            raise ConfigError(f"[markets] names {tips}, which the exchange does not list; it has "
+                              f"{len(exchange)} markets, e.g. {', '.join(sorted(exchange)[:8])}")
+        problems: list[str] = []
+        out: dict[str, MarketRules] = {}
+        for name, m in self.markets.items():
+            ex = exchange[name]
+            for key in sorted(m.model_fields_set):
+                mine, theirs = getattr(m, key), getattr(ex, key)  # [markets] keys are MarketRules' attribute names
+                if mine != theirs:
+                    problems.append(f"  markets.{name}.{key} = {mine} in the config, but the exchange says {theirs}; "
+                                    "remove the key (the exchange's value is used) or correct it")
+            out[name] = ex
+        if problems:
+            raise ConfigError("the config disagrees with the exchange's market rules:\n" + "\n".join(problems))
         return out
 
 

@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         runner = LiveRunner(cfg)
         asyncio.run(runner.run())
-    except (PluginError, RunError, InsufficientScope, SandboxConfigError) as exc:
+    except (PluginError, RunError, InsufficientScope, SandboxConfigError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RunHalted as exc:

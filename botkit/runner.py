@@ -44,6 +44,7 @@ from botkit.strategy import Strategy
 from botkit.venues.base import Balance
 from botkit.venues.simulated import SimulatedVenue
 from botkit.venues.whitebit import WhiteBitVenue
+from botkit.whitebit.errors import WhiteBitError
 from botkit.whitebit.rest import WhiteBitRest
 from botkit.whitebit.ws import (
     BookChanged,
@@ -484,11 +485,13 @@ class LiveRunner:
             # The venue reads balances and reconciles open orders: without these it would trade blind.
             grant.require("the whitebit venue (balances and order reconciliation)", VENUE_SCOPES)
         self._where = base_url
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        if self.source is None:
+            await self._rules_from_exchange(base_url)
         if mode == "paper":
             venue: WhiteBitVenue | SimulatedVenue = SimulatedVenue(
                 self.rules, dict(self.cfg.balances), self.cfg.fill_model())
         else:
-            self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
             from pydantic import SecretStr
 
             rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
@@ -534,6 +537,20 @@ class LiveRunner:
         if isinstance(venue, WhiteBitVenue):
             await venue.start()
         await self._start_feeds(ws_url)
+
+    async def _rules_from_exchange(self, base_url: str) -> None:
+        """Precision, minimums and fees as the exchange publishes them (`/api/v4/public/markets`); a [markets] value
+        that disagrees is an error naming both (ConfigError: exit 2)."""
+        assert self.http is not None
+        rest = WhiteBitRest(base_url, self.http)
+        try:
+            items = await rest.call("markets")
+        except (WhiteBitError, httpx.HTTPError) as exc:
+            raise RunFailed(f"cannot read the market rules from {base_url}/api/v4/public/markets: {exc}") from None
+        exchange = {str(i["name"]): MarketRules.from_whitebit(i) for i in items or [] if isinstance(i, dict)}
+        rules = self.cfg.market_rules(exchange)
+        self.rules.clear()
+        self.rules.update(rules)  # the reporter and the status line hold this dict
 
     def journal_path(self) -> Path:
         """`[run] journal`, or `<output dir>/<mode>/journal.sqlite`."""

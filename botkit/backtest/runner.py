@@ -13,7 +13,7 @@ from typing import TextIO
 from botkit.auth.grants import Grant
 from botkit.backtest.checks import data_warnings
 from botkit.backtest.data import CandleSeries, DataError, load_candles
-from botkit.backtest.engine import Backtest, BacktestResult
+from botkit.backtest.engine import Backtest, BacktestError, BacktestResult
 from botkit.config import BotConfig
 from botkit.plugins import build_strategy
 
@@ -94,6 +94,8 @@ def run_backtest(
     on_warning: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """Load, check, run. Each data warning goes to `on_warning` before the first candle (default: the log)."""
+    if not cfg.balances:
+        raise BacktestError("[balances] is empty: a backtest needs starting balances, e.g. [balances] USDT = \"10000\"")
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
     series = load_series(cfg)
     warnings = series_warnings(cfg, series)

@@ -179,6 +179,9 @@ class ExecutionEngine:
         )
         if cid in self.open:
             return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
+        if oco_group is not None and not self.venue.supports_oco:
+            return self._reject(order, "venue", f"the {self.venue.name} venue has no one-cancels-other orders (they "
+                                "are simulated in backtests and paper runs only); place the orders without oco=")
         self.orders[cid] = order
         try:
             if otype == "limit":

@@ -39,6 +39,7 @@ class Venue(Protocol):
     """Where orders go. `submit` and `cancel` do not block; outcomes arrive through `VenueEvents`."""
 
     name: str
+    supports_oco: bool  # one-cancels-other groups (the simulated venue); checked before an order is journaled
 
     def bind(self, events: VenueEvents) -> None: ...
 

@@ -70,6 +70,7 @@ class SimulatedVenue:
     """Deterministic candle-driven matching with exact Decimal balances."""
 
     name = "simulated"
+    supports_oco = True
 
     def __init__(
         self,

@@ -69,6 +69,8 @@ class WhiteBitVenue:
     """Implements the Venue protocol against WhiteBIT (or the sandbox). Call `start()` before trading."""
 
     name = "whitebit"
+    # WhiteBIT's public API has no OCO endpoint for spot (whitebit-api.md §2.4): refused before journaling
+    supports_oco = False
 
     def __init__(
         self,
@@ -236,8 +238,14 @@ class WhiteBitVenue:
             endpoint = "order_market"
             params = {"market": o.market, "side": o.side, "amount": fmt(o.amount), "clientOrderId": o.client_id}
         else:
-            self._reject(tr, "venue: stop orders are not supported on the whitebit venue yet")
-            return
+            # WhiteBIT's stop-market takes a buy's amount in quote to spend (like a market buy): the base amount the
+            # strategy asked for, valued at the trigger price, cut to the quote's precision.
+            r = self.rules[o.market]
+            stop = o.stop_price or ZERO
+            amount = r.truncate_quote(o.amount * stop) if o.side == "buy" else o.amount
+            endpoint = "order_stop_market"
+            params = {"market": o.market, "side": o.side, "amount": fmt(amount), "activation_price": fmt(stop),
+                      "clientOrderId": o.client_id}
         try:
             resp = await self.rest.call(endpoint, params)
         except (TransportFailure, WhiteBitUnavailable) as exc:
@@ -321,9 +329,12 @@ class WhiteBitVenue:
         self.notify()
 
     def _rest_finished(self, tr: _Tracked, resp: dict[str, Any]) -> bool:
-        """REST `status` is unreliable on creation (an open order reads "FILLED"): use `left`."""
+        """REST `status` is unreliable on creation (an open order reads "FILLED"): use `left`. A stop order waits
+        for its trigger: its fills and its end come from the streams and reconciliation."""
         if tr.order.type == "market":
             return True
+        if tr.order.type == "stop_market":
+            return False
         return _dec(resp.get("left")) == 0 or bool(tr.order.ioc)
 
     async def _find(self, tr: _Tracked) -> tuple[dict[str, Any], bool] | None:
@@ -388,9 +399,9 @@ class WhiteBitVenue:
 
     @staticmethod
     def _complete(o: Order, stock: Decimal, finished: bool) -> bool:
-        if o.quote_amount:
-            return finished  # a market buy is done when the exchange says so
-        if o.type == "market":
+        if o.quote_amount or (o.type == "stop_market" and o.side == "buy"):
+            return finished  # a buy sized in quote is done when the exchange says so
+        if o.type in ("market", "stop_market"):
             return finished and stock > 0
         return stock >= o.amount
 

@@ -157,3 +157,19 @@ class Flood(Recorder):
         if not self.placed:
             price = (Decimal(str(candle.close)) * Decimal("0.5")).quantize(Decimal("0.01"))
             self.placed = [ctx.buy(candle.market, "0.0001", price) for _ in range(self.N)]
+
+
+class OcoTrier(Recorder):
+    """A take-profit + stop-loss pair as one OCO group: simulated venues take it, WhiteBIT's has no OCO."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.pair: list[Order] = []
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if not self.pair:
+            px = Decimal(str(candle.close))
+            self.pair = [ctx.sell(candle.market, "0.001", (px * Decimal("1.05")).quantize(Decimal("0.01")), oco="x"),
+                         ctx.sell(candle.market, "0.001", stop=(px * Decimal("0.95")).quantize(Decimal("0.01")),
+                                  oco="x")]

@@ -144,3 +144,53 @@ async def test_ten_thousand_orders_from_one_callback_drain_in_order(sandbox: San
             counts[o.status.value] = counts.get(o.status.value, 0) + 1
     assert counts == {"open": len(sent), "cancelled": Flood.N - len(sent)}
     assert summary.orders == Flood.N
+
+
+async def test_market_rules_come_from_the_exchange(sandbox: Sandbox, tmp_path: Path) -> None:
+    cfg = bot_config("Recorder", duration_s=1.5)
+    cfg = cfg.model_copy(update={"markets": {"BTC_USDT": cfg.markets["BTC_USDT"].model_copy(
+        update={"money_prec": 4}, deep=True)}})
+    cfg.markets["BTC_USDT"].model_fields_set.add("money_prec")
+    from botkit.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        await LiveRunner(cfg, sandbox=sandbox, out=None, handle_signals=False).run()
+    assert "markets.BTC_USDT.money_prec = 4 in the config, but the exchange says 2" in str(err.value)
+
+    bare = load_config(_bare_config(tmp_path))  # [markets.BTC_USDT] with no keys: everything from the exchange
+    runner = LiveRunner(bare, sandbox=sandbox, out=None, handle_signals=False)
+    await runner.run()
+    rules = runner.rules["BTC_USDT"]
+    expected = next(m for m in sandbox.config.markets if m.name == "BTC_USDT")
+    assert (rules.stock_prec, rules.money_prec) == (expected.stock_prec, expected.money_prec)
+    assert rules.min_total == expected.min_total
+
+
+def _bare_config(tmp: Path) -> Path:
+    p = tmp / "bare.toml"
+    p.write_text(f"""
+[strategy]
+plugin = "{Path(__file__).with_name('run_strategies.py')}:Recorder"
+[markets.BTC_USDT]
+[run]
+interval = 1
+history = 5
+duration_s = 1.5
+[output]
+dir = "{tmp / 'out'}"
+""")
+    return p
+
+
+async def test_oco_is_refused_on_whitebit_before_anything_is_journaled_as_sent(sandbox: Sandbox, rest: WhiteBitRest,
+                                                                              tmp_path: Path) -> None:
+    from .run_strategies import OcoTrier
+
+    strategy = OcoTrier()
+    cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
+    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False).run()
+    assert [o.status.value for o in strategy.pair] == ["rejected", "rejected"]
+    assert all("no one-cancels-other orders" in (o.reject_reason or "") for o in strategy.pair)
+    assert await rest.call("order_history", {"limit": 100}) == {}
+    with SqliteJournal(tmp_path / "j.sqlite") as j:
+        assert [e.kind for e in j.events()] == ["rejected", "rejected"]  # never a "submit" intent
