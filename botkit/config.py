@@ -1,4 +1,5 @@
-"""Bot configuration: one TOML file plus `BOTKIT_*` environment overrides, validated before anything runs.
+"""Bot configuration: one TOML file plus `BOTKIT_*` environment overrides, validated before anything runs
+(read and reported by botkit/configfile.py, the one loader every config of botkit goes through).
 
 Environment variables override the file (`BOTKIT_RISK__MAX_OPEN_ORDERS=5` sets ``[risk] max_open_orders``).
 Unknown keys are errors, so a typo never passes silently. Secrets never live here: they come from the environment
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,15 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.auth.grants import WHITEBIT_SCOPES
+from botkit.configfile import ConfigError as ConfigError  # the one config error type, re-exported
+from botkit.configfile import env_variables, format_errors, read_toml
 from botkit.execution.risk import RiskLimits
 from botkit.market.rules import MarketRules
 from botkit.venues.simulated import FillModel
 
 Repair = Literal["sort", "drop_duplicates", "fill_gaps", "allow_gaps"]
-
-
-class ConfigError(Exception):
-    """The config is wrong. The message names the key, the value and the fix. CLI exit code 2."""
 
 
 class _Strict(BaseModel):
@@ -318,69 +316,25 @@ class BotConfig(BaseSettings):
         return out
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the (sub)model that `loc` points into, to suggest fixes for unknown keys."""
-    current: Any = model
-    for part in loc[:-1]:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            # dict values: descend into the value type
-            return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        candidates = [ann, *args]
-        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if nxt is None and args:
-            inner = [a for c in args for a in getattr(c, "__args__", ())]
-            nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        current = nxt
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
 def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] = BotConfig) -> str:
-    lines = [f"invalid config {source}:"]
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc)
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            tip = f" Did you mean {hint[0]!r}?" if hint else ""
-            lines.append(f"  {key}: unknown key.{tip} Allowed here: {', '.join(allowed) or 'see README'}")
-        elif err["type"] == "missing":
-            lines.append(f"  {key}: required key is missing; add it to the file (see configs/ for examples)")
-        else:
-            lines.append(f"  {key} = {_shown(loc, err.get('input'))}: {err['msg']}")
-    return "\n".join(lines)
+    return format_errors(exc, source, model)
 
 
-_SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")
-
-
-def _shown(loc: tuple[Any, ...], value: Any) -> str:
-    """The offending value for the message, unless it is a table or may hold a secret."""
-    if isinstance(value, dict | list):
-        return "<table>" if isinstance(value, dict) else "<list>"
-    if any(w in str(p).lower() for p in loc for w in _SECRET_WORDS):
-        return "<hidden>"
-    return repr(value)
+_TABLES = tuple(f for f in BotConfig.model_fields if f != "name")
+_FILE_FORBIDDEN = {("run", "api_key"): "BOTKIT_RUN__API_KEY", ("run", "api_secret"): "BOTKIT_RUN__API_SECRET"}
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BotConfig:
-    """Read, merge with the environment, validate. Raises ConfigError with a message for humans."""
+    """Read the file once, merge the `BOTKIT_*` environment (which wins) and `overrides` (command-line flags, which
+    win over both), validate. Raises ConfigError with a message for humans."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist (looked in {Path.cwd()})")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not UTF-8 text: {exc}") from None
+    raw = read_toml(p)
+    env = env_variables(os.environ, _TABLES, ("name",))  # pydantic-settings merges them; this names them
+    for (section, key), var in _FILE_FORBIDDEN.items():
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table:
+            raise ConfigError(f"invalid config {p}:\n  {section}.{key}: keys never go in the config file; set {var} "
+                              "in the environment instead")
     raw.setdefault("name", p.stem)  # configs/my_bot.toml is "my_bot" unless it says otherwise
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
@@ -390,14 +344,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bo
     try:
         cfg = BotConfig(**raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(p))) from None
+        raise ConfigError(format_errors(exc, str(p), BotConfig, env=env)) from None
     if cfg.auth is not None:
         # [auth] has its own model (secrets only from the environment); check it now, not at first use.
-        from botkit.auth.settings import ConfigError as AuthConfigError
         from botkit.auth.settings import auth_settings_from_mapping
 
-        try:
-            auth_settings_from_mapping(cfg.auth, os.environ, source=str(p))
-        except AuthConfigError as exc:
-            raise ConfigError(str(exc)) from None
+        auth_settings_from_mapping(cfg.auth, os.environ, source=str(p))
     return cfg

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.speed is not None:
         run["speed"] = args.speed
     try:
-        raw_run = _file_run_table(args.config)
-        for secret in ("api_key", "api_secret"):
-            if secret in raw_run:
-                raise ConfigError(
-                    f"invalid config {args.config}:\n  run.{secret}: keys never go in the config file; set "
-                    f"BOTKIT_RUN__{secret.upper()} in the environment instead"
-                )
         cfg = load_config(args.config, {"run": run} if run else None)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -78,15 +70,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
-
-
-def _file_run_table(path: Path) -> dict[str, Any]:
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}  # load_config reports these with the fix
-    table = raw.get("run", {})
-    return table if isinstance(table, dict) else {}
 
 
 def register(subparsers: Any) -> None:

@@ -145,8 +145,7 @@ class AuthSettings(BaseModel):
         return f"botkit auth login {config_path or 'CONFIG'}"
 
 
-class ConfigError(ValueError):
-    """A config problem with field, value and fix; the CLI prints it and exits with code 2."""
+from botkit.configfile import ConfigError as ConfigError  # noqa: E402 - the one config error type (re-exported)
 
 
 def load_auth_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> AuthSettings:
