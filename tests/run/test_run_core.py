@@ -109,7 +109,16 @@ async def test_paper_without_network_fails_at_start(tmp_path: Path) -> None:
     cfg = bot_config("Recorder", mode="paper", duration_s=30, base_url=dead, ws_url="ws://127.0.0.1:9/ws",
                      connect_timeout_s=1.0)
     t0 = time.monotonic()
-    with pytest.raises(RunFailed, match="cannot connect to the market data stream ws://127.0.0.1:9/ws"):
+    with pytest.raises(RunFailed, match="cannot read the market rules from http://127.0.0.1:9/api/v4/public/markets"):
+        await LiveRunner(cfg, out=None, handle_signals=False).run()
+    assert time.monotonic() - t0 < 10
+
+
+async def test_a_stream_that_cannot_connect_fails_at_start(sandbox: Sandbox) -> None:
+    cfg = bot_config("Recorder", mode="paper", duration_s=30, base_url=sandbox.base_url,
+                     ws_url="ws://127.0.0.1:9/ws", connect_timeout_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(RunFailed, match="cannot connect to the market data stream ws://127.0.0.1:9/ws within 1 s"):
         await LiveRunner(cfg, out=None, handle_signals=False).run()
     assert time.monotonic() - t0 < 10
 
