@@ -25,6 +25,7 @@ from botkit.auth.grants import InsufficientScope
 from botkit.execution.orders import Fill, Order, OrderStatus, OrderType
 from botkit.market.rules import MarketRules, fmt
 from botkit.market.types import Side
+from botkit.retry import policy
 from botkit.venues.base import Balance, VenueEvents
 from botkit.whitebit.errors import WhiteBitError, WhiteBitUnavailable
 from botkit.whitebit.rest import TransportFailure, WhiteBitRest
@@ -63,6 +64,10 @@ class _Tracked:
     deal_fee: Decimal = ZERO
     maker: bool | None = None
     cancel_sent: bool = False
+
+
+class _NotFoundYet(Exception):
+    """An order lookup found nothing while the order may still be in flight inside the exchange."""
 
 
 class WhiteBitVenue:
@@ -269,33 +274,32 @@ class WhiteBitVenue:
 
     async def _resolve_ambiguous(self, tr: _Tracked) -> None:
         """Look the order up until it is found, or until `lost_order_grace_s` has passed without it (a request
-        still in flight inside the exchange must not be declared lost too early)."""
+        still in flight inside the exchange must not be declared lost too early); lookups that fail are retried
+        with the shared retry policy."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.lost_order_grace_s
-        attempt = 0
-        while attempt < 8:
-            attempt += 1
-            try:
-                found = await self._find(tr)
-            except InsufficientScope as exc:
-                self.errors.append(f"order {tr.order.client_id}: cannot look it up: {exc}")
-                return
-            except WhiteBitError as exc:
-                log.warning("order %s: lookup failed (%s), attempt %d", tr.order.client_id, exc, attempt)
-                await asyncio.sleep(min(4.0, 0.25 * 2**attempt))
-                continue
-            if found is None and loop.time() < give_up:
-                await asyncio.sleep(min(0.5, max(0.05, give_up - loop.time())))
-                continue
-            if found is None:
-                self._reject(tr, "network: the order did not reach the exchange (not found by clientOrderId)")
-            else:
-                resp, finished = found
-                self._apply(tr, resp, finished=finished)
-            self.notify()
+        found: tuple[dict[str, Any], bool] | None = None
+        try:
+            async for attempt in policy(lambda e: isinstance(e, WhiteBitError | _NotFoundYet), attempts=8,
+                                        total_s=None, max_wait_s=4.0):
+                with attempt:
+                    found = await self._find(tr)
+                    if found is None and loop.time() < give_up:
+                        raise _NotFoundYet
+        except InsufficientScope as exc:
+            self.errors.append(f"order {tr.order.client_id}: cannot look it up: {exc}")
             return
-        self.errors.append(f"order {tr.order.client_id}: state unknown after repeated lookups")
-        log.error("order %s: state unknown; it will be resolved at the next reconciliation", tr.order.client_id)
+        except WhiteBitError as exc:
+            self.errors.append(f"order {tr.order.client_id}: state unknown after repeated lookups ({exc})")
+            log.error("order %s: state unknown; it will be resolved at the next reconciliation", tr.order.client_id)
+            return
+        except _NotFoundYet:
+            found = None  # the lookups ran out inside the grace period: not found is the answer
+        if found is None:
+            self._reject(tr, "network: the order did not reach the exchange (not found by clientOrderId)")
+        else:
+            self._apply(tr, found[0], finished=found[1])
+        self.notify()
 
     async def _cancel(self, tr: _Tracked) -> None:
         o = tr.order
