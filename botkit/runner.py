@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("botkit.runner")
 
-VENUE_SCOPES = frozenset({"balances.read", "orders.read"})
 BOT_ID_RE = re.compile(r"^bk[0-9a-f]{1,6}-[0-9a-z]+$")  # client ids botkit bots give their orders
 
 
@@ -483,7 +482,8 @@ class LiveRunner:
 
         if mode != "paper":
             # The venue reads balances and reconciles open orders: without these it would trade blind.
-            grant.require("the whitebit venue (balances and order reconciliation)", VENUE_SCOPES)
+            grant.require("the whitebit venue (balances, reconciliation, lost-answer lookups)",
+                          WhiteBitVenue.required_scopes())
         self._where = base_url
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         if self.source is None:

@@ -45,7 +45,7 @@ class Strategy:
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
-    scopes: ClassVar[frozenset[str]] = frozenset({"orders.create", "orders.delete"})
+    scopes: ClassVar[frozenset[str]] = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params: Any = params if params is not None else self.Params()
@@ -165,26 +165,33 @@ class Context:
         return self._engine.cancel_all(market)
 
     def open_orders(self, market: str | None = None) -> list[Order]:
+        """This bot's open orders (needs `orders.read`)."""
+        self._engine.require("open_orders")
         return self._engine.open_orders(market)
 
     # ---- account ------------------------------------------------------------------------------------------------
 
     def position(self, market: str) -> Decimal:
-        """Base-asset holdings for `market` (available + locked in orders): the spot position."""
+        """Base held for `market` (available + locked in orders): the spot position (needs `balances.read`)."""
+        self._engine.require("balances")
         return self._engine.venue.balance(self._engine.rules[market].stock).total
 
     def tradable_position(self, market: str) -> Decimal:
         """What a sell can take now: the available base cut to the market's amount step, and 0 when that is below
         the market's minimum amount (fee dust left after a sell is a position no order can close)."""
+        self._engine.require("balances")
         rules = self._engine.rules[market]
         amount = rules.truncate_amount(self._engine.venue.balance(rules.stock).available)
         return amount if amount > 0 and amount >= rules.min_amount else Decimal(0)
 
     def balance(self, asset: str) -> Balance:
+        """Available and frozen amounts of `asset` (needs `balances.read`)."""
+        self._engine.require("balances")
         return self._engine.venue.balance(asset)
 
     @property
     def balances(self) -> dict[str, Balance]:
+        self._engine.require("balances")
         return self._engine.venue.balances()
 
     # ---- timers -------------------------------------------------------------------------------------------------

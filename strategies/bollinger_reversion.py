@@ -29,7 +29,7 @@ class BollingerParams(BaseModel):
 
 class BollingerReversion(Strategy):
     Params = BollingerParams
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def on_start(self, ctx: Context) -> None:
         self.market = self.params.market or ctx.markets[0]

@@ -25,7 +25,7 @@ class GridParams(BaseModel):
 
 class GridBot(Strategy):
     Params = GridParams
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def on_start(self, ctx: Context) -> None:
         self.market = self.params.market or ctx.markets[0]

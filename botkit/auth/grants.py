@@ -85,15 +85,3 @@ class Grant:
 
     def __str__(self) -> str:
         return ",".join(sorted(self.scopes))
-
-
-# Scopes each execution-layer operation needs. Live venues map these to endpoints in botkit.whitebit.endpoints.
-OPERATION_SCOPES: dict[str, frozenset[str]] = {
-    "place_order": frozenset({"orders.create"}),
-    "cancel_order": frozenset({"orders.delete"}),
-    "cancel_all": frozenset({"orders.delete"}),
-    "open_orders": frozenset({"orders.read"}),
-    "balances": frozenset({"balances.read"}),
-    "deals": frozenset({"deals.read"}),
-    "order_history": frozenset({"orders_history.read"}),
-}

@@ -13,14 +13,30 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from botkit.auth.grants import OPERATION_SCOPES, Grant, InsufficientScope
+from botkit.auth.grants import Grant, InsufficientScope
 from botkit.execution.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
 from botkit.execution.risk import RiskManager, RiskRejection
 from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
 from botkit.market.types import Side
 from botkit.venues.base import Venue
+from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 
 log = logging.getLogger("botkit.execution")
+
+# Each strategy-facing operation and the WhiteBIT endpoints that carry it out: its scopes come from the endpoint
+# registry (botkit/whitebit/endpoints.py), the one scope table, and are checked in every mode, reads included.
+OPERATION_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "place_order": ("order_new", "order_market", "order_stop_market"),
+    "cancel_order": ("order_cancel",),
+    "cancel_all": ("order_cancel",),
+    "open_orders": ("open_orders",),
+    "balances": ("trade_balance",),
+    "deals": ("executed_history",),
+    "order_history": ("order_history",),
+}
+OPERATION_SCOPES: dict[str, frozenset[str]] = {
+    op: frozenset().union(*(DEFAULT_REGISTRY.get(e).scopes for e in eps)) for op, eps in OPERATION_ENDPOINTS.items()
+}
 
 REJECTIONS_SHOWN = 5  # rejections logged at WARNING before the rest go to INFO
 REJECTIONS_KEPT = 1000  # rejection records a live bot keeps in memory (counts are always complete)

@@ -27,6 +27,7 @@ from botkit.market.rules import MarketRules, fmt
 from botkit.market.types import Side
 from botkit.retry import policy
 from botkit.venues.base import Balance, VenueEvents
+from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 from botkit.whitebit.errors import WhiteBitError, WhiteBitUnavailable
 from botkit.whitebit.rest import TransportFailure, WhiteBitRest
 from botkit.whitebit.ws import (
@@ -72,6 +73,14 @@ class _NotFoundYet(Exception):
 
 class WhiteBitVenue:
     """Implements the Venue protocol against WhiteBIT (or the sandbox). Call `start()` before trading."""
+
+    # What the venue itself calls, whatever the strategy does: balances, reconciliation, resolving a lost answer by
+    # clientOrderId, the private stream's token. Their scopes come from the endpoint registry (`required_scopes`).
+    ENDPOINTS: tuple[str, ...] = ("trade_balance", "open_orders", "order_history", "websocket_token")
+
+    @classmethod
+    def required_scopes(cls) -> frozenset[str]:
+        return frozenset().union(*(DEFAULT_REGISTRY.get(e).scopes for e in cls.ENDPOINTS))
 
     name = "whitebit"
     # WhiteBIT's public API has no OCO endpoint for spot (whitebit-api.md §2.4): refused before journaling

@@ -34,7 +34,7 @@ def series(ohlc: list[tuple[float, float, float, float]], market: str = "BTC_USD
 class Script(Strategy):
     """Calls `plan[i](ctx, candle)` on the i-th candle; records everything it is told."""
 
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def __init__(self, plan: dict[int, Callable[[Context, Candle], object]]) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class Script(Strategy):
 
 
 def run(strategy: Strategy, data: list[CandleSeries], balances: dict[str, str] | None = None,
-        scopes: str = "orders.create,orders.delete", risk: RiskLimits | None = None,
+        scopes: str = "orders.create,orders.delete,orders.read,balances.read", risk: RiskLimits | None = None,
         fill_model: FillModel | None = None) -> BacktestResult:
     rules = {"BTC_USDT": RULES, "ETH_USDT": ETH}
     bal = {k: Decimal(v) for k, v in (balances or {"USDT": "10000"}).items()}

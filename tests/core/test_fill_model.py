@@ -119,14 +119,14 @@ def test_rules_rejection_names_the_field():
 def test_missing_grant_fails_at_start_before_any_order():
     s = Script({0: lambda ctx, c: ctx.buy("BTC_USDT", "10")})
     with pytest.raises(InsufficientScope) as ei:
-        run(s, [series(FLAT * 2)], scopes="orders.create")
+        run(s, [series(FLAT * 2)], scopes="orders.create,orders.read,balances.read")
     assert ei.value.missing == frozenset({"orders.delete"})
     assert s.seen == []
 
 
 def test_undeclared_scope_raises_without_side_effects():
     class BuyOnly(Script):
-        scopes = frozenset({"orders.create"})
+        scopes = frozenset({"orders.create", "orders.read"})
 
     seen = {}
 
@@ -140,3 +140,29 @@ def test_undeclared_scope_raises_without_side_effects():
     run(s, [series(FLAT * 3)])
     assert "orders.delete" in seen["err"] and "does not declare" in seen["err"]
     assert seen["open"] == 1
+
+
+def test_reads_need_their_scopes_too():
+    """The execution layer checks every operation, reads included: a strategy reading balances without
+    `balances.read` (declared and granted) fails before anything is read."""
+
+    class NoBalances(Script):
+        scopes = frozenset({"orders.create"})
+
+    errors = []
+
+    def read(ctx, c):
+        try:
+            ctx.balance("USDT")
+        except UndeclaredScope as exc:
+            errors.append(str(exc))
+
+    run(NoBalances({0: read}), [series(FLAT * 2)], scopes="orders.create,balances.read")
+    assert errors and "balances.read" in errors[0] and "does not declare" in errors[0]
+
+    class Declares(Script):
+        scopes = frozenset({"orders.create", "balances.read"})
+
+    with pytest.raises(InsufficientScope) as ei:  # declared but not granted: the bot never starts
+        run(Declares({0: read}), [series(FLAT * 2)], scopes="orders.create")
+    assert ei.value.missing == frozenset({"balances.read"})

@@ -30,7 +30,7 @@ FLAT = [(100.0, 101.0, 99.0, 100.0)] * 3 + [(100.0, 100.5, 94.0, 95.0)] + [(95.0
 class Updates(Strategy):
     """A limit buy that rests then fills, one that is cancelled, one refused; records every update it is given."""
 
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,7 +73,7 @@ def test_snapshot_copies_every_field() -> None:
 
 
 class Raises(Strategy):
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def __init__(self, at: int) -> None:
         super().__init__()
@@ -111,7 +111,7 @@ def test_on_error_continue_logs_and_goes_on(caplog: pytest.LogCaptureFixture) ->
 
     s = Raises(at=2)
     bt = Backtest(s, [series(FLAT)], {"BTC_USDT": RULES, "ETH_USDT": ETH}, {"USDT": Decimal(10000)},
-                  grant=Grant.of("orders.create,orders.delete"), on_error="continue")
+                  grant=Grant.of("orders.create,orders.delete,orders.read,balances.read"), on_error="continue")
     with caplog.at_level(logging.ERROR):
         r = bt.run()
     assert r.outcome == "complete" and r.events == len(FLAT) and r.strategy_errors == 1

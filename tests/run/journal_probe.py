@@ -24,7 +24,7 @@ class JournalProbe(Strategy):
         log: str
         place: bool = False
 
-    scopes = frozenset({"orders.create", "orders.delete"})
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
     def __init__(self, params: BaseModel | None = None) -> None:
         super().__init__(params)

@@ -203,3 +203,28 @@ async def test_oco_is_refused_on_whitebit_before_anything_is_journaled_as_sent(s
     assert await rest.call("order_history", {"limit": 100}) == {}
     with SqliteJournal(tmp_path / "j.sqlite") as j:
         assert [e.kind for e in j.events()] == ["rejected", "rejected"]  # never a "submit" intent
+
+
+async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> None:
+    """The venue resolves a lost answer through order history: a key that cannot read it must not start trading,
+    listing every scope that is missing (the table comes from the endpoint registry)."""
+    from botkit.sandbox.testing import running_sandbox
+
+    from .conftest import fast_config
+
+    cfg = fast_config()
+    demo = next(a for a in cfg.accounts if a.name == "demo")
+    key = demo.api_keys[0]
+    perms = [p for p in key.permissions if p != "orders_history.read"]
+    weak = demo.model_copy(update={"name": "nohist", "api_keys": [key.model_copy(update={"key": "nohist-key",
+                                                                                    "permissions": perms})]})
+    cfg = cfg.model_copy(update={"accounts": [*cfg.accounts, weak]})
+    async with running_sandbox(cfg) as sb:
+        from botkit.auth.grants import InsufficientScope
+
+        runner = LiveRunner(bot_config("Recorder", duration_s=2, account="nohist"), sandbox=sb, out=None,
+                            handle_signals=False)
+        with pytest.raises(InsufficientScope) as err:
+            await runner.run()
+        assert err.value.missing == frozenset({"orders_history.read"})
+        assert sb.hub.conns == set()  # refused before a socket opened
