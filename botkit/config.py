@@ -147,6 +147,9 @@ class RunConfig(_Strict):
     max_in_flight: int = Field(8, ge=1, le=100, description="order requests in flight at once; the rest queue")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    credentials: Literal["auto", "apikey", "oauth"] = Field(
+        "auto", description='live: "oauth" needs the OAuth session from `botkit auth login` (no session: stop and '
+                            'ask for a login); "apikey" uses a key only; "auto" whatever is there')
     journal: Path | None = Field(
         None, description="sandbox/live: SQLite order journal; none = <[output] dir>/<name>/journal.sqlite")
 

@@ -179,6 +179,7 @@ class EventLoop:
         self.errors: list[StrategyFailure] = []  # failures under the "continue" policy (first 100 kept)
         self.error_count = 0
         self.halted: StrategyFailure | None = None
+        self.halt_reason: str | None = None  # set when the bot halts, whatever the cause
         self.stopped = False
         engine.sink = self
 
@@ -202,18 +203,20 @@ class EventLoop:
             self._failed("on_stop", exc)
         self.engine.drain()
 
-    def halt(self, failure: StrategyFailure) -> int:
-        """Stop safely after a failure: `on_stop` (errors only logged), cancel the bot's own open orders where the
-        credentials allow, deliver what is left to observers only. Returns how many cancels were requested."""
+    def halt(self, failure: StrategyFailure | None, reason: str) -> int:
+        """Stop safely (a strategy error, or credentials that stopped working): `on_stop` (errors only logged),
+        cancel the bot's own open orders where the credentials allow, then deliver what is left to observers only.
+        Returns how many cancels were requested."""
         self.halted = failure
+        self.halt_reason = reason
         if not self.stopped:
             self.stopped = True
             try:
                 self.strategy.on_stop(self.ctx)
             except Exception as exc:
-                log.error("on_stop also failed while halting: %s", StrategyFailure.of("on_stop", self.clock.now, exc,
-                                                                                       self.strategy).text())
-        n = self.engine.cancel_own_orders("the bot halted after a strategy error")
+                log.error("on_stop also failed while halting: %s",
+                          StrategyFailure.of("on_stop", self.clock.now, exc, self.strategy).text())
+        n = self.engine.cancel_own_orders(f"the bot halted: {reason}")
         self.engine.drain()
         return n
 
@@ -310,7 +313,7 @@ class EventLoop:
     # ---- order events (the engine's EventSink) ----------------------------------------------------------------------
 
     def on_order_update(self, order: Order) -> None:
-        if self.halted is None:
+        if self.halt_reason is None:
             try:
                 self.strategy.on_order_update(self.ctx, order)
             except Exception as exc:
@@ -319,7 +322,7 @@ class EventLoop:
             obs.on_order_update(order)
 
     def on_fill(self, fill: Fill) -> None:
-        if self.halted is None:
+        if self.halt_reason is None:
             try:
                 self.strategy.on_fill(self.ctx, fill)
             except Exception as exc:
@@ -344,7 +347,7 @@ class EventLoop:
         engine = self.engine
         if engine._queue:
             engine.drain()
-        if self.ctx.timers and self.halted is None and not self.stopped:
+        if self.ctx.timers and self.halt_reason is None and not self.stopped:
             self._fire_timers(now)
             if engine._queue:
                 engine.drain()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_REAUTH = 0, 1, 2, 3
 
 
 def _positive(text: str) -> float:
@@ -23,11 +23,12 @@ def _positive(text: str) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from botkit.auth.errors import ReauthRequired
     from botkit.auth.grants import InsufficientScope
     from botkit.config import ConfigError, load_config
     from botkit.execution.journal import JournalError
     from botkit.plugins import PluginError
-    from botkit.runner import LiveRunner, RunError, RunFailed, RunHalted
+    from botkit.runner import LiveRunner, RunError, RunFailed, RunHalted, RunNeedsReauth
     from botkit.sandbox.config import SandboxConfigError
     from botkit.whitebit.errors import WhiteBitError
 
@@ -55,6 +56,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "flushed (set [strategy] on_error = \"continue\" to log such errors and go on)", file=sys.stderr)
         logging.getLogger("botkit.run").debug("%s", exc.failure.traceback)
         return EXIT_FAIL
+    except RunNeedsReauth as exc:
+        print(f"error: {exc}\nthe bot halted: its open orders were cancelled where the API key allows and the "
+              f"journal is flushed; log in again with:\n  {exc.command.replace('CONFIG', str(args.config))}",
+              file=sys.stderr)
+        return EXIT_REAUTH
+    except ReauthRequired as exc:  # at start: nothing usable in the store
+        print(f"error: {exc}\nlog in with:\n  {exc.command.replace('CONFIG', str(args.config))}", file=sys.stderr)
+        return EXIT_REAUTH
     except (RunFailed, JournalError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL

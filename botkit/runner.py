@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import signal
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
 
+from botkit.auth.errors import ReauthRequired
 from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
@@ -44,6 +44,7 @@ from botkit.strategy import Strategy
 from botkit.venues.base import Balance
 from botkit.venues.simulated import SimulatedVenue
 from botkit.venues.whitebit import WhiteBitVenue
+from botkit.whitebit.account import Account, AccountError, identity_of, open_account
 from botkit.whitebit.errors import WhiteBitError
 from botkit.whitebit.rest import WhiteBitRest
 from botkit.whitebit.ws import (
@@ -76,7 +77,7 @@ class RunError(Exception):
 
 def journal_venue(base_url: str, api_key: str) -> str:
     """Which exchange and account a journaled order lives on (the key hashed: the journal holds no credential)."""
-    return f"{base_url}#{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
+    return f"{base_url}#{identity_of(api_key)}"
 
 
 def wall_ms() -> int:
@@ -85,6 +86,16 @@ def wall_ms() -> int:
 
 class RunFailed(Exception):
     """The run could not do its job (no connection at start, no market data): CLI exit code 1."""
+
+
+class RunNeedsReauth(Exception):
+    """The OAuth grant is gone: the bot halted (orders cancelled where the key allows, journal flushed); a person
+    must log in again. CLI exit code 3, so a supervisor can tell it from a crash and not restart in a loop."""
+
+    def __init__(self, cause: ReauthRequired, summary: RunSummary) -> None:
+        super().__init__(str(cause))
+        self.command = cause.command
+        self.summary = summary
 
 
 class RunHalted(Exception):
@@ -276,6 +287,8 @@ class LiveRunner:
         self.venue: WhiteBitVenue | SimulatedVenue | None = None
         self.feeds: list[WsClient] = []
         self.http: httpx.AsyncClient | None = None
+        self.account: Account | None = None
+        self.reauth: ReauthRequired | None = None
         self.reporter = RunReporter(self.rules, self.out_dir(), self.clock, out)
         self.candles = 0
         self.stale_events = 0
@@ -313,32 +326,22 @@ class LiveRunner:
             cfg = cfg.model_copy(update={"markets": markets})
         return cfg
 
-    async def _live_credentials_and_grant(self) -> tuple[str, str, Grant]:
-        """Key from the environment (grant: config [grant]) or from the token store that `botkit auth apikey`
-        filled (grant: the key's permissions as WhiteBIT reported them)."""
-        key, secret = self.run_cfg.api_key, self.run_cfg.api_secret
-        if key is not None and secret is not None and key.get_secret_value() and secret.get_secret_value():
-            return key.get_secret_value(), secret.get_secret_value(), Grant.of(self.cfg.grant.scopes, "config [grant]")
-        if self.cfg.auth is not None:
-            import os
+    async def _live_account(self, base_url: str) -> Account:
+        """The credentials of a live run: see botkit/whitebit/account.py for the four ways."""
+        import os
 
-            from botkit.auth.settings import ConfigError as AuthConfigError
-            from botkit.auth.settings import auth_settings_from_mapping
-            from botkit.auth.store import store_for
+        from botkit.auth.settings import auth_settings_from_mapping
 
-            try:
-                settings = auth_settings_from_mapping(self.cfg.auth, os.environ, source="[auth]")
-            except AuthConfigError as exc:
-                raise RunError(str(exc)) from None
-            stored = await asyncio.to_thread(store_for(settings).load)
-            if stored is not None and stored.api_key is not None:
-                k = stored.api_key
-                return k.api_key, k.api_secret.get_secret_value(), Grant(k.permissions, "API key permissions (store)")
-        raise RunError(
-            "live mode needs an API key: set BOTKIT_RUN__API_KEY and BOTKIT_RUN__API_SECRET in the environment, "
-            "or run `botkit auth apikey CONFIG` to store a Fast API key (needs an [auth] table); keys never go in "
-            "the config file"
-        )
+        assert self.http is not None
+        settings = auth_settings_from_mapping(self.cfg.auth, os.environ, source="[auth]") if self.cfg.auth else None
+        try:
+            return await open_account(base_url, self.http, env_key=self.run_cfg.api_key,
+                                      env_secret=self.run_cfg.api_secret,
+                                      config_grant=Grant.of(self.cfg.grant.scopes, "config [grant]"),
+                                      auth=settings if self.run_cfg.credentials != "apikey" else None,
+                                      require_session=self.run_cfg.credentials == "oauth")
+        except AccountError as exc:
+            raise RunError(str(exc)) from None
 
     # ---- run ---------------------------------------------------------------------------------------------------------
 
@@ -365,12 +368,20 @@ class LiveRunner:
             try:
                 self.loop.start()
                 await self._main()
-                self.loop.stop()
+                if self.reauth is None:
+                    self.loop.stop()
             except StrategyHalted as halted:
                 failure, outcome = halted.failure, "halted"
                 if self.out is not None:
                     print(f"halting: {failure.text()}", file=self.out, flush=True)
-                n = self.loop.halt(failure)
+                n = self.loop.halt(failure, "strategy error")
+                if n and self.out is not None:
+                    print(f"cancelling {n} open order(s) of this bot", file=self.out, flush=True)
+            if self.reauth is not None and self.loop.halt_reason is None:
+                outcome = "needs re-authorization"
+                if self.out is not None:
+                    print(f"halting: {self.reauth}", file=self.out, flush=True)
+                n = self.loop.halt(None, "the OAuth grant is gone (re-authorization required)")
                 if n and self.out is not None:
                     print(f"cancelling {n} open order(s) of this bot", file=self.out, flush=True)
             await self._finish_orders()
@@ -382,6 +393,8 @@ class LiveRunner:
                 print(summary.text(), file=self.out)
             if failure is not None:
                 raise RunHalted(failure, summary)
+            if self.reauth is not None:
+                raise RunNeedsReauth(self.reauth, summary)
             if self.last_data_wall is None and not self.stop_event.is_set():  # (Ctrl-C before any data is fine)
                 raise RunFailed(f"no market data arrived in {summary.seconds:.1f} s from {self._where}; check the "
                                 "connection, the market names and [run] interval")
@@ -472,9 +485,11 @@ class LiveRunner:
                 log.info("embedded sandbox on %s", self.sandbox.base_url)
             base_url, ws_url = self.sandbox.base_url, self.sandbox.ws_url
         elif mode == "live":
-            key, secret, grant = await self._live_credentials_and_grant()
-            self._check_start(grant, declared)
             base_url, ws_url = rc.base_url, rc.resolved_ws_url()
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+            self.account = await self._live_account(base_url)
+            grant = self.account.grant
+            self._check_start(grant, declared)
         else:
             grant = Grant.of(self.cfg.grant.scopes, "config [grant]")
             self._check_start(grant, declared)
@@ -485,24 +500,32 @@ class LiveRunner:
             grant.require("the whitebit venue (balances, reconciliation, lost-answer lookups)",
                           WhiteBitVenue.required_scopes())
         self._where = base_url
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         if self.source is None:
             await self._rules_from_exchange(base_url)
         if mode == "paper":
             venue: WhiteBitVenue | SimulatedVenue = SimulatedVenue(
                 self.rules, dict(self.cfg.balances), self.cfg.fill_model())
         else:
-            from pydantic import SecretStr
+            if self.account is None:  # sandbox: the sandbox account's key
+                from pydantic import SecretStr
 
-            rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
-            venue = WhiteBitVenue(rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
+                rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
+                self.account = Account(rest, grant, identity_of(key), None, f"sandbox key of account {rc.account!r}")
+            venue = WhiteBitVenue(self.account.rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
                                   clock_ms=wall_ms, ping_interval=rc.ping_interval_s,
-                                  max_in_flight=rc.max_in_flight, before_send=self._durable)
+                                  max_in_flight=rc.max_in_flight, before_send=self._durable,
+                                  on_reauth=self._reauth_needed)
+            tokens = self.account.tokens
+            if tokens is not None and tokens.s.keepalive:
+                tokens.start_keepalive()  # access 300 s, rotating refresh 600 s: refreshed ahead of expiry
         self.venue = venue
         ids_prefix = f"bk{int(time.time()) % 1_000_000:x}"
         ids = ClientIdFactory(ids_prefix)
         if mode != "paper":
-            where = journal_venue(base_url, key)
+            assert self.account is not None
+            where = f"{base_url}#{self.account.identity}"
             if mode == "sandbox":
                 # The in-process sandbox is a new, empty exchange each run (and its port may be reused): its
                 # orders are journaled but never restored into another run.
@@ -630,6 +653,13 @@ class LiveRunner:
     def _wake(self) -> None:
         self.queue.put_nowait(None)
 
+    def _reauth_needed(self, exc: ReauthRequired) -> None:
+        """The OAuth grant is gone: stop trading at once (the main loop then halts the bot)."""
+        if self.reauth is None:
+            self.reauth = exc
+            log.error("%s", exc)
+        self.stop_event.set()
+
     def _adopt(self, order: Order) -> bool:
         """An open order found on the exchange joins the engine's books (as if placed), so it can be managed;
         another bot's order (a botkit id this bot never journaled) is left alone, so each bot reports its own."""
@@ -681,6 +711,12 @@ class LiveRunner:
                     get.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await get
+                tokens = self.account.tokens if self.account is not None else None
+                if tokens is not None and tokens.reauth_required is not None:
+                    self._reauth_needed(tokens.reauth_required)  # seen by the keep-alive between calls
+                    break
+                if self.reauth is not None:
+                    break
                 self.loop.tick()
                 if next_status is not None and aloop.time() >= next_status:
                     next_status = aloop.time() + status_every
@@ -702,7 +738,11 @@ class LiveRunner:
               file=self.out, flush=True)
 
     def _token_status(self) -> str:
-        return "n/a (paper)" if self.mode == "paper" else "none (API key)"
+        tokens = self.account.tokens if self.account is not None else None
+        if tokens is None or tokens.token is None:
+            return "n/a (paper)" if self.mode == "paper" else "none (API key)"
+        left = tokens.token.expires_at - time.time()
+        return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:
         while not self.queue.empty():
@@ -744,6 +784,8 @@ class LiveRunner:
         self.feeds = []
         if isinstance(self.venue, WhiteBitVenue):
             await self.venue.stop()
+        if self.account is not None:
+            await self.account.aclose()
         if self.http is not None:
             await self.http.aclose()
             self.http = None

@@ -70,6 +70,11 @@ class TokenManager:
     def token(self) -> TokenSet | None:
         return self._token
 
+    @property
+    def reauth_required(self) -> ReauthRequired | None:
+        """Set once the grant is gone (invalid_grant, or a persistent 401): no further refresh is attempted."""
+        return self._reauth
+
     def _adopt(self, t: TokenSet) -> None:
         lifetime = max(0.0, t.expires_at - t.obtained_at)
         leeway = min(self.s.leeway_s, lifetime / 2)  # a leeway as long as the token would refresh on every call
@@ -181,14 +186,31 @@ class TokenManager:
                 self._adopt(new)
                 return new
         except InvalidGrant as exc:
-            self._reauth = ReauthRequired(
+            log.error("reauth.required endpoint=%s", exc.path)
+            raise await self.abandon(ReauthRequired(
                 "the authorization server no longer accepts this grant (invalid_grant)",
                 command=self.reauth_command, status=exc.status, error="invalid_grant", path=exc.path,
-            )
-            self._token_str = None
-            self._refresh_at = 0.0
-            log.error("reauth.required endpoint=%s", exc.path)
-            raise self._reauth from None
+            )) from None
+
+    async def abandon(self, reason: ReauthRequired) -> ReauthRequired:
+        """The grant is gone (invalid_grant, or 401 even after a fresh token): no refresh is attempted from now on,
+        and the dead token set leaves the store under its lock (a stored API key stays), so a restarted bot asks
+        for a login at once instead of spending a request on it. Returns `reason` for the caller to raise."""
+        if self._reauth is None:
+            self._reauth = reason
+        self._token_str = None
+        self._refresh_at = 0.0
+        try:
+            async with self.store.locked():
+                stored = await asyncio.to_thread(self.store.load)
+                if stored is not None and stored.token is not None:
+                    if stored.api_key is not None:
+                        await asyncio.to_thread(self.store.save, StoredCredentials(token=None, api_key=stored.api_key))
+                    else:
+                        await asyncio.to_thread(self.store.delete)
+        except AuthError as exc:  # the store cannot be changed: still no refresh from this process
+            log.error("could not remove the dead token set from the store: %s", type(exc).__name__)
+        return self._reauth
 
     def _wait(self, rs: RetryCallState) -> float:
         exc = rs.outcome.exception() if rs.outcome is not None else None

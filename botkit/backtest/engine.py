@@ -163,7 +163,7 @@ class Backtest:
                 loop.stop()
             except StrategyHalted as halted:
                 outcome, failure = "halted", halted.failure
-                loop.halt(halted.failure)
+                loop.halt(halted.failure, "strategy error")
             except KeyboardInterrupt:
                 outcome = "interrupted"
         done = loop.events

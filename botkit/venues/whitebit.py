@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from botkit.auth.errors import ReauthRequired
 from botkit.auth.grants import InsufficientScope
 from botkit.execution.orders import Fill, Order, OrderStatus, OrderType
 from botkit.market.rules import MarketRules, fmt
@@ -99,7 +100,9 @@ class WhiteBitVenue:
         lost_order_grace_s: float = 3.0,
         max_in_flight: int = 8,
         before_send: Callable[[], None] = lambda: None,
+        on_reauth: Callable[[ReauthRequired], None] = lambda exc: None,
     ) -> None:
+        self.on_reauth = on_reauth
         self.rest = rest
         self.max_in_flight = max_in_flight
         self.before_send = before_send
@@ -272,6 +275,10 @@ class WhiteBitVenue:
         except InsufficientScope as exc:
             self._reject(tr, f"scope: {exc}")
             return
+        except ReauthRequired as exc:  # the OAuth grant is gone: never sent (the token was refused first)
+            self._reject(tr, "auth: re-authorization required")
+            self.on_reauth(exc)
+            return
         except WhiteBitError as exc:
             self._reject(tr, f"exchange: {exc}")
             return
@@ -336,6 +343,11 @@ class WhiteBitVenue:
         except InsufficientScope as exc:
             self.errors.append(str(exc))
             tr.cancel_sent = False
+            return
+        except ReauthRequired as exc:
+            self.errors.append(f"cancel {o.client_id}: {exc}")
+            tr.cancel_sent = False
+            self.on_reauth(exc)
             return
         if isinstance(resp, dict):
             self._apply(tr, resp, finished=True)

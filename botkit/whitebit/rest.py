@@ -194,10 +194,10 @@ class WhiteBitRest:
             token = await self.tokens.force_refresh(token)
             r = await self._send(ep, path, params, self._bearer(token), body)
             if r.status_code == 401:
-                raise ReauthRequired(
+                raise await self.tokens.abandon(ReauthRequired(
                     "the API still answers 401 after a fresh token", command=self.tokens.reauth_command,
                     status=401, path=path,
-                )
+                ))
         return self._result(ep, path, r)
 
     @staticmethod

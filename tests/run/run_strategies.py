@@ -173,3 +173,19 @@ class OcoTrier(Recorder):
             self.pair = [ctx.sell(candle.market, "0.001", (px * Decimal("1.05")).quantize(Decimal("0.01")), oco="x"),
                          ctx.sell(candle.market, "0.001", stop=(px * Decimal("0.95")).quantize(Decimal("0.01")),
                                   oco="x")]
+
+
+class SteadyBuyer(Recorder):
+    """A 20 USDT market buy on every closed candle, and one resting limit buy far below the market at the start."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.placed: list[Order] = []
+        self.resting: Order | None = None
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if self.resting is None:
+            self.resting = ctx.buy(candle.market, "0.001", (Decimal(str(candle.close)) * Decimal("0.8")).quantize(
+                Decimal("0.01")))
+        self.placed.append(ctx.buy(candle.market, "20"))

@@ -1,0 +1,159 @@
+"""`botkit run` with an OAuth session (live mode against the sandbox, both over real sockets): the token layer keeps
+the session alive through rotations for the whole run without the strategy noticing, and a dead grant halts the bot
+once, cancels its orders, and a restart asks for a login without spending a request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from botkit.auth.errors import ReauthRequired
+from botkit.auth.grants import Grant
+from botkit.auth.login import complete_login
+from botkit.auth.oauth import OAuthClient
+from botkit.auth.settings import auth_settings_from_mapping
+from botkit.auth.signing import HmacSigner
+from botkit.auth.store import StoredCredentials, store_for
+from botkit.auth.tokens import ApiKeyCredentials
+from botkit.config import BotConfig
+from botkit.runner import LiveRunner, RunNeedsReauth
+from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import running_sandbox
+from botkit.whitebit.rest import WhiteBitRest
+
+from .conftest import bot_config, fast_config
+from .run_strategies import SteadyBuyer
+
+TRADING = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read", "orders_history.read"})
+
+
+@pytest_asyncio.fixture
+async def short_tokens() -> AsyncIterator[Sandbox]:
+    """Access tokens live 3 s and refresh tokens 8 s (WhiteBIT: 300 s / 600 s), rotating on every refresh."""
+    cfg = fast_config()
+    cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"access_ttl": 3.0, "refresh_ttl": 8.0})})
+    async with running_sandbox(cfg) as sb:
+        yield sb
+
+
+async def _login(sandbox: Sandbox, token_dir: Path) -> dict[str, Any]:
+    """The authorization-code flow against the sandbox (which consents by itself), then the Fast API key beside
+    the session in the token store: what `botkit auth login` + `botkit auth apikey` leave behind."""
+    auth = {"base_url": sandbox.base_url, "client_id": "botkit-demo", "token_dir": str(token_dir),
+            "redirect_uri": "http://127.0.0.1:8765/callback", "leeway_s": 60}
+    settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": "botkit-demo-secret"})
+    async with httpx.AsyncClient(timeout=10) as http:
+        client = OAuthClient(settings, http)
+        req = client.authorization_request(None)
+        url = req.url
+        for _ in range(10):
+            r = await http.get(url)
+            url = urllib.parse.urljoin(url, r.headers["Location"])
+            if url.startswith("http://127.0.0.1:8765/callback"):
+                break
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        token = await complete_login(client, req, params)
+    key = ApiKeyCredentials("demo-key", SecretStr("demo-secret"), None, TRADING, time.time())
+    store_for(settings).save(StoredCredentials(token=token, api_key=key))
+    return auth
+
+
+def _live(sandbox: Sandbox, auth: dict[str, Any], tmp: Path, duration: float) -> BotConfig:
+    cfg = bot_config("SteadyBuyer", mode="live", duration_s=duration, base_url=sandbox.base_url, ws_url=sandbox.ws_url,
+                     journal=str(tmp / "journal.sqlite"), credentials="oauth")
+    return cfg.model_copy(update={"auth": auth})
+
+
+async def test_a_long_run_keeps_the_oauth_session_alive_through_rotations(
+        short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    auth = await _login(short_tokens, tmp_path / "tokens")
+    strategy = SteadyBuyer()
+    runner = LiveRunner(_live(short_tokens, auth, tmp_path, 12), strategy=strategy, out=None, handle_signals=False)
+    summary = await runner.run()
+    assert runner.account is not None and runner.account.tokens is not None
+    tokens = runner.account.tokens
+    c = short_tokens.oauth.counters
+    # 12 s of 3 s tokens refreshed ahead of expiry: several rotations, each one request (single-flight), none lost
+    assert tokens.refresh_count >= 5 and c.refresh_ok == tokens.refresh_count == c.refresh_requests
+    assert c.refresh_rejected == 0 and c.reuse_detected == 0
+    stored = store_for(auth_settings_from_mapping(auth, {})).load()
+    assert stored is not None and stored.token is not None and tokens.token is not None
+    assert stored.token.refresh_token.get_secret_value() == tokens.token.refresh_token.get_secret_value()  # type: ignore[union-attr]
+    assert stored.api_key is not None  # the session and the key live side by side
+    # trading went on throughout: a fill for (nearly) every candle, nothing refused
+    assert summary.rejections == {} and summary.fills >= len(strategy.candles) - 2 >= 8
+    assert runner.account.grant.covers({"users.balances.read", "orders.create"})  # the union of session and key
+
+
+async def test_a_dead_grant_halts_the_bot_and_a_restart_asks_for_a_login(
+        short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    auth = await _login(short_tokens, tmp_path / "tokens")
+    strategy = SteadyBuyer()
+    runner = LiveRunner(_live(short_tokens, auth, tmp_path, 30), strategy=strategy, out=None, handle_signals=False)
+    task = asyncio.create_task(runner.run())
+    while strategy.resting is None or strategy.resting.status.value != "open":
+        await asyncio.sleep(0.05)
+    short_tokens.oauth.revoke_all_refresh_tokens()
+    revoked_at = time.monotonic()
+    with pytest.raises(RunNeedsReauth) as err:
+        await task
+    assert time.monotonic() - revoked_at < 6  # within one refresh cycle (tokens refresh every 1.5 s here)
+    assert "botkit auth login" in err.value.command
+    c = short_tokens.oauth.counters
+    assert c.refresh_rejected == 1  # one failed refresh, never a loop
+    # the bot's own resting order was cancelled with the API key, which still works
+    async with httpx.AsyncClient() as http:
+        rest = WhiteBitRest(short_tokens.base_url, http, signer=HmacSigner("demo-key", SecretStr("demo-secret")),
+                            key_grant=Grant(TRADING))
+        assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
+    # the dead token set left the store (the key stayed): a restart fails at once, without a token request
+    stored = store_for(auth_settings_from_mapping(auth, {})).load()
+    assert stored is not None and stored.token is None and stored.api_key is not None
+    before = c.refresh_requests
+    with pytest.raises(ReauthRequired) as again:
+        await LiveRunner(_live(short_tokens, auth, tmp_path, 30), strategy=SteadyBuyer(), out=None,
+                         handle_signals=False).run()
+    assert "botkit auth login" in str(again.value)
+    assert c.refresh_requests == before  # no request to the token endpoint
+
+
+def test_the_cli_exits_3_with_the_login_command_when_there_is_no_session(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from botkit.cli import main
+
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "oauth_bot.toml"
+    cfg.write_text(f"""
+[strategy]
+plugin = "{root}/strategies/sma_cross.py:SmaCross"
+[markets.BTC_USDT]
+[run]
+mode = "live"
+base_url = "http://127.0.0.1:9"
+credentials = "oauth"
+[auth]
+base_url = "http://127.0.0.1:9"
+client_id = "botkit-demo"
+token_dir = "{tmp_path / 'tokens'}"
+redirect_uri = "http://127.0.0.1:8765/callback"
+""")
+    assert main(["run", str(cfg)]) == 3
+    err = capsys.readouterr().err
+    assert "no OAuth session in the token store" in err and f"botkit auth login {cfg}" in err
