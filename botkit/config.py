@@ -147,6 +147,8 @@ class RunConfig(_Strict):
     max_in_flight: int = Field(8, ge=1, le=100, description="order requests in flight at once; the rest queue")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    sandbox_access_ttl_s: float | None = Field(None, gt=0, description="sandbox: OAuth access token lifetime")
+    sandbox_refresh_ttl_s: float | None = Field(None, gt=0, description="sandbox: OAuth refresh token lifetime")
     credentials: Literal["auto", "apikey", "oauth"] = Field(
         "auto", description='live: "oauth" needs the OAuth session from `botkit auth login` (no session: stop and '
                             'ask for a login); "apikey" uses a key only; "auto" whatever is there')

@@ -45,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        runner = LiveRunner(cfg)
+        runner = LiveRunner(cfg, out=sys.stdout)
         asyncio.run(runner.run())
     except (PluginError, RunError, InsufficientScope, SandboxConfigError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

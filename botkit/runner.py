@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ class RunSummary:
     out_dir: str | None = None
     outcome: str = "complete"
     strategy_errors: int = 0
+    session: str | None = None  # the OAuth session: refreshes done and failed, when the token expires
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -156,6 +158,8 @@ class RunSummary:
                          f"{money(self.equity_end, self.quote_places)} {self.quote}")
         if self.strategy_errors:
             lines.append(f"strategy errors passed over (on_error = continue): {self.strategy_errors}")
+        if self.session is not None:
+            lines.append(f"OAuth session: {self.session}")
         if self.restored:
             lines.append(f"open orders restored from the journal: {self.restored}")
         if self.adopted:
@@ -187,7 +191,8 @@ class RunSummary:
             "equity": {"quote": self.quote, "start": self.equity_start, "end": self.equity_end},
             "start_balances": balances_json(self.start_balances), "final_balances": balances_json(self.final_balances),
             "restored": self.restored, "adopted": self.adopted, "reconnects": self.reconnects,
-            "strategy_errors": self.strategy_errors, "journal": self.journal, "notes": self.notes,
+            "strategy_errors": self.strategy_errors, "session": self.session, "journal": self.journal,
+            "notes": self.notes,
         }
 
 
@@ -324,7 +329,63 @@ class LiveRunner:
                 for m in cfg.markets
             ]
             cfg = cfg.model_copy(update={"markets": markets})
+        ttl = {k: v for k, v in (("access_ttl", self.run_cfg.sandbox_access_ttl_s),
+                                 ("refresh_ttl", self.run_cfg.sandbox_refresh_ttl_s)) if v is not None}
+        if ttl:
+            cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update=ttl)})
         return cfg
+
+    async def _sandbox_oauth_account(self, key: str, secret: str, perms: frozenset[str]) -> Account:
+        """Sandbox mode with `[run] credentials = "oauth"`: log in to the embedded sandbox through the real
+        authorization-code flow (it consents by itself), keep the session and the account's API key in a token store
+        under the run's folder, then open the account exactly as a live run does."""
+        import os
+
+        from pydantic import SecretStr
+
+        from botkit.auth.login import complete_login
+        from botkit.auth.oauth import OAuthClient
+        from botkit.auth.settings import auth_settings_from_mapping
+        from botkit.auth.store import StoredCredentials, store_for
+        from botkit.auth.tokens import ApiKeyCredentials
+
+        assert self.sandbox is not None and self.http is not None
+        table = dict(self.cfg.auth or {})
+        client_id = str(table.get("client_id") or self.sandbox.config.oauth.clients[0].client_id)
+        client = next((c for c in self.sandbox.config.oauth.clients if c.client_id == client_id), None)
+        if client is None or not client.redirect_uris:
+            raise RunError(f"[auth] client_id = {client_id!r} is not an OAuth client of the sandbox (it has "
+                           f"{[c.client_id for c in self.sandbox.config.oauth.clients]})")
+        table.update(base_url=self.sandbox.base_url, client_id=client_id, redirect_uri=client.redirect_uris[0],
+                     token_dir=str(self.out_dir() / "tokens"))
+        env = {"BOTKIT_AUTH__CLIENT_SECRET": os.environ.get("BOTKIT_AUTH__CLIENT_SECRET")
+               or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
+        settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
+        oauth = OAuthClient(settings, self.http)
+        req = oauth.authorization_request(None)
+        url = req.url
+        for _ in range(10):  # the browser's part: the sandbox consents and redirects to the registered callback
+            r = await self.http.get(url)
+            location = r.headers.get("Location")
+            if location is None:
+                raise RunError(f"the sandbox's authorization endpoint answered HTTP {r.status_code} without a "
+                               "redirect; is auto_approve off in its [oauth] config?")
+            url = urllib.parse.urljoin(url, location)
+            if url.startswith(client.redirect_uris[0]):
+                break
+        token = await complete_login(oauth, req, dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)))
+        store = store_for(settings, environ={})
+        key_creds = ApiKeyCredentials(key, SecretStr(secret), None, perms, time.time())
+        await asyncio.to_thread(store.save, StoredCredentials(token=token, api_key=key_creds))
+        if self.out is not None:
+            print(f"logged in to the embedded sandbox as OAuth client {client_id!r} (token lifetime "
+                  f"{token.expires_at - token.obtained_at:.0f} s, scopes {','.join(sorted(token.scopes))})",
+                  file=self.out, flush=True)
+        try:
+            return await open_account(self.sandbox.base_url, self.http, env_key=None, env_secret=None,
+                                      config_grant=Grant(perms), auth=settings, require_session=True)
+        except AccountError as exc:
+            raise RunError(str(exc)) from None
 
     async def _live_account(self, base_url: str) -> Account:
         """The credentials of a live run: see botkit/whitebit/account.py for the four ways."""
@@ -451,6 +512,7 @@ class LiveRunner:
             out_dir=str(self.out_dir()),
             outcome=outcome,
             strategy_errors=self.loop.error_count,
+            session=self._session_text(),
             notes=list(self.venue.errors) if isinstance(self.venue, WhiteBitVenue) else [],
         )
 
@@ -484,6 +546,11 @@ class LiveRunner:
                 self._own_sandbox = True
                 log.info("embedded sandbox on %s", self.sandbox.base_url)
             base_url, ws_url = self.sandbox.base_url, self.sandbox.ws_url
+            if rc.credentials == "oauth":
+                self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+                self.account = await self._sandbox_oauth_account(key, secret, perms)
+                grant = self.account.grant
+                self._check_start(grant, declared)
         elif mode == "live":
             base_url, ws_url = rc.base_url, rc.resolved_ws_url()
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -736,6 +803,15 @@ class LiveRunner:
                                         open_orders=len(self.engine.open), feed_lag_s=lag,
                                         token=self._token_status(), pnl=self.reporter.pnl(self.state.last_price)),
               file=self.out, flush=True)
+
+    def _session_text(self) -> str | None:
+        tokens = self.account.tokens if self.account is not None else None
+        if tokens is None:
+            return None
+        failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
+        left = f"token expires in {tokens.token.expires_at - time.time():.0f} s" if tokens.token is not None else \
+            "no token"
+        return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
     def _token_status(self) -> str:
         tokens = self.account.tokens if self.account is not None else None

@@ -157,3 +157,27 @@ redirect_uri = "http://127.0.0.1:8765/callback"
     assert main(["run", str(cfg)]) == 3
     err = capsys.readouterr().err
     assert "no OAuth session in the token store" in err and f"botkit auth login {cfg}" in err
+
+
+def test_the_shipped_sandbox_oauth_config_logs_in_and_rotates(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/sandbox_oauth.toml on a fresh clone: the real authorization-code flow against the embedded sandbox,
+    then a session kept alive through rotations (lifetimes shortened here from 20 s / 60 s to 3 s / 10 s)."""
+    from botkit.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    for name, value in (("SANDBOX_ACCESS_TTL_S", "3"), ("SANDBOX_REFRESH_TTL_S", "10"), ("STATUS_EVERY_S", "2")):
+        monkeypatch.setenv(f"BOTKIT_RUN__{name}", value)
+    monkeypatch.setenv("BOTKIT_OUTPUT__DIR", str(tmp_path))
+    assert main(["run", "configs/sandbox_oauth.toml", "--duration", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "logged in to the embedded sandbox as OAuth client 'botkit-demo'" in out
+    refreshes = [int(line.split(" refreshes")[0].rsplit(" ", 1)[1]) for line in out.splitlines()
+                 if line.startswith("status ") and " refreshes" in line]
+    assert len(refreshes) >= 2 and refreshes == sorted(refreshes) and refreshes[-1] >= 2, out
+    assert "OAuth session:" in out and "(0 failed)" in out
+    tokens = tmp_path / "sandbox" / "tokens"
+    assert tokens.is_dir() and (tokens.stat().st_mode & 0o777) == 0o700
+    files = [p for p in tokens.iterdir() if p.is_file() and not p.name.endswith(".lock")]
+    assert files and all((p.stat().st_mode & 0o777) == 0o600 for p in files)
