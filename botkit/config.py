@@ -149,6 +149,10 @@ class RunConfig(_Strict):
     api_secret: SecretStr | None = None
     sandbox_access_ttl_s: float | None = Field(None, gt=0, description="sandbox: OAuth access token lifetime")
     sandbox_refresh_ttl_s: float | None = Field(None, gt=0, description="sandbox: OAuth refresh token lifetime")
+    kill_switch_s: int | None = Field(
+        None, ge=5, le=600, description="sandbox/live: dead-man switch; the exchange cancels the account's orders "
+                                        "when the bot has not re-armed it for this long, also after it stops "
+                                        "(WhiteBIT: 5-600 s)")
     credentials: Literal["auto", "apikey", "oauth"] = Field(
         "auto", description='live: "oauth" needs the OAuth session from `botkit auth login` (no session: stop and '
                             'ask for a login); "apikey" uses a key only; "auto" whatever is there')

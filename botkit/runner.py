@@ -760,6 +760,10 @@ class LiveRunner:
         deadline = aloop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
         status_every = self.run_cfg.status_every_s
         next_status = aloop.time() + status_every if status_every else None
+        # The dead-man switch is re-armed from this loop, never from a side task: if the loop stalls (a strategy
+        # that blocks, a hung process), re-arming stops and the exchange cancels the bot's orders.
+        kill_every = self.run_cfg.kill_switch_s / 3 if self.run_cfg.kill_switch_s and self._venue_is_live() else None
+        next_kill = aloop.time()
         stop_wait = asyncio.ensure_future(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
@@ -785,6 +789,9 @@ class LiveRunner:
                 if self.reauth is not None:
                     break
                 self.loop.tick()
+                if kill_every is not None and aloop.time() >= next_kill:
+                    next_kill = aloop.time() + kill_every
+                    self._rearm_kill_switch()
                 if next_status is not None and aloop.time() >= next_status:
                     next_status = aloop.time() + status_every
                     self._print_status()
@@ -792,6 +799,14 @@ class LiveRunner:
                     break  # the replay is over
         finally:
             stop_wait.cancel()
+
+    def _venue_is_live(self) -> bool:
+        return isinstance(self.venue, WhiteBitVenue)
+
+    def _rearm_kill_switch(self) -> None:
+        assert isinstance(self.venue, WhiteBitVenue) and self.run_cfg.kill_switch_s is not None
+        for market in self.markets:
+            self.venue.arm_kill_switch(market, self.run_cfg.kill_switch_s)
 
     def _print_status(self) -> None:
         if self.out is None or self.engine is None or self.venue is None:

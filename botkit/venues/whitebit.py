@@ -126,6 +126,7 @@ class WhiteBitVenue:
         self._reconcile_lock = asyncio.Lock()
         self.reconciles = 0
         self.adopted: list[Order] = []
+        self.kill_switch_arms = 0
         self._foreign: set[str] = set()
         self.errors: list[str] = []
         assets = sorted({a for r in rules.values() for a in (r.stock, r.money)})
@@ -194,6 +195,18 @@ class WhiteBitVenue:
             return
         tr.cancel_sent = True
         self._spawn(self._cancel(tr))
+
+    def arm_kill_switch(self, market: str, timeout_s: int) -> None:
+        """(Re-)arm the exchange's dead-man switch for `market`: unless armed again within `timeout_s`, WhiteBIT
+        cancels the account's spot orders there, also after the bot stops. Failures are logged, never fatal."""
+        self._spawn(self._kill_switch(market, timeout_s))
+
+    async def _kill_switch(self, market: str, timeout_s: int) -> None:
+        try:
+            await self.rest.call("kill_switch", {"market": market, "timeout": str(timeout_s), "types": ["spot"]})
+            self.kill_switch_arms += 1
+        except (WhiteBitError, InsufficientScope, ReauthRequired) as exc:
+            log.warning("kill switch for %s not armed: %s", market, exc)
 
     @property
     def queued(self) -> int:
