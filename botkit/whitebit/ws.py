@@ -389,6 +389,7 @@ class WsClient:
         for method, fut in list(self._pending.values()):
             if not fut.done():
                 fut.set_exception(WsConnectionLost(f"{self.name}: connection lost during {method}"))
+                fut.exception()  # its waiter (if it still waits) gets it; nobody else must be warned about it
 
     async def _reader(self, ws: ClientConnection) -> None:
         try:
