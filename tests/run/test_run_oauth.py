@@ -67,6 +67,15 @@ async def _login(sandbox: Sandbox, token_dir: Path) -> dict[str, Any]:
     return auth
 
 
+@pytest_asyncio.fixture
+async def session(short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Logged in (session + key in the store), with no key in the environment: the store is what the bot uses."""
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    return await _login(short_tokens, tmp_path / "tokens")
+
+
 def _live(sandbox: Sandbox, auth: dict[str, Any], tmp: Path, duration: float) -> BotConfig:
     cfg = bot_config("SteadyBuyer", mode="live", duration_s=duration, base_url=sandbox.base_url, ws_url=sandbox.ws_url,
                      journal=str(tmp / "journal.sqlite"), credentials="oauth")
@@ -74,11 +83,8 @@ def _live(sandbox: Sandbox, auth: dict[str, Any], tmp: Path, duration: float) ->
 
 
 async def test_a_long_run_keeps_the_oauth_session_alive_through_rotations(
-        short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
-    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    auth = await _login(short_tokens, tmp_path / "tokens")
+        short_tokens: Sandbox, session: dict[str, Any], tmp_path: Path) -> None:
+    auth = session
     strategy = SteadyBuyer()
     runner = LiveRunner(_live(short_tokens, auth, tmp_path, 9), strategy=strategy, out=None, handle_signals=False)
     summary = await runner.run()
@@ -98,11 +104,8 @@ async def test_a_long_run_keeps_the_oauth_session_alive_through_rotations(
 
 
 async def test_a_dead_grant_halts_the_bot_and_a_restart_asks_for_a_login(
-        short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
-    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    auth = await _login(short_tokens, tmp_path / "tokens")
+        short_tokens: Sandbox, session: dict[str, Any], tmp_path: Path) -> None:
+    auth = session
     strategy = SteadyBuyer()
     runner = LiveRunner(_live(short_tokens, auth, tmp_path, 30), strategy=strategy, out=None, handle_signals=False)
     task = asyncio.create_task(runner.run())
