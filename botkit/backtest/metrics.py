@@ -117,22 +117,22 @@ def compute_metrics(
         sd = float(r.std(ddof=1))
         root = math.sqrt(ppy)
         vol = sd * root
-        sharpe = _ratio(mean, sd, root)
+        sharpe = ratio(mean, sd, root)
         downside = math.sqrt(float(np.square(np.minimum(r, 0.0)).sum()) / r.size)
-        sortino = _ratio(mean, downside, root)
+        sortino = ratio(mean, downside, root)
 
     peak = np.maximum.accumulate(e)
     if e0 > 0:
-        ratio = e / peak
-        max_dd = 1.0 - float(ratio.min())
-        del ratio
+        rel = e / peak
+        max_dd = 1.0 - float(rel.min())
+        del rel
     else:
         max_dd = 0.0
     max_dd = max(0.0, max_dd)
     dd_ms = _longest_drawdown_ms(t, e, peak)
     calmar: float | None = None
     if cagr is not None:
-        calmar = _ratio(cagr, max_dd, 1.0)
+        calmar = ratio(cagr, max_dd, 1.0)
 
     trades = int(pnl.size)
     wins = pnl[pnl > 0]
@@ -141,7 +141,7 @@ def compute_metrics(
     if trades:
         win_rate = wins.size / trades
         expectancy = float(pnl.mean())
-        profit_factor = _ratio(float(wins.sum()), float(-losses.sum()), 1.0)
+        profit_factor = ratio(float(wins.sum()), float(-losses.sum()), 1.0)
         best, worst = float(pnl.max()), float(pnl.min())
         sqn = system_quality(pnl)
     if wins.size:
@@ -200,7 +200,7 @@ def system_quality(pnl: npt.NDArray[np.float64]) -> float | None:
     if p.size < 2:
         return None
     sd = float(p.std(ddof=1))
-    return _ratio(float(p.mean()), sd, math.sqrt(p.size)) if sd > 0 else None
+    return ratio(float(p.mean()), sd, math.sqrt(p.size)) if sd > 0 else None
 
 
 def span_warnings(m: Metrics) -> list[str]:
@@ -248,7 +248,7 @@ def _check_inputs(
         raise ValueError(f"periods_per_year is {ppy}: give a positive number, or None for 365")
 
 
-def _ratio(num: float, den: float, scale: float) -> float | None:
+def ratio(num: float, den: float, scale: float) -> float | None:
     """num / den * scale; +-inf when only the denominator is 0, None when both are (never NaN)."""
     if den > 0:
         return _finite_or_inf(num / den * scale)
