@@ -338,7 +338,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fff}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:4px 0} th,td{padding:3px 8px;border:1px solid #e3e3e3}
-th{background:#f5f5f5;text-align:left} table.num td{text-align:right} table.num td:first-child{text-align:left} table.small{font-size:12px}
+th{background:#f5f5f5;text-align:left} table.num td{text-align:right} table.small{font-size:12px}
+table.num td:first-child{text-align:left}
 table.kv th{width:170px} .warn{background:#fff4d6;border:1px solid #e6c200;padding:8px;margin:8px 0}
 .grid{display:grid;grid-template-columns:minmax(320px,1fr) minmax(320px,1fr);gap:24px}
 pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto} .chart{width:100%}
