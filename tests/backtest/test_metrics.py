@@ -173,8 +173,8 @@ def _five_minute_run(days: int, seed: int, gap_days: Sequence[int] = ()) -> tupl
 def test_sharpe_sortino_volatility_match_quantstats(days: int, gaps: tuple[int, ...]) -> None:
     """The same equity curve through quantstats: daily closes by pandas (indexed by bar open time, as peers index
     candles), annualised with 365 days."""
-    pd = pytest.importorskip("pandas")
-    qs = pytest.importorskip("quantstats")
+    import pandas as pd  # test-only dependencies (the dev extra)
+    import quantstats as qs
     opens, equity = _five_minute_run(days, seed=days, gap_days=gaps)
     m = run(equity, times=(opens + 5 * MIN).tolist())  # botkit stamps bars with their close time
     daily = pd.Series(equity, index=pd.to_datetime(opens, unit="ms", utc=True)).resample("1D").last().dropna()
