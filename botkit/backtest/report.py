@@ -33,6 +33,14 @@ def iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_many(ms: list[int]) -> list[str]:
+    """`iso` of many times at once (numpy): strftime per fill is a visible share of writing 100k fills."""
+    if not ms:
+        return []
+    text = np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[s]"))
+    return [f"{x}Z" for x in text.tolist()]
+
+
 def _num(v: Any) -> Any:
     if isinstance(v, Decimal):
         return fmt(v)
@@ -133,19 +141,14 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
 
 
 def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
-    """One line per event. Float text is the slow part, so each distinct run of equal values (flat stretches:
-    no position) is formatted once; `repr` keeps the exact float."""
-    if len(e) == 0:
-        path.write_text("time_ms,equity\n", encoding="utf-8")
-        return
-    start = np.flatnonzero(np.concatenate(([True], e[1:] != e[:-1])))
-    values = np.array(list(map(repr, e[start].tolist())), dtype=object)
-    col: list[str] = values[np.repeat(np.arange(len(start)), np.diff(np.append(start, len(e))))].tolist()
-    times = list(map(str, t.tolist()))
+    """One line per event, `repr` keeping each float exact. Text is the cost (~1 s per million lines, most of it
+    in float formatting); str.join over C-level maps is the fastest plain-Python way found (bench: 1.05 s vs
+    1.27 s per million for the per-line f-string)."""
     with path.open("w", encoding="utf-8") as fh:
         fh.write("time_ms,equity\n")
-        fh.write("\n".join(map(",".join, zip(times, col, strict=True))))
-        fh.write("\n")
+        if len(e):
+            fh.write("\n".join(map(",".join, zip(map(str, t.tolist()), map(repr, e.tolist()), strict=True))))
+            fh.write("\n")
 
 
 def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, html: bool = True) -> list[Path]:
@@ -161,8 +164,8 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
                     "liquidity", "client_order_id", "type", "reason"])
-        for f in result.fills:
-            w.writerow([iso(f.time_ms), f.time_ms, f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote),
+        for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True):
+            w.writerow([when, f.time_ms, f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote),
                         fmt(f.fee), f.fee_asset, "maker" if f.maker else "taker", f.client_id,
                         a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, "")])
     paths.append(p)
@@ -183,8 +186,9 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount", "pnl", "fees",
                     "closed", "entry_order", "exit_reason"])
-        for x in a.lots:
-            w.writerow([x.market, x.side, iso(x.entry_ms), iso(x.exit_ms), _price(x.entry_price),
+        entries, exits = iso_many([x.entry_ms for x in a.lots]), iso_many([x.exit_ms for x in a.lots])
+        for x, t_in, t_out in zip(a.lots, entries, exits, strict=True):
+            w.writerow([x.market, x.side, t_in, t_out, _price(x.entry_price),
                         _price(x.exit_price), fmt(x.amount), repr(x.pnl), repr(x.fees), int(x.closed), x.entry_id,
                         x.exit_reason])
     paths.append(p)

@@ -200,3 +200,10 @@ def test_compare_prints_the_runs_side_by_side(tmp_path: Path, in_root: None,
         assert f"{rep['metrics']['total_return'] * 100:.2f}%" in ret_line
     assert (tmp_path / "c.html").stat().st_size > 1_000_000  # plotly.js is inside
     assert main(["compare", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_iso_many_matches_iso() -> None:
+    from botkit.backtest.report import iso, iso_many
+
+    ms = [0, 1_700_000_000_123, 1_767_571_199_999, 1_767_571_200_000]
+    assert iso_many(ms) == [iso(m) for m in ms]
