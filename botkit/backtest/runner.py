@@ -11,7 +11,6 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TaskProgressColumn,
@@ -91,8 +90,7 @@ class ProgressBar:
             TextColumn("  "),
             BarColumn(bar_width=30),
             TaskProgressColumn(),
-            MofNCompleteColumn(),
-            TextColumn("candles"),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} candles"),
             TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
