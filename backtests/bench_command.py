@@ -4,7 +4,8 @@
 
 Writes SYNTHETIC candles (botkit's seeded generator) to a temporary folder, then runs the shipped SMA crossover
 (configs/sma_cross.toml pointed at them) as `python -m botkit.cli backtest CONFIG -q` in a fresh process, `repeat`
-times, and prints the wall time of each run and the best one. `--src DIR` runs another checkout's botkit (e.g. an
+times, and prints the wall time and the CPU time (user + system, less disturbed by other load on a shared
+machine) of each run, and the best of each. `--src DIR` runs another checkout's botkit (e.g. an
 older commit unpacked with `git archive`) on the same data, for before/after figures.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,15 +44,18 @@ def main() -> None:
                                                                                   f'"{Path(tmp) / "out"}"')
         cfg.write_text(text, encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(src))
-        times = []
+        times, cpus = [], []
         for i in range(args.repeat):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "botkit.cli", "backtest", str(cfg), "-q"], cwd=src, env=env,
                            check=True)
             times.append(time.perf_counter() - t)
-            print(f"run {i + 1}: {times[-1]:.2f} s", flush=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            print(f"run {i + 1}: {times[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU", flush=True)
         outputs = sorted(p.name for p in (Path(tmp) / "out").iterdir())
-    print(f"{args.rows:,} candles, SMA crossover, whole command: best {min(times):.2f} s "
+    print(f"{args.rows:,} candles, SMA crossover, whole command: best {min(times):.2f} s wall, {min(cpus):.2f} s CPU "
           f"(src {src}; outputs: {', '.join(outputs)})")
 
 

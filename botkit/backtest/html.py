@@ -400,8 +400,9 @@ def render_run(run: RunData) -> str:
     return _page(f"botkit backtest {rep.get('config', '')}", "".join(body), figures)
 
 
-def write_run_html(run_dir: Path, equity: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
-    run = load_run(run_dir, equity)
+def write_run_html(run_dir: Path, run: RunData | None = None) -> Path:
+    """Render RUN_DIR/report.html from the run's files, or from `run` when the caller holds the same values."""
+    run = run if run is not None else load_run(run_dir)
     path = run_dir / "report.html"
     path.write_text(render_run(run), encoding="utf-8")
     return path

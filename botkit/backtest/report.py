@@ -20,7 +20,7 @@ import numpy as np
 
 from botkit.backtest.analysis import Analysis, TradeStats, analyse, duration, fmt_money
 from botkit.backtest.engine import BacktestResult
-from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, downsample, write_run_html
+from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsample, write_run_html
 from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
 from botkit.market.rules import fmt
 
@@ -151,46 +151,52 @@ def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
             fh.write("\n")
 
 
+def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
+    """Write the rows (all strings, so reading the file back gives exactly them) and return them as dicts."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+    return [dict(zip(head, r, strict=True)) for r in rows]
+
+
 def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, html: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     a = analysis_of(result)
     paths = []
     p = out_dir / "report.json"
-    p.write_text(json.dumps(report_dict(result, config_name), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    report_text = json.dumps(report_dict(result, config_name), indent=2, sort_keys=False) + "\n"
+    p.write_text(report_text, encoding="utf-8")
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    with p.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
-                    "liquidity", "client_order_id", "type", "reason"])
-        for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True):
-            w.writerow([when, f.time_ms, f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote),
-                        fmt(f.fee), f.fee_asset, "maker" if f.maker else "taker", f.client_id,
-                        a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, "")])
+    fills = _write_csv(p, ["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
+                           "liquidity", "client_order_id", "type", "reason"], [
+        [when, str(f.time_ms), f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote), fmt(f.fee),
+         f.fee_asset, "maker" if f.maker else "taker", f.client_id, a.order_types.get(f.client_id, ""),
+         a.reasons.get(f.client_id, "")]
+        for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
+    ])
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
-    with p.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount", "max_amount",
-                    "pnl", "fees", "fills", "closed", "exit_reason"])
-        for r in result.round_trips:
-            w.writerow([r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), _price(r.entry_price),
-                        _price(r.exit_price), fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees),
-                        r.fills, int(r.closed), r.exit_reason])
+    trips = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
+                           "max_amount", "pnl", "fees", "fills", "closed", "exit_reason"], [
+        [r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), _price(r.entry_price), _price(r.exit_price),
+         fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills), str(int(r.closed)),
+         r.exit_reason]
+        for r in result.round_trips
+    ])
     paths.append(p)
 
     p = out_dir / "lots.csv"
-    with p.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount", "pnl", "fees",
-                    "closed", "entry_order", "exit_reason"])
-        entries, exits = iso_many([x.entry_ms for x in a.lots]), iso_many([x.exit_ms for x in a.lots])
-        for x, t_in, t_out in zip(a.lots, entries, exits, strict=True):
-            w.writerow([x.market, x.side, t_in, t_out, _price(x.entry_price),
-                        _price(x.exit_price), fmt(x.amount), repr(x.pnl), repr(x.fees), int(x.closed), x.entry_id,
-                        x.exit_reason])
+    entries, exits = iso_many([x.entry_ms for x in a.lots]), iso_many([x.exit_ms for x in a.lots])
+    lot_rows = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
+                              "pnl", "fees", "closed", "entry_order", "exit_reason"], [
+        [x.market, x.side, t_in, t_out, _price(x.entry_price), _price(x.exit_price), fmt(x.amount), repr(x.pnl),
+         repr(x.fees), str(int(x.closed)), x.entry_id, x.exit_reason]
+        for x, t_in, t_out in zip(a.lots, entries, exits, strict=True)
+    ])
     paths.append(p)
 
     p = out_dir / "equity.csv"
@@ -198,16 +204,21 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "prices.csv"
+    prices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with p.open("w", encoding="utf-8") as fh:
         fh.write("market,time_ms,close\n")
         for s in result.series:
             ts, vs = downsample(s.time_ms + s.timeframe_ms, s.close, PRICE_POINTS)
+            prices[s.market] = (ts, vs)
             fh.writelines(f"{s.market},{x},{y!r}\n" for x, y in zip(ts.tolist(), vs.tolist(), strict=True))
     paths.append(p)
 
     if html:
+        # The page from the same values the files hold (what `botkit report` reads back), without re-reading them.
+        run = RunData(name=config_name, report=json.loads(report_text), time_ms=result.event_time_ms,
+                      equity=result.equity, fills=fills, round_trips=trips, lots=lot_rows, prices=prices)
         try:
-            paths.append(write_run_html(out_dir, equity=(result.event_time_ms, result.equity)))
+            paths.append(write_run_html(out_dir, run=run))
         except PlotlyMissing as exc:
             print(f"note: {exc}")
     return paths

@@ -6,17 +6,10 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries, load_candles
@@ -83,6 +76,10 @@ class ProgressBar:
         return self.clock() - self.started
 
     def _make(self, done: int, total: int) -> None:
+        # imported here: a quiet backtest (-q) never pays for rich
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
         out = self.stream or sys.stderr
         tty = out.isatty() if self.tty is None else self.tty
         console = Console(file=out, force_terminal=tty, force_interactive=tty, width=None if tty else 100)
