@@ -63,6 +63,9 @@ def test() -> None:
     setup = ROOT / "tests" / "auth" / "rfc_server" / "setup"
     if setup.exists():
         sh("sh", setup)  # npm ci of the RFC 6749 test server (oidc-provider), node from the venv
+    browser = ROOT / "tests" / "report" / "setup"
+    if browser.exists():
+        sh("sh", browser)  # Chromium from the system packages for the report.html browser test
     sh(BIN / "ruff", "check", "botkit", "strategies", "tests", "backtests", "dev.py")
     sh(BIN / "mypy", "botkit", "strategies")
     sh(BIN / "pytest", "-q", "-p", "no:cacheprovider")

@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     from botkit.backtest import data_cli
 
     data_cli.register(sub)
+    __import__("botkit.backtest.report_cli", fromlist=["register"]).register(sub)
     for modname in ("botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli"):
         try:
             module = __import__(modname, fromlist=["register"])

@@ -21,6 +21,7 @@ import numpy as np
 from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
+from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.orders import ClientIdFactory, Fill, Order
 from botkit.execution.portfolio import mark_to_market
@@ -38,22 +39,6 @@ CHUNK = 1 << 14  # candles converted to Python lists at a time: fast loop, small
 
 class BacktestError(Exception):
     """The backtest cannot run as configured (e.g. markets with different quote currencies)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RoundTrip:
-    """A position opened and closed again (relative to the starting holdings), with its net P&L in quote."""
-
-    market: str
-    side: str
-    entry_ms: int
-    exit_ms: int | None
-    entry_price: Decimal
-    exit_price: Decimal | None
-    amount: Decimal
-    pnl: float
-    fees: float
-    closed: bool
 
 
 @dataclass(slots=True)
@@ -81,6 +66,8 @@ class BacktestResult:
     failure: StrategyFailure | None = None
     strategy_errors: int = 0  # errors logged and passed over under on_error = "continue"
     warnings: list[str] = field(default_factory=list)  # data mismatches said before the run
+    rules: dict[str, MarketRules] = field(default_factory=dict)  # for the report layer (trades.py, report.py)
+    series: list[CandleSeries] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -272,7 +259,9 @@ class Backtest:
             h *= self._ffill_close(market, ev_m, ev_i)[:n]  # a partial replay covers the first n events
             equity += h
             del h
-        round_trips = self._round_trips(fills)
+        # open positions are valued at the last close replayed (a partial replay stops before the data's end)
+        last_close = {s.market: float(self._ffill_close(s.market, ev_m, ev_i)[n - 1]) for s in self.series} if n else {}
+        round_trips = round_trips_of(fills, self.rules, last_close, fill_reasons(engine.orders.values()))
         fees_paid = sum(float(f.fee) * (float(f.price) if f.fee_asset == self.rules[f.market].stock else 1.0)
                         for f in fills)
         pnls = np.asarray([rt.pnl for rt in round_trips if rt.closed], dtype=np.float64)
@@ -296,6 +285,8 @@ class Backtest:
             fees_paid=fees_paid,
             events=n,
             unvalued_assets=unvalued,
+            rules=self.rules,
+            series=self.series,
         )
 
     def _ffill_close(self, market: str, ev_m: np.ndarray | None, ev_i: np.ndarray | None) -> np.ndarray:
@@ -310,47 +301,3 @@ class Backtest:
         idx[idx < 0] = first
         out: np.ndarray = s.close[ev_i[idx]]
         return out
-
-    def _round_trips(self, fills: list[Fill]) -> list[RoundTrip]:
-        """Walk each market's fills; a trip starts when the position leaves its starting level and ends when it
-        returns there (within one amount step)."""
-        trips: list[RoundTrip] = []
-        by_market: dict[str, list[Fill]] = {}
-        for f in fills:
-            by_market.setdefault(f.market, []).append(f)
-        for market, fs in by_market.items():
-            r = self.rules[market]
-            dust = max(r.min_amount, r.amount_step)
-            pos = Decimal(0)
-            flow = Decimal(0)
-            fees = Decimal(0)
-            entry: Fill | None = None
-            size = Decimal(0)
-            for f in fs:
-                if entry is None:
-                    entry, flow, fees, size = f, Decimal(0), Decimal(0), Decimal(0)
-                if f.side == "buy":
-                    pos += f.amount - f.fee
-                    flow -= f.quote
-                    fees += f.fee * f.price
-                else:
-                    pos -= f.amount
-                    flow += f.quote - f.fee
-                    fees += f.fee
-                size = max(size, abs(pos))
-                if abs(pos) < dust:
-                    pnl = flow + pos * f.price
-                    trips.append(
-                        RoundTrip(market, "long" if entry.side == "buy" else "short", entry.time_ms, f.time_ms,
-                                  entry.price, f.price, size, float(pnl), float(fees), True)
-                    )
-                    entry, pos = None, Decimal(0)
-            if entry is not None:
-                last = Decimal(repr(float(self.series[self._index[market]].close[-1])))
-                pnl = flow + pos * last
-                trips.append(
-                    RoundTrip(market, "long" if entry.side == "buy" else "short", entry.time_ms, None, entry.price,
-                              None, size, float(pnl), float(fees), False)
-                )
-        trips.sort(key=lambda t: (t.entry_ms, t.market))
-        return trips

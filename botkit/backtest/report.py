@@ -1,6 +1,8 @@
-"""Backtest output: report.json, trades.csv, roundtrips.csv, equity.csv, and the summary table.
+"""Backtest output: report.json, trades.csv, roundtrips.csv, lots.csv, equity.csv, prices.csv, report.html, and the
+summary table.
 
-Files hold no wall-clock times or durations, so the same inputs give byte-identical outputs.
+Files hold no wall-clock times or durations, so the same inputs give byte-identical outputs. report.html is
+rendered from the other files (botkit/backtest/html.py), so `botkit report RUN_DIR` re-renders the same page.
 """
 
 from __future__ import annotations
@@ -8,19 +10,35 @@ from __future__ import annotations
 import csv
 import json
 import math
+import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from botkit.backtest.analysis import Analysis, TradeStats, analyse, duration, fmt_money
 from botkit.backtest.engine import BacktestResult
+from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsample, write_run_html
+from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
 from botkit.market.rules import fmt
+
+_SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")
 
 
 def iso(ms: int | None) -> str:
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_many(ms: list[int]) -> list[str]:
+    """`iso` of many times at once (numpy): strftime per fill is a visible share of writing 100k fills."""
+    if not ms:
+        return []
+    text = np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[s]"))
+    return [f"{x}Z" for x in text.tolist()]
 
 
 def _num(v: Any) -> Any:
@@ -31,13 +49,53 @@ def _num(v: Any) -> Any:
     return v
 
 
+_last: tuple[BacktestResult, Analysis] | None = None
+
+
+def analysis_of(result: BacktestResult) -> Analysis:
+    """The report analysis of `result`, computed once even when the summary and the files both need it."""
+    global _last
+    if _last is None or _last[0] is not result:
+        _last = (result, analyse(result))
+    return _last[1]
+
+
+def quote_prec(result: BacktestResult) -> int:
+    """Decimals of the quote currency: the finest price precision among the run's markets (all share the quote)."""
+    return max((r.money_prec for r in result.rules.values()), default=2)
+
+
+def _config_values(path: str) -> dict[str, Any] | None:
+    """The config file as run, with anything that may be a secret left out (for the report's "config" section)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+    def clean(d: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if any(w in k.lower() for w in _SECRET_WORDS) or k == "auth":
+                out[k] = "(not shown)"
+            elif isinstance(v, dict):
+                out[k] = clean(v)
+            else:
+                out[k] = str(v) if not isinstance(v, str | int | float | bool | list) else v
+        return out
+
+    return clean(data)
+
+
+def _stats(s: TradeStats) -> dict[str, Any]:
+    return {k: _num(v) for k, v in s.as_dict().items()}
+
+
 def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
-    rej_counts: dict[str, int] = {}
-    for r in result.rejections:
-        rej_counts[r.rule] = rej_counts.get(r.rule, 0) + 1
+    a = analysis_of(result)
     t = result.event_time_ms
+    m = result.metrics
     return {
-        "botkit_report": 1,
+        "botkit_report": 2,
         "config": config_name,
         "outcome": result.outcome,
         "partial": result.partial,
@@ -46,71 +104,139 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
             "where": result.failure.where, "error": result.failure.error,
         },
         "strategy_errors": result.strategy_errors,
+        "config_values": _config_values(config_name),
         "strategy": result.strategy,
         "markets": result.markets,
         "quote": result.quote,
+        "quote_prec": quote_prec(result),
         "data": {
             m: {"source": result.sources[m], "repairs": result.repairs.get(m, [])} for m in result.markets
         },
-        "warnings": list(result.warnings),  # data mismatches said before the run
-        "period": {"start": iso(int(t[0])) if len(t) else None, "end": iso(int(t[-1])) if len(t) else None},
+        "period": {"start": iso(int(t[0])) if len(t) else None, "end": iso(int(t[-1])) if len(t) else None,
+                   "days": m.span_ms / 86_400_000},
         "events": result.events,
-        "start_balances": {a: fmt(v) for a, v in sorted(result.start_balances.items())},
-        "final_balances": {a: fmt(v) for a, v in sorted(result.final_balances.items())},
+        "start_balances": {k: fmt(v) for k, v in sorted(result.start_balances.items())},
+        "final_balances": {k: fmt(v) for k, v in sorted(result.final_balances.items())},
+        "start_equity": _num(m.start_equity),
         "final_equity": _num(float(result.equity[-1])) if len(result.equity) else None,
-        "metrics": {k: _num(v) for k, v in result.metrics.as_dict().items()},
+        "buy_and_hold": _num(a.buy_and_hold),
+        "metrics": {k: _num(v) for k, v in m.as_dict().items()},
+        "trades": {"round_trips": _stats(a.round_trip_stats), "lots": _stats(a.lot_stats)},
+        "per_market": [{k: _num(v) for k, v in x.as_dict().items()} for x in a.markets],
         "orders": len(result.orders),
+        "order_outcomes": a.order_outcomes,
         "fills": len(result.fills),
-        "rejections": dict(sorted(rej_counts.items())),
+        "rejections": a.rejections,
         "round_trips": {
             "closed": sum(1 for r in result.round_trips if r.closed),
             "open": sum(1 for r in result.round_trips if not r.closed),
         },
         "unvalued_assets": result.unvalued_assets,
+        "warnings": list(result.warnings) + span_warnings(m),  # everything worth a look: data, short spans
+        "data_warnings": list(result.warnings),  # data mismatches said before the run
         "conventions": {
             "equity": f"mark-to-market in {result.quote} at each candle close",
-            "annualisation": "365-day year of 24h trading; periods per year from the median candle step",
+            "sharpe_sortino_volatility": CONVENTION,
+            "annualisation": "365-day year; Sharpe, Sortino and volatility from daily returns x sqrt(365)",
             "risk_free_rate": 0,
+            "short_span": f"annualised figures are flagged when the run spans fewer than {MIN_ANNUAL_DAYS} days",
+            "buy_and_hold": "last close / first close - 1 per market; combined: equal split at the first closes",
+            "trades": "win rate, expectancy, SQN etc. of metrics are per round trip (flat to flat); "
+                      "trades.lots has them per FIFO lot (every entry fill)",
+            "prices": "entry/exit prices are volume-weighted; pnl = (exit - entry) * amount - fees (long)",
         },
     }
 
 
-def write_report(result: BacktestResult, out_dir: Path, config_name: str) -> list[Path]:
+def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
+    """One line per event, `repr` keeping each float exact. Text is the cost (~1 s per million lines, most of it
+    in float formatting); str.join over C-level maps is the fastest plain-Python way found (bench: 1.05 s vs
+    1.27 s per million for the per-line f-string)."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("time_ms,equity\n")
+        if len(e):
+            fh.write("\n".join(map(",".join, zip(map(str, t.tolist()), map(repr, e.tolist()), strict=True))))
+            fh.write("\n")
+
+
+def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
+    """Write the rows (all strings, so reading the file back gives exactly them) and return them as dicts."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+    return [dict(zip(head, r, strict=True)) for r in rows]
+
+
+def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, html: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    a = analysis_of(result)
     paths = []
     p = out_dir / "report.json"
-    p.write_text(json.dumps(report_dict(result, config_name), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    report_text = json.dumps(report_dict(result, config_name), indent=2, sort_keys=False) + "\n"
+    p.write_text(report_text, encoding="utf-8")
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    with p.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
-                    "liquidity", "client_order_id"])
-        for f in result.fills:
-            w.writerow([iso(f.time_ms), f.time_ms, f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote),
-                        fmt(f.fee), f.fee_asset, "maker" if f.maker else "taker", f.client_id])
+    fills = _write_csv(p, ["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
+                           "liquidity", "client_order_id", "type", "reason"], [
+        [when, str(f.time_ms), f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote), fmt(f.fee),
+         f.fee_asset, "maker" if f.maker else "taker", f.client_id, a.order_types.get(f.client_id, ""),
+         a.reasons.get(f.client_id, "")]
+        for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
+    ])
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
-    with p.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "max_amount", "pnl",
-                    "fees", "closed"])
-        for r in result.round_trips:
-            w.writerow([r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), fmt(r.entry_price),
-                        fmt(r.exit_price) if r.exit_price is not None else "", fmt(r.amount), repr(r.pnl),
-                        repr(r.fees), int(r.closed)])
+    trips = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
+                           "max_amount", "pnl", "fees", "fills", "closed", "exit_reason"], [
+        [r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), _price(r.entry_price), _price(r.exit_price),
+         fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills), str(int(r.closed)),
+         r.exit_reason]
+        for r in result.round_trips
+    ])
+    paths.append(p)
+
+    p = out_dir / "lots.csv"
+    entries, exits = iso_many([x.entry_ms for x in a.lots]), iso_many([x.exit_ms for x in a.lots])
+    lot_rows = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
+                              "pnl", "fees", "closed", "entry_order", "exit_reason"], [
+        [x.market, x.side, t_in, t_out, _price(x.entry_price), _price(x.exit_price), fmt(x.amount), repr(x.pnl),
+         repr(x.fees), str(int(x.closed)), x.entry_id, x.exit_reason]
+        for x, t_in, t_out in zip(a.lots, entries, exits, strict=True)
+    ])
     paths.append(p)
 
     p = out_dir / "equity.csv"
-    with p.open("w", encoding="utf-8") as fh:
-        fh.write("time_ms,equity\n")
-        times = result.event_time_ms.tolist()
-        eq = result.equity.tolist()
-        fh.writelines(f"{t},{e!r}\n" for t, e in zip(times, eq, strict=True))
+    _write_equity(p, result.event_time_ms, result.equity)
     paths.append(p)
+
+    p = out_dir / "prices.csv"
+    prices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with p.open("w", encoding="utf-8") as fh:
+        fh.write("market,time_ms,close\n")
+        for s in result.series:
+            ts, vs = downsample(s.time_ms + s.timeframe_ms, s.close, PRICE_POINTS)
+            prices[s.market] = (ts, vs)
+            fh.writelines(f"{s.market},{x},{y!r}\n" for x, y in zip(ts.tolist(), vs.tolist(), strict=True))
+    paths.append(p)
+
+    if html:
+        # The page from the same values the files hold (what `botkit report` reads back), without re-reading them.
+        run = RunData(name=config_name, report=json.loads(report_text), time_ms=result.event_time_ms,
+                      equity=result.equity, fills=fills, round_trips=trips, lots=lot_rows, prices=prices)
+        try:
+            paths.append(write_run_html(out_dir, run=run))
+        except PlotlyMissing as exc:
+            print(f"note: {exc}")
     return paths
+
+
+def _price(v: Decimal | None) -> str:
+    """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable."""
+    if v is None:
+        return ""
+    return fmt(Decimal(format(v, ".12g"))) if v else "0"
 
 
 def _pct(v: Any) -> str:
@@ -125,32 +251,72 @@ def _f(v: Any, nd: int = 2) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
+def rejection_line(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"
+
+
 def summary_table(result: BacktestResult) -> str:
-    m = result.metrics.as_dict()
-    dd_ms = m.get("max_drawdown_duration_ms")
+    a = analysis_of(result)
+    m = result.metrics
+    prec = quote_prec(result)
+    q = result.quote
+    warn = span_warnings(m)
+    star = " *" if warn else ""
+    bh = _pct(a.buy_and_hold)
+    if len(a.markets) > 1:
+        bh += "  (" + ", ".join(f"{x.market} {_pct(x.buy_and_hold)}" for x in a.markets) + ")"
+    days = m.span_ms / 86_400_000
     rows = [
         ("Strategy", result.strategy + ("" if not result.partial else f"  (PARTIAL: {result.outcome})")),
         ("Markets", ", ".join(result.markets)),
-        ("Period", f"{iso(int(result.event_time_ms[0]))} -> {iso(int(result.event_time_ms[-1]))}"
+        ("Period", f"{iso(int(result.event_time_ms[0]))} -> {iso(int(result.event_time_ms[-1]))} ({days:.1f} days)"
          if result.events else "n/a"),
         ("Candles", f"{result.events:,}"),
-        ("Final equity", f"{_f(float(result.equity[-1]))} {result.quote}" if result.events else "n/a"),
-        ("Total return", _pct(m.get("total_return"))),
-        ("CAGR", _pct(m.get("cagr"))),
-        ("Volatility (ann.)", _pct(m.get("volatility_ann"))),
-        ("Sharpe (ann.)", _f(m.get("sharpe"))),
-        ("Sortino (ann.)", _f(m.get("sortino"))),
-        ("Max drawdown", _pct(m.get("max_drawdown"))),
-        ("Max DD duration", "n/a" if dd_ms is None else f"{dd_ms / 3_600_000:.1f} h"),
-        ("Calmar", _f(m.get("calmar"))),
-        ("Round trips", str(m.get("trades"))),
-        ("Win rate", _pct(m.get("win_rate"))),
-        ("Profit factor", _f(m.get("profit_factor"))),
-        ("Expectancy", f"{_f(m.get('expectancy'), 4)} {result.quote}"),
-        ("Exposure", _pct(m.get("exposure"))),
-        ("Fees paid", f"{_f(result.fees_paid, 4)} {result.quote}"),
+        ("Start equity", f"{fmt_money(m.start_equity, prec)} {q}"),
+        ("Final equity", f"{fmt_money(float(result.equity[-1]), prec)} {q}" if result.events else "n/a"),
+        ("Total return", _pct(m.total_return)),
+        ("Buy & hold", bh),
+        ("CAGR", _pct(m.cagr) + star),
+        ("Volatility (ann.)", _pct(m.volatility_ann) + star),
+        ("Sharpe (ann.)", _f(m.sharpe) + star),
+        ("Sortino (ann.)", _f(m.sortino) + star),
+        ("Max drawdown", _pct(m.max_drawdown)),
+        ("Max DD duration", duration(m.max_drawdown_duration_ms)),
+        ("Calmar", _f(m.calmar) + star),
+        ("Exposure", _pct(m.exposure)),
+        ("Fees paid", f"{fmt_money(result.fees_paid, prec)} {q}"),
         ("Orders / fills", f"{len(result.orders)} / {len(result.fills)}"),
-        ("Rejected orders", str(len(result.rejections))),
+        ("Rejected orders", rejection_line(a.rejections)),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    lines = [f"  {k:<{width}}  {v}" for k, v in rows]
+    rt, lt = a.round_trip_stats, a.lot_stats
+    trade_rows = [
+        ("", "round trips", "lots (FIFO)"),
+        ("Trades closed / open", f"{rt.closed} / {rt.open}", f"{lt.closed} / {lt.open}"),
+        ("Win rate", _pct(rt.win_rate), _pct(lt.win_rate)),
+        ("Profit factor", _f(rt.profit_factor), _f(lt.profit_factor)),
+        ("Expectancy", f"{fmt_money(rt.expectancy, prec)} {q}", f"{fmt_money(lt.expectancy, prec)} {q}"),
+        ("SQN", _f(rt.sqn), _f(lt.sqn)),
+        ("Avg duration", duration(rt.avg_duration_ms), duration(lt.avg_duration_ms)),
+        ("Max duration", duration(rt.max_duration_ms), duration(lt.max_duration_ms)),
+    ]
+    c1 = max(width, *(len(r[0]) for r in trade_rows))
+    c2 = max(len(r[1]) for r in trade_rows)
+    lines.append("")
+    lines += [f"  {r[0]:<{c1}}  {r[1]:<{c2}}  {r[2]}" for r in trade_rows]
+    if len(a.markets) > 1:
+        lines.append("")
+        head = ("Market", "fills", "lots", "win", f"P&L {q}", "exposure", "buy & hold")
+        body = [(x.market, str(x.fills), str(x.lots), _pct(x.lot_win_rate), fmt_money(x.pnl, prec),
+                 _pct(x.exposure), _pct(x.buy_and_hold)) for x in a.markets]
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        for r in [head, *body]:
+            lines.append("  " + "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                                          for i, c in enumerate(r)))
+    for w in warn:
+        lines.append(f"\n  * {w}")
+    return "\n".join(lines)

@@ -214,7 +214,7 @@ def test_no_warnings_on_the_shipped_sample(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert main(["backtest", "configs/grid.toml", "-q", "--out", str(tmp_path / "out")]) == 0
     assert "warning" not in capsys.readouterr().err
-    assert report(tmp_path)["warnings"] == []
+    assert report(tmp_path)["data_warnings"] == []
 
 
 def test_markets_whose_windows_do_not_overlap_warn(tmp_path, capsys):
@@ -227,7 +227,7 @@ def test_markets_whose_windows_do_not_overlap_warn(tmp_path, capsys):
     assert first.startswith("warning: the markets' data windows do not overlap (BTC_USDT 2024-01-01T00:00:00Z .. ")
     assert "ETH_USDT 2024-02-01T00:00:00Z .. 2024-02-01T05:00:00Z" in first and "never trade at the same time" in first
     assert "1 data warning(s)" in captured.out
-    assert report(tmp_path)["warnings"] == [first.removeprefix("warning: ")]
+    assert report(tmp_path)["data_warnings"] == [first.removeprefix("warning: ")]
 
 
 def test_partly_overlapping_windows_say_how_much(tmp_path, capsys):
@@ -240,7 +240,7 @@ def test_partly_overlapping_windows_say_how_much(tmp_path, capsys):
            "2024-01-01T06:40:00Z (1 h 40 min); outside that: BTC_USDT 75% of its 6 h 40 min (5 h), " \
            "ETH_USDT 75% of its 6 h 40 min (5 h)" in err
     assert "--from 2024-01-01T05:00:00Z --to 2024-01-01T06:40:00Z" in err
-    assert len(report(tmp_path)["warnings"]) == 1
+    assert len(report(tmp_path)["data_warnings"]) == 1
 
 
 def test_mixed_timeframes_warn_with_both(tmp_path, capsys):
@@ -251,7 +251,7 @@ def test_mixed_timeframes_warn_with_both(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: mixed timeframes across markets (BTC_USDT 1m, ETH_USDT 5m)" in err
     assert "overlap" not in err  # same 10 hours
-    assert report(tmp_path)["warnings"][0].startswith("mixed timeframes across markets (BTC_USDT 1m, ETH_USDT 5m)")
+    assert report(tmp_path)["data_warnings"][0].startswith("mixed timeframes across markets (BTC_USDT 1m, ETH_USDT 5m)")
 
 
 def test_prices_below_the_price_step_warn_with_the_key_and_a_value(tmp_path, capsys):
@@ -264,7 +264,7 @@ def test_prices_below_the_price_step_warn_with_the_key_and_a_value(tmp_path, cap
     assert "Set [markets.XRP_ETH] money_prec = 8 (the data's prices have 8 decimals)" in err
     ok = config(tmp_path, {"XRP_ETH": xrp}, markets={"XRP_ETH": 8})
     assert main(["backtest", str(ok), "-q"]) == 0
-    assert "warning" not in capsys.readouterr().err and report(tmp_path)["warnings"] == []
+    assert "warning" not in capsys.readouterr().err and report(tmp_path)["data_warnings"] == []
 
 
 def test_real_xrp_eth_at_two_decimals_warns(tmp_path, capsys, shared_data):

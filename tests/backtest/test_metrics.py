@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from botkit.backtest.metrics import YEAR_MS, Metrics, compute_metrics
+from botkit.backtest.metrics import MIN_ANNUAL_DAYS, Metrics, compute_metrics, span_warnings
 
 DAY = 86_400_000
 MIN = 60_000
@@ -48,7 +48,7 @@ def test_daily_series_by_hand() -> None:
         fees=1.25,
     )
     no_nan(m)
-    assert m.periods_per_year == 365.0
+    assert m.periods_per_year == 365.0 and m.daily_returns == 4
     assert m.total_return == pytest.approx(0.188)
     assert m.cagr == pytest.approx(1.188 ** (365 / 4) - 1, rel=1e-9)  # span 4 days
     assert m.volatility_ann == pytest.approx(math.sqrt(365 / 60))
@@ -64,6 +64,7 @@ def test_daily_series_by_hand() -> None:
     assert m.expectancy == pytest.approx(4.0)  # 20 / 5
     assert (m.avg_win, m.avg_loss, m.best_trade, m.worst_trade) == (15.0, -5.0, 20.0, -5.0)
     assert m.exposure == pytest.approx(0.4)
+    assert m.sqn == pytest.approx(math.sqrt(5) * 4.0 / statistics.stdev([10, -5, 20, -5, 0]))
     assert m.fees_paid == 1.25
     assert (m.bars, m.start_equity, m.end_equity, m.span_ms) == (5, 100.0, 118.8, 4 * DAY)
 
@@ -71,7 +72,8 @@ def test_daily_series_by_hand() -> None:
 def test_longest_drawdown_is_not_the_deepest_one() -> None:
     # 100 -> 95 -> 96 -> 100: 3 minutes under water, 5 % deep; 120 -> 90 -> 100: 25 % deep, open for 2 minutes
     m = run([100, 95, 96, 100, 120, 90, 100], step=MIN)
-    assert m.periods_per_year == 525_600.0
+    # the first bar closes at 00:00 (the day before), the rest within one day: one daily return, no std
+    assert m.daily_returns == 1 and m.sharpe is None and m.volatility_ann is None
     assert m.max_drawdown == pytest.approx(0.25)
     assert m.max_drawdown_duration_ms == 3 * MIN
     assert m.total_return == 0.0 and m.cagr == 0.0 and m.calmar == 0.0
@@ -84,7 +86,7 @@ def test_unrecovered_drawdown_runs_to_the_end() -> None:
 
 
 def test_no_trades_and_flat_equity() -> None:
-    m = run([100.0] * 10, step=MIN)
+    m = run([100.0] * 10, step=DAY)
     no_nan(m)
     assert m.trades == 0
     assert m.win_rate is None and m.profit_factor is None and m.expectancy is None
@@ -114,7 +116,7 @@ def test_all_losses_profit_factor_zero() -> None:
 def test_one_and_two_bars() -> None:
     one = run([100])
     no_nan(one)
-    assert one.cagr is None and one.periods_per_year is None and one.sharpe is None and one.volatility_ann is None
+    assert one.cagr is None and one.daily_returns == 0 and one.sharpe is None and one.volatility_ann is None
     two = run([100, 110])
     no_nan(two)
     assert two.sharpe is None  # one return has no sample standard deviation
@@ -132,7 +134,6 @@ def test_bars_sharing_a_time_count_once() -> None:
     t = [T0, T0, T0 + MIN, T0 + MIN, T0 + 2 * MIN, T0 + 2 * MIN]
     m = run([100, 101, 102, 103, 104, 105], times=t, in_market=[True, False, False, True, True, True])
     assert m.bars == 3 and m.start_equity == 101.0 and m.end_equity == 105.0
-    assert m.periods_per_year == 525_600.0
     assert m.exposure == pytest.approx(2 / 3)
 
 
@@ -146,11 +147,6 @@ def test_against_an_independent_computation() -> None:
     rng = np.random.default_rng(3)
     e = 1000 * np.cumprod(1 + rng.normal(0.0002, 0.01, 500))
     m = run(e, step=5 * MIN)
-    r = [e[i] / e[i - 1] - 1 for i in range(1, len(e))]
-    ppy = YEAR_MS / (5 * MIN)
-    assert m.sharpe == pytest.approx(statistics.mean(r) / statistics.stdev(r) * math.sqrt(ppy), rel=1e-9)
-    dd = math.sqrt(sum(min(x, 0.0) ** 2 for x in r) / len(r))
-    assert m.sortino == pytest.approx(statistics.mean(r) / dd * math.sqrt(ppy), rel=1e-9)
     peak, worst, since, longest = e[0], 0.0, 0, 0
     for i, x in enumerate(e):
         if x >= peak:
@@ -160,6 +156,52 @@ def test_against_an_independent_computation() -> None:
     longest = max(longest, (len(e) - 1 - since) * 5 * MIN)
     assert m.max_drawdown == pytest.approx(worst)
     assert m.max_drawdown_duration_ms == longest
+
+
+def _five_minute_run(days: int, seed: int, gap_days: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Open times and equity of a 5-minute run starting at 00:00 UTC, with whole days left out."""
+    rng = np.random.default_rng(seed)
+    step = 5 * MIN
+    opens = np.arange(days * DAY // step, dtype=np.int64) * step + T0
+    keep = ~np.isin((opens - T0) // DAY, list(gap_days))
+    opens = opens[keep]
+    equity = 10_000 * np.cumprod(1 + rng.normal(0.00003, 0.002, len(opens)))
+    return opens, equity
+
+
+@pytest.mark.parametrize(("days", "gaps"), [(45, ()), (90, (10, 11, 40)), (3, ())])
+def test_sharpe_sortino_volatility_match_quantstats(days: int, gaps: tuple[int, ...]) -> None:
+    """The same equity curve through quantstats: daily closes by pandas (indexed by bar open time, as peers index
+    candles), annualised with 365 days."""
+    import pandas as pd  # test-only dependencies (the dev extra)
+    import quantstats as qs
+    opens, equity = _five_minute_run(days, seed=days, gap_days=gaps)
+    m = run(equity, times=(opens + 5 * MIN).tolist())  # botkit stamps bars with their close time
+    daily = pd.Series(equity, index=pd.to_datetime(opens, unit="ms", utc=True)).resample("1D").last().dropna()
+    r = daily.pct_change().dropna()
+    assert m.daily_returns == len(r) == days - 1 - len(gaps)
+    assert m.sharpe == pytest.approx(float(qs.stats.sharpe(r, periods=365)), rel=1e-9)
+    assert m.sortino == pytest.approx(float(qs.stats.sortino(r, periods=365)), rel=1e-9)
+    assert m.volatility_ann == pytest.approx(float(qs.stats.volatility(r, periods=365)), rel=1e-9)
+    prices = pd.Series(equity, index=pd.to_datetime(opens, unit="ms", utc=True))
+    assert m.max_drawdown == pytest.approx(-float(qs.stats.max_drawdown(prices)), rel=1e-9)
+    assert bool(span_warnings(m)) == (days < MIN_ANNUAL_DAYS)
+
+
+def test_a_bar_closing_at_midnight_closes_the_day_before() -> None:
+    # daily bars stamped with close times 00:00: each closes the previous day, so 4 bars give 3 daily returns
+    m = run([100, 110, 121, 133.1], times=[T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY, T0 + 4 * DAY])
+    assert m.daily_returns == 3 and m.volatility_ann == pytest.approx(0.0, abs=1e-12)
+    # one more bar a minute later starts a new day
+    m = run([100, 110, 121, 133.1, 140], times=[T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY, T0 + 4 * DAY, T0 + 4 * DAY + MIN])
+    assert m.daily_returns == 4
+
+
+def test_short_span_warning() -> None:
+    short = run([100, 150, 200], step=DAY + DAY // 4)  # 2.5 days
+    (text,) = span_warnings(short)
+    assert "2.5 days" in text and "CAGR" in text
+    assert span_warnings(run([100] * (MIN_ANNUAL_DAYS + 1), step=DAY)) == []
 
 
 @pytest.mark.parametrize(

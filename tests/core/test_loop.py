@@ -119,9 +119,11 @@ def test_on_error_continue_logs_and_goes_on(caplog: pytest.LogCaptureFixture) ->
 
 
 SLOW = """
-import time
+import pathlib, time
 from botkit import Strategy
 class Slow(Strategy):
+    def on_start(self, ctx):
+        pathlib.Path(__file__).with_name("started").write_text("")
     def on_candle(self, ctx, candle):
         time.sleep(0.001)
 """
@@ -137,7 +139,10 @@ def test_ctrl_c_in_a_backtest_exits_130_with_a_partial_report(tmp_path: Path) ->
     p = subprocess.Popen([sys.executable, "-m", "botkit.cli", "backtest", str(tmp_path / "slow.toml"), "-q",
                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # a real process and a real signal: this one test waits on wall time
+    deadline = time.monotonic() + 60  # a real process and a real signal: this test waits on wall time
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # some candles into the replay
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err

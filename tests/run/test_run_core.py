@@ -228,3 +228,26 @@ async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> No
             await runner.run()
         assert err.value.missing == frozenset({"orders_history.read"})
         assert sb.hub.conns == set()  # refused before a socket opened
+
+
+async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sandbox, tmp_path: Path) -> None:
+    import io
+
+    from .run_strategies import SteadyBuyer
+
+    out = io.StringIO()
+    cfg = bot_config("SteadyBuyer", duration_s=3.5, status_every_s=1)
+    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
+    strategy = SteadyBuyer()
+    summary = await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
+    text = out.getvalue()
+    market = strategy.placed[0]
+    lines = [line for line in text.splitlines() if f"[{market.client_id}]" in line]
+    assert [("-> open" in line, " FILL " in line, "-> filled" in line) for line in lines] == [
+        (True, False, False), (False, True, False), (False, False, True)], lines
+    assert lines[0].split()[0].endswith("Z")  # a time on every line
+    assert "status " in text and "open orders" in text and "feed lag" in text and "token none (API key)" in text
+    trades = (tmp_path / "sandbox" / "trades.csv").read_text().splitlines()
+    assert len(trades) == summary.fills + 1 and market.client_id in trades[1]
+    report = json.loads((tmp_path / "sandbox" / "report.json").read_text())
+    assert report["fills"] == summary.fills and report["outcome"] == "complete" and report["pnl"]
