@@ -131,7 +131,8 @@ def test_fill_reasons_and_outcomes_from_orders() -> None:
 def _sample_run(plugin: str, params: dict[str, object]):
     series = load_candles(SAMPLE, "BTC_USDT")
     strategy = build_strategy(plugin, params)
-    return Backtest(strategy, [series], R, {"USDT": D("10000")}, grant=Grant.of("orders.create,orders.delete,orders.read,balances.read")).run()
+    grant = Grant.of("orders.create,orders.delete,orders.read,balances.read")
+    return Backtest(strategy, [series], R, {"USDT": D("10000")}, grant=grant).run()
 
 
 def test_a_grid_bot_has_many_lots_and_both_views_add_up_to_the_equity_change() -> None:
