@@ -48,7 +48,7 @@ def demo() -> None:
 NEXT_STEPS = """
 Outputs
   out/sandbox_sma/sandbox/   the bot's trades.csv, report.json and order journal
-  out/sma_cross/             the backtest's report.json, trades.csv, roundtrips.csv, equity.csv
+  out/sma_cross/             the backtest: report.html (open it in a browser), report.json, trades.csv, ...
 
 Try next (after `source .venv/bin/activate`)
   botkit run configs/sandbox_sma.toml --duration 60     a longer sandbox run

@@ -33,22 +33,21 @@ class SmaCross(Strategy):
         self.fast, self.slow = SMA(p.fast), SMA(p.slow)
         self.last_sign = 0  # sign of the last non-tied difference: a cross through a tie still counts once
         for close in ctx.candles(self.market, p.slow).close.tolist():  # live runs start with history; backtests don't
-            self.last_sign = self._sign(close) or self.last_sign
-
-    def _sign(self, close: float) -> int:
-        """Update the averages; the sign of fast - slow, or 0 while warming up or tied."""
-        f = self.fast.update(close)
-        s = self.slow.update(close)
-        if f is None or s is None or abs(f - s) < 1e-9 * close:  # equal averages: float noise must not decide
-            return 0
-        return 1 if f > s else -1
+            f, s = self.fast.update(close), self.slow.update(close)
+            if f is not None and s is not None and abs(f - s) >= 1e-9 * close:
+                self.last_sign = 1 if f > s else -1
 
     def on_candle(self, ctx: Context, candle: Candle) -> None:
         if candle.market != self.market:
             return
-        sign = self._sign(candle.close)
-        if not sign:
+        f = self.fast.update(candle.close)
+        s = self.slow.update(candle.close)
+        if f is None or s is None:
             return
+        diff = f - s
+        if abs(diff) < 1e-9 * candle.close:
+            return  # equal averages: float noise must not decide the sign
+        sign = 1 if diff > 0 else -1
         prev, self.last_sign = self.last_sign, sign
         if prev < 0 < sign:
             rules = ctx.rules(self.market)
