@@ -25,7 +25,7 @@ def test_demo_runs_a_sandbox_bot_then_a_backtest(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(dev, "ROOT", work)
     monkeypatch.setattr(dev, "BIN", Path(sys.executable).parent)
     monkeypatch.setattr(dev, "ensure_venv", lambda extras: None)
-    monkeypatch.setattr(dev, "DEMO_RUN_SECONDS", 10)
+    monkeypatch.setattr(dev, "DEMO_RUN_SECONDS", 5)
     dev.demo()
     out = capfd.readouterr().out
     assert "running SmaCross in sandbox mode" in out
