@@ -363,7 +363,7 @@ class EventLoop:
 
     def _failed(self, callback: str, exc: Exception) -> None:
         failure = StrategyFailure.of(callback, self.clock.now, exc, self.strategy)
-        if self.on_error == "halt":
+        if self.on_error == "halt" and not self.stopped:  # (after on_stop there is nothing left to halt)
             raise StrategyHalted(failure) from exc
         self.error_count += 1
         if len(self.errors) < 100:
