@@ -199,8 +199,12 @@ class EventLoop:
         self.stopped = True
         try:
             self.strategy.on_stop(self.ctx)
-        except Exception as exc:
-            self._failed("on_stop", exc)
+        except Exception as exc:  # (not _failed: stopped is set, so a halt does not run on_stop twice)
+            failure = StrategyFailure.of("on_stop", self.clock.now, exc, self.strategy)
+            if self.on_error == "halt":
+                raise StrategyHalted(failure) from exc
+            self.error_count += 1
+            self.ctx.log.error("%s (on_error = continue)", failure.text())
         self.engine.drain()
 
     def halt(self, failure: StrategyFailure | None, reason: str) -> int:

@@ -186,3 +186,21 @@ def test_live_candle_buffer_is_a_fixed_ring_of_read_only_views() -> None:
     assert buf.append(5 * 60_000, 1, 1, 1, 1, 1) is None  # never out of order
     assert buf.t.nbytes == 8 * 8  # memory fixed at twice the capacity whatever the run length
     assert np.all(np.diff(buf.arrays(None).time_ms) > 0)
+
+
+def test_an_on_stop_error_is_a_halt_and_on_stop_runs_once() -> None:
+    class BadStop(Strategy):
+        scopes = frozenset({"orders.create"})
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stops = 0
+
+        def on_stop(self, ctx: Context) -> None:
+            self.stops += 1
+            raise RuntimeError("cleanup bug")
+
+    s = BadStop()
+    r = run(s, [series(FLAT)])
+    assert r.outcome == "halted" and r.failure is not None and r.failure.callback == "on_stop"
+    assert s.stops == 1 and r.events == len(FLAT)
