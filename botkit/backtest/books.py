@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class BookEvents:
             return
         key_change = (np.diff(c["time_us"]) != 0) | (np.diff(c["update_id"]) != 0) | (np.diff(c["snapshot"]) != 0)
         starts = np.concatenate(([0], np.flatnonzero(key_change) + 1, [n]))
-        for a, b in zip(starts[:-1], starts[1:], strict=True):
+        for a, b in itertools.pairwise(starts.tolist()):
             yield slice(int(a), int(b))
 
     def rebuild(self) -> Iterator[tuple[int, Book]]:
