@@ -231,7 +231,7 @@ def _validate(market: str, src: str, t: I64, ids: I64, price: F64, amount: F64, 
         bad = ~np.isfinite(col) | (col <= 0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(src, line0 + i, f"{name} {col[i]!r} is not a positive number",
+            raise DataError(src, line0 + i, f"{name} {float(col[i])!r} is not a positive number",
                             "Fix or remove the line; trades with zero or negative values are not real prints.")
     back = np.diff(t) < 0
     if back.any():
