@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from botkit.backtest.books import BookEvents, load_binance_depth, load_wide_book
@@ -69,9 +70,12 @@ def candles_from_store(store: Store, market: str, *, timeframe_ms: int | None = 
         tf = int(np.min(steps)) if len(steps) else 60_000
     info = store.info("candles", market) or {}
     files = [f["path"] for f in info.get("files", [])]
-    cols = [np.ascontiguousarray(table.column(c).to_numpy(), dtype=np.int64 if c == "time_ms" else np.float64)
-            for c in ("time_ms", "open", "high", "low", "close", "volume")]
-    return CandleSeries(market, tf, *cols, source=f"store {store.root} ({', '.join(files) or 'fetched'})")
+    def col(name: str) -> npt.NDArray[np.float64]:
+        return np.ascontiguousarray(table.column(name).to_numpy(), dtype=np.float64)
+
+    t = np.ascontiguousarray(table.column("time_ms").to_numpy(), dtype=np.int64)
+    return CandleSeries(market, tf, t, col("open"), col("high"), col("low"), col("close"), col("volume"),
+                        source=f"store {store.root} ({', '.join(files) or 'fetched'})")
 
 
 def trades_from_store(store: Store, market: str, start_ms: int | None = None,

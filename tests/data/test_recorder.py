@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import pytest_asyncio
 
 from botkit.auth.grants import Grant
@@ -91,7 +91,7 @@ async def test_replay_through_the_parser_equals_what_the_live_client_produced(sa
         if msg.get("method") == "trades_update":
             trades_items += len(msg["params"][1])
     assert trades_items == sum(isinstance(e, TradePrinted) for e in got)
-    assert all(r["t"] <= s["t"] for r, s in zip(raw, raw[1:], strict=False))
+    assert all(r["t"] <= s["t"] for r, s in itertools.pairwise(raw))
 
 
 async def test_a_disconnect_is_a_gap_and_a_depth_break_a_resync_point(sandbox, tmp_path):
