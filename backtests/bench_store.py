@@ -4,8 +4,8 @@ Run: .venv/bin/python backtests/bench_store.py [--rows 20000000 --days 10 --repe
 
 SYNTHETIC trades (a random walk, made here, in a temporary directory) are written once into a Store as one dataset
 partitioned by day; then the whole dataset is read back `--repeat` times into numpy columns (TradeSeries.from_arrow,
-what a backtest uses) and the best time gives rows/s (exit 2 if the rows read differ from those written). The first read after writing is not special: the files are in
-the page cache either way, as they are for a backtest run soon after an import. Exit code 1 when the target is missed.
+what a backtest uses) and the best time gives rows/s. The files are in the page cache, as they are for a backtest
+run soon after an import. Exit code 1 when the target is missed, 2 when the rows read differ from those written.
 """
 
 from __future__ import annotations
