@@ -223,3 +223,43 @@ def test_a_cut_off_recording_replays_its_readable_part(tmp_path):
     assert prices == [100.0 + i for i in range(len(prices))] and len(prices) >= 45
     assert len(list(lines(out))) == len(prices)
     assert not any(isinstance(ev, CandleRow) for _, ev in replay(out))
+
+
+async def test_record_and_import_commands(sandbox, tmp_path, capsys):
+    from botkit.cli import main
+
+    out = tmp_path / "rec"
+    args = ["record", "--market", "BTC_USDT", "--channels", "trades,depth,bookTicker", "--url", sandbox.ws_url,
+            "--seconds", "1.5", "--out", str(out)]
+    assert await asyncio.to_thread(main, args) == 0
+    text = capsys.readouterr()
+    manifest = read_manifest(out)
+    assert manifest["markets"] == ["BTC_USDT"] and manifest["channels"] == ["trades", "depth", "bookTicker"]
+    assert manifest["frames"] > 5 and manifest["ended"] is not None
+    assert f"{manifest['frames']:,} frames" in text.out
+    assert await asyncio.to_thread(main, args) == 2  # never appends to (or overwrites) an existing recording
+    assert "already holds a recording" in capsys.readouterr().err
+
+    store = tmp_path / "store"
+    assert main(["data", "import", "recording", str(out), "--store", str(store)]) == 0
+    first = capsys.readouterr().out
+    assert "trades/BTC_USDT: imported" in first and "book/BTC_USDT: imported" in first
+    assert "candles/" not in first  # not recorded, so not invented
+    assert main(["data", "import", "recording", str(out), "--store", str(store)]) == 0
+    assert "book/BTC_USDT: unchanged" in capsys.readouterr().out
+    assert main(["data", "store", "--store", str(store)]) == 0
+    listing = capsys.readouterr().out
+    assert "book/BTC_USDT:" in listing and "trades/BTC_USDT:" in listing
+
+
+def test_import_command_names_the_bad_line(shared_data, tmp_path, capsys):
+    from botkit.cli import main
+
+    src = (shared_data / "trades" / "XRP_ETH_trades.csv").read_text().splitlines()
+    bad = tmp_path / "t.csv"
+    bad.write_text("\n".join([*src[:4], src[4].replace("sell", "?").replace("buy", "?"), *src[5:9]]) + "\n")
+    assert main(["data", "import", "trades", str(bad), "--market", "XRP_ETH", "--store", str(tmp_path / "s")]) == 2
+    assert "t.csv:5: side '?'" in capsys.readouterr().err
+    good = shared_data / "trades" / "XRP_ETH_trades.csv"
+    assert main(["data", "import", "trades", str(good), "--market", "XRP_ETH", "--store", str(tmp_path / "s")]) == 0
+    assert "12,477 rows" in capsys.readouterr().out
