@@ -37,6 +37,7 @@ TIME_COLUMN: dict[str, tuple[str, int]] = {
     "book": ("time_us", 86_400_000_000),
 }
 SOURCE_FILE = "_source.json"
+EMPTY_FILE = "_empty.parquet"
 _HASH_CHUNK = 1 << 20
 
 
@@ -124,6 +125,8 @@ class Store:
             part.mkdir()
             pq.write_table(table.slice(a, b - a), part / "part-0.parquet", compression="none",
                            use_dictionary=False, write_statistics=True)
+        if not len(times):  # no rows (e.g. a recording without trades): keep the schema, so reads give 0 rows
+            pq.write_table(table, tmp / EMPTY_FILE, compression="none")
         doc = dict(source)
         doc.update({"kind": kind, "market": market, "rows": table.num_rows, "days": len(starts),
                     "columns": {f.name: str(f.type) for f in table.schema}, "written_at": time.time()})
@@ -150,9 +153,11 @@ class Store:
             files = [f for f in files if (lo is None or np.datetime64(f.parent.name[4:]) >= lo)
                      and (hi is None or np.datetime64(f.parent.name[4:]) <= hi)]
         if not files:
-            if not every:
-                raise FileNotFoundError(f"{d}: the dataset has no day files; ingest it again")
-            return pq.read_schema(every[0]).empty_table()
+            if every:
+                return pq.read_schema(every[0]).empty_table()
+            if (d / EMPTY_FILE).is_file():
+                return pq.read_table(d / EMPTY_FILE)
+            raise FileNotFoundError(f"{d}: the dataset has no day files; ingest it again")
         tables = [pq.read_table(f, memory_map=True, use_threads=True) for f in files]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         if start is not None or end is not None:

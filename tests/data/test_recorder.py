@@ -230,12 +230,16 @@ async def test_record_and_import_commands(sandbox, tmp_path, capsys):
 
     out = tmp_path / "rec"
     args = ["record", "--market", "BTC_USDT", "--channels", "trades,depth,bookTicker", "--url", sandbox.ws_url,
-            "--seconds", "1.5", "--out", str(out)]
+            "--seconds", "1.5", "--out", str(out), "--rotate-minutes", "0.01"]
     assert await asyncio.to_thread(main, args) == 0
     text = capsys.readouterr()
     manifest = read_manifest(out)
     assert manifest["markets"] == ["BTC_USDT"] and manifest["channels"] == ["trades", "depth", "bookTicker"]
     assert manifest["frames"] > 5 and manifest["ended"] is not None
+    files = manifest["files"]  # rotated every 0.6 s: a new file about every 0.6 s of frames
+    assert len(files) >= 2 and [f["name"] for f in files] == sorted(p.name for p in out.glob("frames-*.jsonl.gz"))
+    assert all(a["last"] <= b["first"] for a, b in itertools.pairwise(files))
+    assert files[1]["first"] - files[0]["first"] >= 0.6
     assert f"{manifest['frames']:,} frames" in text.out
     assert await asyncio.to_thread(main, args) == 2  # never appends to (or overwrites) an existing recording
     assert "already holds a recording" in capsys.readouterr().err

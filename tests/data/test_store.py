@@ -112,3 +112,18 @@ def test_bench_store_script_runs_at_a_tiny_size():
     assert r.returncode in (0, 1), r.stderr  # 1: the target missed at this size is allowed; 2 would be wrong data
     assert "200,000 rows over 3 day partitions" in r.stdout
     assert "M rows/s   target: >= 10 M rows/s" in r.stdout
+
+
+def test_other_candle_formats_and_an_empty_dataset(shared_data, tmp_path):
+    store = Store(tmp_path / "store")
+    for name, market in (("freqtrade-format_BTC-quoted_1m.json", "ABC_BTC"), ("BTC-PERP_1m.csv", "BTC_PERP")):
+        import_candles(store, shared_data / "candles" / name, market, repair=["allow_gaps"])
+        s = candles_from_store(store, market)
+        direct = load_candles(shared_data / "candles" / name, market, repair=["allow_gaps"])
+        assert len(s) == len(direct) > 10_000
+        for col in ("time_ms", "open", "high", "low", "close", "volume"):
+            assert np.array_equal(getattr(s, col), getattr(direct, col)), (name, col)
+    empty = load_trades(shared_data / "trades" / "kraken_BCHEUR.csv", "BCH_EUR").to_arrow().slice(0, 0)
+    store.write("trades", "NONE_EUR", empty, {"files": []})
+    assert store.read("trades", "NONE_EUR").num_rows == 0
+    assert store.read("trades", "NONE_EUR").schema.names == ["time_ms", "id", "price", "amount", "side"]
