@@ -41,8 +41,6 @@ from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 REPAIRS: tuple[str, ...] = ("sort", "drop_duplicates", "fill_gaps", "allow_gaps")
 
@@ -496,6 +494,9 @@ def _arrow_chunks(p: Path, gz: bool, layout: _CsvLayout) -> Generator[dict[str, 
     it does not take goes to the line-by-line parser, which applies the loader's rules (extra fields read by
     position, the first bad line named). Empty lines are skipped, as loadtxt and the line map do.
     """
+    import pyarrow as pa  # here, not at import time: `botkit --help` and every CLI start stay quick
+    import pyarrow.csv as pacsv
+
     keys = [layout.time_key, *layout.value_keys.values()]
     types = {k: pa.int64() if k == layout.time_key and layout.time_kind == "ms" else pa.float64() for k in keys}
     try:
