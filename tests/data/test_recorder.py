@@ -267,3 +267,19 @@ def test_import_command_names_the_bad_line(shared_data, tmp_path, capsys):
     good = shared_data / "trades" / "XRP_ETH_trades.csv"
     assert main(["data", "import", "trades", str(good), "--market", "XRP_ETH", "--store", str(tmp_path / "s")]) == 0
     assert "12,477 rows" in capsys.readouterr().out
+
+
+def test_record_config_in_sandbox_mode_records_the_embedded_sandbox(tmp_path, capsys):
+    from botkit.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "rec"
+    code = main(["record", str(root / "configs" / "sandbox_sma.toml"), "--channels", "trades,depth,candles",
+                 "--seconds", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    manifest = read_manifest(out)
+    assert manifest["markets"] == ["BTC_USDT"] and manifest["interval_s"] == 1  # [markets] and [run] interval
+    assert manifest["url"].startswith("ws://127.0.0.1:")
+    assert "recording the embedded sandbox" in capsys.readouterr().err
+    methods = {json.loads(r["f"]).get("method") for r in _raw_frames(out) if "f" in r}
+    assert "depth_update" in methods
