@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the strategy or a run failed, 2 bad input (config, data
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -194,13 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     from botkit.backtest import data_cli
 
     data_cli.register(sub)
-    __import__("botkit.backtest.report_cli", fromlist=["register"]).register(sub)
-    for modname in ("botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli"):
-        try:
-            module = __import__(modname, fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(sub)
+    # Every command's module is imported as such: a broken import is an error, never a command that vanishes.
+    for modname in ("botkit.backtest.report_cli", "botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli",
+                    "botkit.record_cli"):
+        importlib.import_module(modname).register(sub)
     return parser
 
 

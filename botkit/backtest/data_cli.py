@@ -1,4 +1,5 @@
-"""`botkit data sample | check | bench`: regenerate the synthetic sample, validate a candle file, time the loader.
+"""`botkit data sample | check | bench | import | fetch | store`: the synthetic sample, candle checks, the loader
+benchmark, imports into the columnar store, candle backfills from WhiteBIT's kline, and the store's contents.
 
 `check` exists so a user finds a bad line in seconds instead of in a backtest report; it exits 2 on bad data with
 the same file:line message the loader raises. Each subcommand sets `func(args) -> exit code` on the parsed args.
@@ -23,12 +24,16 @@ from botkit.backtest.data import REPAIRS, CandleSeries, DataError, format_timefr
 from botkit.backtest.sample import SAMPLE_MARKETS, SAMPLE_START_MS, generate_candles, write_candles_csv, write_sample
 
 DEFAULT_SAMPLE_DIR = Path("backtests") / "sample"
+DEFAULT_STORE = Path("data") / "store"
+DEFAULT_FETCH_DIR = Path("data") / "candles"
+IMPORT_KINDS = ("trades", "candles", "book", "recording")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `data` command (with `sample` and `check`) to the top-level CLI."""
     data = subparsers.add_parser("data", help="candle data: regenerate the synthetic sample, validate a file")
-    sub = data.add_subparsers(dest="data_command", required=True, metavar="{sample,check,bench}")
+    sub = data.add_subparsers(dest="data_command", required=True,
+                              metavar="{sample,check,bench,import,fetch,store}")
 
     sample = sub.add_parser("sample", help="regenerate the SYNTHETIC sample candles (byte-identical per seed)")
     sample.add_argument(
@@ -62,6 +67,167 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument("--gzip", action="store_true", help="gzip the file first (.csv.gz / .json.gz)")
     bench.set_defaults(func=_cmd_bench)
+
+    imp = sub.add_parser(
+        "import", help="import trades, candles, an order book or a recording into the columnar store",
+        description="Validate a file and store it as Parquet columns (one dataset per market and kind, one file per "
+                    "UTC day). An unchanged source is not imported again; a changed one is rebuilt.")
+    imp.add_argument("kind", choices=IMPORT_KINDS, help="trades | candles | book | recording (a `botkit record` dir)")
+    imp.add_argument("files", nargs="+", type=Path,
+                     help="the file; book: SNAPSHOT UPDATES (Binance-style) or one wide top-N file; recording: DIR")
+    imp.add_argument("--market", help="WhiteBIT market name to map the data onto, e.g. XRP_ETH (not for recording)")
+    imp.add_argument("--format", dest="fmt", choices=("auto", "csv", "freqtrade"), default="auto",
+                     help="trades and candles: the file format (default: detected)")
+    imp.add_argument("--timeframe", default=None, help="candles: e.g. 1m, 5m (default: the most common step)")
+    imp.add_argument("--repair", action="append", default=[], metavar="NAME",
+                     help="trades: sort, drop_duplicates; candles: sort, drop_duplicates, fill_gaps, allow_gaps; "
+                          "book: mark_gaps (keep updates after an update-id gap, marked as a resync point)")
+    imp.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store directory (default {DEFAULT_STORE})")
+    imp.set_defaults(func=_cmd_import)
+
+    fetch = sub.add_parser(
+        "fetch", help="backfill candles from WhiteBIT's v1 kline endpoint (resumable) into a CSV and the store",
+        description="Page through GET /api/v1/public/kline (at most 1,440 candles a request, within the endpoint's "
+                    "rate limits). Re-running the same command continues after the last complete line of --out.")
+    fetch.add_argument("--market", required=True, help="WhiteBIT market, e.g. BTC_USDT")
+    fetch.add_argument("--interval", required=True, help="kline interval: 1m, 5m, 1h, 1d, ...")
+    fetch.add_argument("--from", dest="start", required=True, type=_when, help="start (UTC), e.g. 2024-01-01")
+    fetch.add_argument("--to", dest="end", required=True, type=_when, help="end (UTC, exclusive)")
+    fetch.add_argument("--out", type=Path, default=None,
+                       help=f"candle CSV to write or continue (default {DEFAULT_FETCH_DIR}/MARKET_INTERVAL.csv)")
+    fetch.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                       help=f"also import the result into this store (default {DEFAULT_STORE}); --no-store skips")
+    fetch.add_argument("--no-store", action="store_true", help="only write the CSV")
+    fetch.add_argument("--base-url", default="https://whitebit.com", help="REST base URL (a sandbox's, in tests)")
+    fetch.add_argument("--page-size", type=int, default=1440, help="candles per request, 2..1440 (default 1440)")
+    fetch.set_defaults(func=_cmd_fetch)
+
+    st = sub.add_parser("store", help="list the store's datasets: rows, days, span and source")
+    st.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store directory (default {DEFAULT_STORE})")
+    st.set_defaults(func=_cmd_store)
+
+
+def _when(text: str) -> int:
+    """ISO date/time (UTC unless it says otherwise) -> seconds since the epoch."""
+    from datetime import UTC, datetime
+
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date/time; use e.g. 2024-01-31 or 2024-01-31T12:00") \
+            from None
+    return int((dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt).timestamp())
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from botkit.backtest.datasets import import_book, import_candles, import_trades
+    from botkit.backtest.store import Store
+    from botkit.recorder import describe, read_manifest, to_store
+
+    store = Store(args.store)
+    kind: str = args.kind
+    files: list[Path] = args.files
+    try:
+        if kind == "recording":
+            if len(files) != 1 or args.repair:
+                raise ValueError("give one recording directory (no --repair: recordings are stored as received)")
+            print(f"recording: {describe(read_manifest(files[0]))}")
+            results = to_store(files[0], store, progress=_say)
+        else:
+            if not args.market:
+                raise ValueError(f"{kind}: --market is required (the WhiteBIT name to map the data onto)")
+            if kind == "trades":
+                one = import_trades(store, _single(files), args.market, fmt=args.fmt, repair=args.repair,
+                                    progress=_say)
+            elif kind == "candles":
+                one = import_candles(store, _single(files), args.market, fmt=args.fmt, timeframe=args.timeframe,
+                                     repair=args.repair, progress=_say)
+            else:
+                one = import_book(store, files, args.market, repair=args.repair, progress=_say)
+            results = {f"{kind}/{args.market}": one}
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, res in results.items():
+        what = "imported" if res.rebuilt else "unchanged"
+        print(f"{name}: {what}: {res.reason}; {res.table.num_rows:,} rows, sha256 {res.sha256[:16]}... "
+              f"-> {args.store / name}")
+    return 0
+
+
+def _single(files: list[Path]) -> Path:
+    if len(files) != 1:
+        raise ValueError(f"give one file, got {len(files)}")
+    return files[0]
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import httpx
+
+    from botkit.backtest.datasets import import_candles
+    from botkit.backtest.fetch import FetchError, fetch_candles
+    from botkit.backtest.store import Store
+    from botkit.whitebit.errors import WhiteBitError
+    from botkit.whitebit.rest import WhiteBitRest
+
+    out: Path = args.out or DEFAULT_FETCH_DIR / f"{args.market}_{args.interval}.csv"
+
+    async def go() -> int:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            rest = WhiteBitRest(args.base_url, http)
+            res = await fetch_candles(rest, args.market, args.interval, args.start, args.end, out,
+                                      page_size=args.page_size, progress=_say)
+        if res.resumed_from_s is not None:
+            print(f"resumed after {iso_time(res.resumed_from_s * 1000)} ({res.rows_before:,} candles already in {out})")
+        print(f"{res.rows_written:,} candles fetched in {res.requests} request(s); {out} holds "
+              f"{res.rows_before + res.rows_written:,}")
+        if not args.no_store and res.rows_before + res.rows_written:
+            got = import_candles(Store(args.store), out, args.market, timeframe=args.interval,
+                                 repair=["allow_gaps"], progress=_say)
+            print(f"store: candles/{args.market} {'imported' if got.rebuilt else 'unchanged'}, "
+                  f"{got.table.num_rows:,} rows -> {args.store} (gaps are hours without trades; kept, not filled)")
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except (FetchError, WhiteBitError, DataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) and not isinstance(exc, DataError) else 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {out} keeps every complete page; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from botkit.backtest.store import TIME_COLUMN, Store
+
+    store = Store(args.store)
+    sets = store.datasets()
+    if not sets:
+        print(f"{args.store}: no datasets (botkit data import / fetch, or botkit record then data import recording)")
+        return 0
+    for kind, market in sets:
+        info = store.info(kind, market) or {}
+        table = store.read(kind, market)
+        tcol, _ = TIME_COLUMN[kind]
+        t = table.column(tcol).to_numpy()
+        scale = 1000 if tcol == "time_us" else 1
+        span = f"{iso_time(int(t[0]) // scale)} .. {iso_time(int(t[-1]) // scale)}" if len(t) else "empty"
+        files = ", ".join(f["path"] for f in info.get("files", [])[:2])
+        more = len(info.get("files", [])) - 2
+        print(f"{kind}/{market}: {info.get('rows', 0):,} rows, {info.get('days', 0)} day(s), {span}, "
+              f"from {files}{f' and {more} more' if more > 0 else ''}")
+    return 0
 
 
 # Run in a fresh interpreter: its RSS high-water mark (VmHWM) is its own. getrusage's ru_maxrss is not usable for

@@ -6,6 +6,10 @@ subscription is sent again (re-authorizing with a fresh token first), and reques
 200-per-minute budget. Market data leaves as typed events through one callback, in arrival order: candles only once
 they have closed (a newer candle began, or the candle's end passed), depth as a consistent book (a gap in update
 ids resubscribes for a fresh snapshot), and a staleness event when the feed goes quiet.
+
+Turning a received frame into typed events is `FrameParser`'s job alone, a pure class (its only state is the
+candle in progress and the depth books; time comes in as an argument), so a recording replayed through it
+(botkit/recorder.py) yields exactly the events the live client produced.
 """
 
 from __future__ import annotations
@@ -90,6 +94,19 @@ class LastPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class BookTop:
+    """One bookTicker row: best bid and ask (prices and amounts as floats, like every market-data event)."""
+
+    market: str
+    time_ms: int
+    update_id: int
+    bid_price: float
+    bid_amount: float
+    ask_price: float
+    ask_amount: float
+
+
+@dataclass(frozen=True, slots=True)
 class Stale:
     silent_s: float
 
@@ -112,7 +129,29 @@ class BalanceUpdate:
 
 WsEvent = (
     Connected | Disconnected | CandleClosed | TradePrinted | BookChanged | DepthGap | LastPrice | Stale | OrderUpdate
-    | DealUpdate | BalanceUpdate
+    | DealUpdate | BalanceUpdate | BookTop
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRow:
+    """A candle the feed has moved past (a newer one began): WhiteBIT's row [t, open, close, high, low, vol_stock,
+    vol_money] as received. The live client finalizes it with `candles_request`; a replay takes it as it is."""
+
+    market: str
+    interval: int
+    row: list[Any]
+
+    def candle(self) -> Candle:
+        t = int(self.row[0])
+        o, c, h, lo, v = (float(x) for x in self.row[1:6])
+        return Candle(self.market, t * 1000, (t + self.interval) * 1000, o, h, lo, c, v)
+
+
+ParsedEvent = WsEvent | CandleRow
+# Update methods that carry market data (they keep the staleness watchdog quiet).
+MARKET_DATA_METHODS = frozenset(
+    {"candles_update", "trades_update", "depth_update", "lastprice_update", "bookTicker_update"}
 )
 
 
@@ -145,6 +184,120 @@ class DepthBook:
             self.market, time_ms, tuple((float(p), float(q)) for p, q in bids),
             tuple((float(p), float(q)) for p, q in asks),
         )
+
+
+class FrameParser:
+    """Received frames -> typed events, for the live client and for replays of recordings alike.
+
+    Pure apart from its own state (the candle in progress, the depth books) and deterministic: the caller passes the
+    receive time, used only where a frame carries no time of its own (a depth update without `timestamp`).
+    Malformed updates raise ValueError/TypeError/IndexError/KeyError/ArithmeticError; the caller decides.
+    """
+
+    def __init__(self) -> None:
+        self.candles: _CandleState | None = None
+        self.books: dict[str, DepthBook] = {}
+
+    @staticmethod
+    def decode(raw: str | bytes) -> dict[str, Any] | None:
+        """One frame as a JSON object, or None when it is not one (not JSON, or a JSON array/scalar)."""
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            return None
+        return msg if isinstance(msg, dict) else None
+
+    def parse(self, raw: str | bytes, now_ms: int) -> list[ParsedEvent]:
+        """Events of one raw frame; answers to requests (frames with an id) and non-updates give none."""
+        msg = self.decode(raw)
+        if msg is None or msg.get("id") is not None:
+            return []
+        kind, params = msg.get("method"), msg.get("params")
+        if isinstance(kind, str) and isinstance(params, list):
+            return self.update(kind, params, now_ms)
+        return []
+
+    def update(self, method: str, params: list[Any], now_ms: int) -> list[ParsedEvent]:
+        out: list[ParsedEvent] = []
+        if method == "candles_update":
+            for row in params:
+                self._on_candle_row(row, out)
+        elif method == "trades_update":
+            market, items = params[0], params[1]
+            for it in items:
+                out.append(TradePrinted(Trade(market, int(float(it["time"]) * 1000), float(it["price"]),
+                                              float(it["amount"]), "buy" if it["type"] == "buy" else "sell",
+                                              int(it["id"]) if it.get("id") is not None else None)))
+        elif method == "depth_update":
+            self._on_depth(bool(params[0]), params[1], str(params[2]), now_ms, out)
+        elif method == "lastprice_update":
+            out.append(LastPrice(str(params[0]), float(params[1])))
+        elif method == "bookTicker_update":
+            for row in params:
+                out.append(BookTop(str(row[2]), int(float(row[1]) * 1000), int(row[3]), float(row[4]),
+                                   float(row[5]), float(row[6]), float(row[7])))
+        elif method == "ordersPending_update":
+            out.append(OrderUpdate(int(params[0]), dict(params[1])))
+        elif method == "deals_update":
+            out.append(DealUpdate(list(params)))
+        elif method == "balanceSpot_update":
+            for item in params:
+                if isinstance(item, dict):
+                    out.append(BalanceUpdate(item))
+        return out
+
+    def _on_candle_row(self, row: list[Any], out: list[ParsedEvent]) -> None:
+        st = self.candles
+        if st is None or row[-1] != st.market:
+            return
+        t = int(row[0])
+        if t <= st.last_closed:
+            return  # late update of a candle already delivered
+        if st.current is not None and t > int(st.current[0]):
+            closed = self.close_current()
+            if closed is not None:
+                out.append(closed)
+        st.current = list(row[:7])
+
+    def close_current(self) -> CandleRow | None:
+        """The candle in progress, now closed (a newer one began or its end passed); None when there is none."""
+        st = self.candles
+        if st is None or st.current is None:
+            return None
+        st.last_closed = int(st.current[0])
+        row = CandleRow(st.market, st.interval, st.current)
+        st.current = None
+        return row
+
+    def _on_depth(self, full: bool, data: dict[str, Any], market: str, now_ms: int, out: list[ParsedEvent]) -> None:
+        book = self.books.get(market)
+        if book is None:
+            return
+        uid = int(data["update_id"]) if data.get("update_id") is not None else None
+        if full:
+            book.asks = {Decimal(p): Decimal(q) for p, q in data.get("asks", [])}
+            book.bids = {Decimal(p): Decimal(q) for p, q in data.get("bids", [])}
+            book.update_id = uid
+        else:
+            if book.update_id is None:
+                return  # deltas before the fresh snapshot: ignore
+            past = data.get("past_update_id")
+            if past is None or int(past) != book.update_id:
+                expected = book.update_id
+                book.update_id = None  # wait for a fresh snapshot
+                out.append(DepthGap(market, expected, int(past) if past is not None else None))
+                return
+            for side, levels in ((book.asks, data.get("asks", [])), (book.bids, data.get("bids", []))):
+                for p, q in levels:
+                    price, qty = Decimal(p), Decimal(q)
+                    if qty == 0:
+                        side.pop(price, None)
+                    else:
+                        side[price] = qty
+            book.update_id = uid
+        ts = data.get("timestamp")
+        ms = int(float(ts) * 1000) if ts is not None else now_ms
+        out.append(BookChanged(book.snapshot(ms), uid or 0))
 
 
 class RateBudget:
@@ -196,6 +349,7 @@ class WsClient:
         stale_after: float | None = 30.0,
         close_grace: float | None = None,
         name: str = "ws",
+        on_frame: Callable[[str | bytes, float], None] | None = None,
     ) -> None:
         self.url = url
         self.sink = sink
@@ -214,10 +368,12 @@ class WsClient:
         self._ws: ClientConnection | None = None
         self._next_id = 1
         self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
-        self._candles: _CandleState | None = None
+        self.on_frame = on_frame  # every received frame, as received, with its receive time (the recorder)
+        self.parser = FrameParser()
         self._trades: list[str] | None = None
         self._lastprice: list[str] = []
-        self.books: dict[str, DepthBook] = {}
+        self._book_ticker: list[str] | None = None
+        self.books: dict[str, DepthBook] = self.parser.books
         self._private_markets: list[str] = []
         self._balance_assets: list[str] = []
         self._closes: asyncio.Queue[list[Any]] = asyncio.Queue()
@@ -237,13 +393,21 @@ class WsClient:
             raise ValueError(
                 f"candle interval {interval_s} s is not one WhiteBIT serves; use one of {CANDLE_INTERVALS}"
             )
-        self._candles = _CandleState(market, interval_s)
+        self.parser.candles = _CandleState(market, interval_s)
+
+    @property
+    def _candles(self) -> _CandleState | None:
+        return self.parser.candles
 
     def subscribe_trades(self, markets: list[str]) -> None:
         self._trades = list(markets)
 
     def subscribe_lastprice(self, markets: list[str]) -> None:
         self._lastprice = list(markets)
+
+    def subscribe_book_ticker(self, markets: list[str]) -> None:
+        """Best bid/ask per market (`bookTicker_subscribe`; an empty list is every market)."""
+        self._book_ticker = list(markets)
 
     def subscribe_depth(self, market: str, limit: int = 20) -> None:
         self.books[market] = DepthBook(market, limit)
@@ -372,6 +536,8 @@ class WsClient:
             await self.request("trades_subscribe", list(self._trades))
         if self._lastprice:
             await self.request("lastprice_subscribe", list(self._lastprice))
+        if self._book_ticker is not None:
+            await self.request("bookTicker_subscribe", list(self._book_ticker))
         if self._candles is not None:
             await self.request("candles_subscribe", [self._candles.market, self._candles.interval])
 
@@ -400,6 +566,9 @@ class WsClient:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in ws:
+                received = time.time()
+                if self.on_frame is not None:
+                    self.on_frame(raw, received)
                 try:
                     msg = json.loads(raw)
                 except ValueError:
@@ -422,7 +591,7 @@ class WsClient:
                 params = msg.get("params")
                 if isinstance(kind, str) and isinstance(params, list):
                     try:
-                        self._update(kind, params)
+                        self._update(kind, params, int(received * 1000))
                     except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as exc:
                         log.warning("%s: malformed %s ignored (%s)", self.name, kind, exc)
 
@@ -432,51 +601,21 @@ class WsClient:
         self._last_data = time.monotonic()
         self._stale_reported = False
 
-    def _update(self, method: str, params: list[Any]) -> None:
-        if method == "candles_update":
+    def _update(self, method: str, params: list[Any], now_ms: int) -> None:
+        if method in MARKET_DATA_METHODS:
             self._fresh()
-            for row in params:
-                self._on_candle_row(row)
-        elif method == "trades_update":
-            self._fresh()
-            market, items = params[0], params[1]
-            for it in items:
-                self.sink(TradePrinted(Trade(market, int(float(it["time"]) * 1000), float(it["price"]),
-                                             float(it["amount"]), "buy" if it["type"] == "buy" else "sell",
-                                             int(it["id"]) if it.get("id") is not None else None)))
-        elif method == "depth_update":
-            self._fresh()
-            self._on_depth(bool(params[0]), params[1], str(params[2]))
-        elif method == "lastprice_update":
-            self._fresh()
-            self.sink(LastPrice(str(params[0]), float(params[1])))
-        elif method == "ordersPending_update":
-            self.sink(OrderUpdate(int(params[0]), dict(params[1])))
-        elif method == "deals_update":
-            self.sink(DealUpdate(list(params)))
-        elif method == "balanceSpot_update":
-            for item in params:
-                if isinstance(item, dict):
-                    self.sink(BalanceUpdate(item))
-
-    def _on_candle_row(self, row: list[Any]) -> None:
-        st = self._candles
-        if st is None or row[-1] != st.market:
-            return
-        t = int(row[0])
-        if t <= st.last_closed:
-            return  # late update of a candle already delivered
-        if st.current is not None and t > int(st.current[0]):
-            self._close_current()
-        st.current = list(row[:7])
+        for ev in self.parser.update(method, params, now_ms):
+            if isinstance(ev, CandleRow):
+                self._closes.put_nowait(ev.row)
+            elif isinstance(ev, DepthGap):
+                self._on_gap(ev)
+            else:
+                self.sink(ev)
 
     def _close_current(self) -> None:
-        st = self._candles
-        if st is None or st.current is None:
-            return
-        st.last_closed = int(st.current[0])
-        self._closes.put_nowait(st.current)
-        st.current = None
+        closed = self.parser.close_current()
+        if closed is not None:
+            self._closes.put_nowait(closed.row)
 
     async def _finalizer(self) -> None:
         """Closed candles leave in order, with their final values from `candles_request` when it answers; after a
@@ -525,41 +664,15 @@ class WsClient:
                     log.warning("%s: no market data for %.1f s", self.name, silent)
                     self.sink(Stale(silent))
 
-    def _on_depth(self, full: bool, data: dict[str, Any], market: str) -> None:
-        book = self.books.get(market)
-        if book is None:
-            return
-        uid = int(data["update_id"]) if data.get("update_id") is not None else None
-        if full:
-            book.asks = {Decimal(p): Decimal(q) for p, q in data.get("asks", [])}
-            book.bids = {Decimal(p): Decimal(q) for p, q in data.get("bids", [])}
-            book.update_id = uid
-        else:
-            if book.update_id is None:
-                return  # deltas before the fresh snapshot: ignore
-            past = data.get("past_update_id")
-            if past is None or int(past) != book.update_id:
-                expected = book.update_id
-                book.update_id = None
-                self.depth_resubscribes += 1
-                log.info("%s: depth gap on %s (expected past_update_id %s, got %s); resubscribing",
-                         self.name, market, expected, past)
-                self.sink(DepthGap(market, expected, int(past) if past is not None else None))
-                task = asyncio.create_task(self._resubscribe_depth(book))
-                self._side_tasks.add(task)
-                task.add_done_callback(self._side_tasks.discard)
-                return
-            for side, levels in ((book.asks, data.get("asks", [])), (book.bids, data.get("bids", []))):
-                for p, q in levels:
-                    price, qty = Decimal(p), Decimal(q)
-                    if qty == 0:
-                        side.pop(price, None)
-                    else:
-                        side[price] = qty
-            book.update_id = uid
-        ts = data.get("timestamp")
-        ms = int(float(ts) * 1000) if ts is not None else int(time.time() * 1000)
-        self.sink(BookChanged(book.snapshot(ms), uid or 0))
+    def _on_gap(self, gap: DepthGap) -> None:
+        """A depth delta did not chain: report it and resubscribe for a fresh snapshot."""
+        self.depth_resubscribes += 1
+        log.info("%s: depth gap on %s (expected past_update_id %s, got %s); resubscribing",
+                 self.name, gap.market, gap.expected, gap.got)
+        self.sink(gap)
+        task = asyncio.create_task(self._resubscribe_depth(self.books[gap.market]))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     async def _resubscribe_depth(self, book: DepthBook) -> None:
         with contextlib.suppress(TimeoutError, WsConnectionLost, WsRpcError):
