@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from botkit.market.types import BookSnapshot, Candle, Trade
+from botkit.retry import reconnect_delay
 
 log = logging.getLogger("botkit.whitebit.ws")
 
@@ -517,7 +517,7 @@ class WsClient:
             self.last_error = reason
             log.warning("%s: disconnected (%s); reconnecting", self.name, reason)
             self.sink(Disconnected(reason))
-            delay = min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = reconnect_delay(attempt, self.backoff_max, self.backoff_base)  # the shared retry policy
             attempt += 1
             await asyncio.sleep(delay)
 
