@@ -8,6 +8,7 @@ Defined once, so "how long does botkit keep trying?" has one answer and no loop 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
@@ -59,7 +60,7 @@ def policy(
 
 def reconnect_delay(attempt: int, max_wait_s: float, base_s: float = BASE_S) -> float:
     """The wait before reconnect number `attempt` (0-based) of a connection that retries for as long as it runs
-    (a market data stream): the same backoff, without a bound on attempts."""
-    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
-    state.attempt_number = attempt + 1
-    return float(wait_random_exponential(multiplier=base_s, max=max_wait_s)(state))
+    (a market data stream): the same capped exponential step, with "equal jitter" (a uniform draw from the upper
+    half of the step), so a flapping server is never hammered by an immediate reconnect."""
+    step = min(max_wait_s, base_s * 2**attempt)
+    return step / 2 + random.uniform(0, step / 2)

@@ -58,7 +58,8 @@ def test_a_policy_without_any_bound_is_refused() -> None:
         policy(lambda e: True, attempts=None, total_s=None, max_wait_s=1.0)
 
 
-def test_reconnect_delays_grow_with_full_jitter_and_stay_capped() -> None:
+def test_reconnect_delays_grow_with_jitter_never_below_half_a_step_and_stay_capped() -> None:
     for attempt in range(20):
+        step = min(30.0, 0.2 * 2 ** attempt)
         d = reconnect_delay(attempt, max_wait_s=30.0, base_s=0.2)
-        assert 0 <= d <= min(30.0, 0.2 * 2 ** attempt)
+        assert step / 2 <= d <= step
