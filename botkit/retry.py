@@ -62,5 +62,5 @@ def reconnect_delay(attempt: int, max_wait_s: float, base_s: float = BASE_S) -> 
     """The wait before reconnect number `attempt` (0-based) of a connection that retries for as long as it runs
     (a market data stream): the same capped exponential step, with "equal jitter" (a uniform draw from the upper
     half of the step), so a flapping server is never hammered by an immediate reconnect."""
-    step = min(max_wait_s, base_s * 2**attempt)
+    step = float(min(max_wait_s, base_s * 2**attempt))
     return step / 2 + random.uniform(0, step / 2)
