@@ -104,6 +104,7 @@ class ApiKeyConfig(_Strict):
             "balances.read",
             "deals.read",
             "orders_history.read",
+            "markets.read",  # POST /api/v4/market/fee
         ]
     )
     enabled: bool = True
