@@ -355,10 +355,19 @@ class Exchange:
 
     def _run_market(self, m: MarketState, order: Order) -> None:
         self._match(m, order, limit=None, quote_sized=order.quote_sized)
-        final = order.status if order.status != "NEW" else ("FILLED" if order.left == 0 else "PARTIALLY_FILLED")
+        final = order.status if order.status != "NEW" else ("FILLED" if self._done(m, order) else "PARTIALLY_FILLED")
         if final == "PARTIALLY_FILLED" and order.deal_stock == 0:
             final = "CANCELED"  # nothing to take (a stop-market triggered on an empty side)
         self._finish(order, final)
+
+    @staticmethod
+    def _done(m: MarketState, order: Order) -> bool:
+        """Nothing left, or (a quote-sized buy) only dust that buys less than one amount step at the best ask."""
+        if order.left == 0:
+            return True
+        ask = m.book.best_price("sell")
+        return (order.quote_sized and order.deal_stock > 0 and ask is not None
+                and m.rules.truncate_amount(order.left / ask) == 0)
 
     # ---- stop orders ---------------------------------------------------------------------------------------------
 
