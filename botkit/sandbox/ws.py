@@ -430,7 +430,7 @@ class WsHub:
         (market,) = self._markets(params[:1], allow_empty=False)
         return self.market_today(market), None
 
-    _m_marketToday_request = _m_marketToday_query  # the name in whitebit-api.md's list; the docs page says _query
+    _m_marketToday_request = _m_marketToday_query  # an alias; the docs page (docs/whitebit.md §3.1) says _query
 
     def _m_marketToday_subscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, Callable[[], None]]:
         conn.market_today = self._markets(params, allow_empty=False)

@@ -127,6 +127,11 @@ async def test_private_rest_orders_and_trades(rest: Any) -> None:
     canceled = await bounded(rest.cancel_order(placed["id"], SYMBOL))
     assert canceled["id"] == placed["id"]
     assert await bounded(rest.fetch_open_orders(SYMBOL)) == []
+    trigger = round(book["bids"][0][0] * 0.8, 2)  # a stop-loss far below: it waits
+    stop = await bounded(rest.create_order(SYMBOL, "limit", "sell", 0.01, trigger, {"triggerPrice": trigger}))
+    waiting = await bounded(rest.fetch_open_orders(SYMBOL))
+    assert [o["id"] for o in waiting] == [stop["id"]] and waiting[0]["triggerPrice"] == trigger
+    await bounded(rest.cancel_order(stop["id"], SYMBOL))
     bought = await bounded(rest.create_order(SYMBOL, "market", "buy", 0.002))  # amount in base: stock_market
     assert bought["id"]
     sold = await bounded(rest.create_order(SYMBOL, "market", "sell", 0.001))

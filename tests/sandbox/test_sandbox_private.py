@@ -1,4 +1,4 @@
-"""Private REST v4 with HMAC, written from the documented examples (whitebit-api.md §2.3-2.5)."""
+"""Private REST v4 with HMAC, written from the documented examples (docs/whitebit.md §2.3-2.5)."""
 
 from __future__ import annotations
 

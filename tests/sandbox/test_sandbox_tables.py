@@ -6,6 +6,7 @@ A wrong path, method, auth kind, scope or rate limit now has to be made twice, i
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,20 @@ def test_the_comparison_catches_a_wrong_scope() -> None:
                                 good.idempotent, good.rate_group, good.rate_limit)
     with pytest.raises(AssertionError, match="scopes"):
         test_every_client_endpoint_matches_the_documented_row(bad)
+
+
+def test_sandbox_citations_point_at_the_projects_own_notes() -> None:
+    """No citation of the out-of-repo research file; every `docs/whitebit.md §N` names a section that exists."""
+    notes = SANDBOX_DIR.parents[1] / "docs" / "whitebit.md"
+    headings = set(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", notes.read_text(encoding="utf-8"), re.MULTILINE))
+    cited: set[str] = set()
+    for path in SANDBOX_DIR.rglob("*"):
+        if path.suffix not in (".py", ".md", ".toml"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "whitebit-api.md" not in text, f"{path.name} still cites whitebit-api.md; cite docs/whitebit.md §N"
+        for ref in re.findall(r"docs/whitebit\.md §(\d+(?:\.\d+)?)", text):
+            cited.add(ref)
+    assert cited, "the sandbox cites no section at all?"
+    missing = sorted(cited - headings)
+    assert not missing, f"cited sections missing from docs/whitebit.md: {missing}"
