@@ -153,6 +153,7 @@ class Exchange:
         self.ws_tokens: dict[str, tuple[str, float]] = {}
         self._dirty: dict[str, set[str]] = {}
         self._in_stops = False
+        self.stops: dict[int, Order] = {}  # waiting (not yet triggered) stop orders, also in open_orders
         self.asset_ids: dict[str, int] = {}
         self.reset()
 
@@ -165,6 +166,7 @@ class Exchange:
             for a in self.config.accounts
         }
         self.open_orders.clear()
+        self.stops.clear()
         self.history.clear()
         self.deals.clear()
         self.kill_switches.clear()
@@ -408,6 +410,7 @@ class Exchange:
         order.fee_asset = rules.stock if side == "buy" else rules.money
         order.activation_price = activation
         self.open_orders[order.id] = order
+        self.stops[order.id] = order
         self._emit_order(1, order)
         self._flush()
         self._check_stops(m)
@@ -416,24 +419,25 @@ class Exchange:
     def _check_stops(self, m: MarketState) -> None:
         """Trigger every waiting stop of `m` whose condition the last price meets, oldest first; a triggered
         order may move the price and trigger more, so this loops until nothing fires."""
-        if self._in_stops:
+        if self._in_stops or not self.stops:
             return
         self._in_stops = True
         try:
             while True:
                 last = m.last_price
                 due = [
-                    o for o in self.open_orders.values()
-                    if o.market == m.rules.name and o.is_stop and not o.activated and last > 0
+                    o for o in self.stops.values()
+                    if o.market == m.rules.name and last > 0
                     and (last >= o.activation_price if o.side == "buy" else last <= o.activation_price)
                 ]
                 if not due:
                     return
                 for o in sorted(due, key=lambda x: x.id):
-                    if o.id not in self.open_orders or o.activated:
+                    if o.id not in self.stops:
                         continue
                     o.activated = 1
                     o.mtime = self.clock()
+                    del self.stops[o.id]
                     self.open_orders.pop(o.id, None)
                     self._emit_order(1, o)  # WhiteBIT: activation is a second event 1 with the same id
                     if o.type == "stop limit":
@@ -544,6 +548,7 @@ class Exchange:
         order.status = status
         order.ftime = order.mtime = self.clock()
         self.open_orders.pop(order.id, None)
+        self.stops.pop(order.id, None)
         if order.house:
             return
         if order.locked > 0:
