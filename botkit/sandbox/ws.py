@@ -132,7 +132,8 @@ def order_ws(o: Order) -> dict[str, Any]:
         "post_only": o.post_only, "ioc": o.ioc, "ctime": o.ctime, "mtime": o.mtime, "price": fmt(o.price),
         "amount": fmt(o.amount), "left": fmt(o.left), "deal_stock": fmt(o.deal_stock),
         "deal_money": fmt(o.deal_money), "deal_fee": fmt(o.deal_fee), "client_order_id": o.client_order_id,
-        "stp": o.stp, "status": o.status, "position_side": "BOTH", "rpi": False,
+        "stp": o.stp, "status": "OPEN" if o.status == "NEW" else o.status,  # docs/whitebit.md §3.2
+        "position_side": "BOTH", "rpi": False,
     }
 
 

@@ -40,6 +40,7 @@ async def test_stop_limit_waits_then_triggers_on_the_last_price(client: httpx.As
         assert Decimal(o["activation_price"]) == stop and o["left"] == "0.01"
         event, row = await next_update(ws, "ordersPending_update")
         assert event == 1 and row["id"] == o["orderId"] and row["type"] == 3  # 3 = stop limit on WebSocket
+        assert row["status"] == "OPEN"
         listed = (await post_signed(client, "/api/v4/orders", {"market": "BTC_USDT"})).json()
         assert [x["orderId"] for x in listed] == [o["orderId"]] and listed[0]["activated"] == 0
         bal = (await post_signed(client, "/api/v4/trade-account/balance", {"ticker": "BTC"})).json()
@@ -49,6 +50,7 @@ async def test_stop_limit_waits_then_triggers_on_the_last_price(client: httpx.As
         sandbox.exchange.print_trade("BTC_USDT", stop, Decimal("0.001"), "sell")  # at the trigger: fires
         event, row = await next_update(ws, "ordersPending_update")
         assert event == 1 and row["id"] == o["orderId"]  # activation: a second event 1 with the same id
+        assert row["type"] == 3 and row["status"] == "OPEN"  # unchanged on activation
         listed = (await post_signed(client, "/api/v4/orders", {"market": "BTC_USDT"})).json()
         assert listed[0]["activated"] == 1 and listed[0]["orderId"] == o["orderId"]
         book = (await client.get("/api/v4/public/orderbook/BTC_USDT")).json()
