@@ -70,15 +70,14 @@ def parse_amount(value: Any, field_name: str, code: int) -> Decimal:
     Missing is code 30 "X field is required."; malformed is `code` "X field should be numeric string or number."."""
     if value is None or value == "":
         raise required(field_name)
-    bad = validation_error(code, field_name, f"{_title(field_name)} field should be numeric string or number.")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise bad
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise bad from None
-    if not d.is_finite():
-        raise bad
+    d: Decimal | None = None
+    if not isinstance(value, bool) and isinstance(value, str | int | float):
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            d = None
+    if d is None or not d.is_finite():
+        raise validation_error(code, field_name, f"{_title(field_name)} field should be numeric string or number.")
     return d
 
 
