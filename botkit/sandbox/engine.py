@@ -51,6 +51,7 @@ def _violations_error(violations: list[RuleViolation]) -> ExchangeError:
 
 
 def not_enough_balance() -> ExchangeError:
+    """The docs are silent for order/new; this is what ccxt records from the live exchange (docs/whitebit.md §2.5)."""
     return ExchangeError(400, 10, "Inner validation failed", {"amount": ["Not enough balance."]})
 
 

@@ -109,6 +109,8 @@ async def test_public_rest(rest: Any) -> None:
     candles = await bounded(rest.fetch_ohlcv(SYMBOL, "1m", limit=30))
     assert len(candles) == 30 and all(c[2] >= max(c[1], c[4]) and c[3] <= min(c[1], c[4]) for c in candles)
     assert await bounded(rest.fetch_time()) > 0
+    fees = await bounded(rest.fetch_trading_fees())  # from /api/v4/public/assets, percent / 100
+    assert fees[SYMBOL]["maker"] == 0.001 and fees[SYMBOL]["taker"] == 0.001
 
 
 async def test_private_rest_orders_and_trades(rest: Any) -> None:
