@@ -50,18 +50,32 @@ def test_bench_sandbox_smoke() -> None:
     assert "all targets met:" in text
 
 
+def test_bench_sandbox_without_smoke_exits_1_on_a_missed_target() -> None:
+    """One subscriber can never receive 20,000 depth messages/s (4 markets, one update per ms at most)."""
+    out = run("bench_sandbox.py", "--seconds", "0.3", "--clients", "1", "--subscribers", "1")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "missed:" in out.stdout and "depth messages/s" in out.stdout.split("missed:")[1]
+
+
 def test_bench_backtest_smoke() -> None:
+    """Without --smoke: a tiny data set always misses the memory target (interpreter overhead vs 0.1 MiB), so the
+    run must exit 1; the trades of both engines must still be the same."""
     pytest.importorskip("backtesting", reason="bench_backtest compares with backtesting.py: pip install -e .[dev]")
-    out = run("bench_backtest.py", "--rows", "3000", "--smoke")
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = run("bench_backtest.py", "--rows", "3000")
+    assert out.returncode == 1, out.stdout + out.stderr
     assert "trades, both filling at the next open: SAME" in out.stdout
     assert ">= 3x" in out.stdout and ">= 1,000,000" in out.stdout and "< 3x" in out.stdout
+    assert "botkit peak memory" in out.stdout.split("missed:")[1]
 
 
-def test_bench_tokens_smoke() -> None:
+def test_bench_tokens_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = run("bench_tokens.py", "2000", "--smoke")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "target < 5.0 µs" in out.stdout
+    bench = load("bench_tokens.py")
+    monkeypatch.setattr(bench, "TARGET_US", 0.0)  # no machine meets this
+    assert bench.main(["1000"]) == 1 and "OVER TARGET" in capsys.readouterr().out
+    assert bench.main(["1000", "--smoke"]) == 0
 
 
 def test_bench_sandbox_config_lifts_the_per_ip_limit_above_the_target() -> None:
