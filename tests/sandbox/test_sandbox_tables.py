@@ -103,3 +103,14 @@ def test_sandbox_citations_point_at_the_projects_own_notes() -> None:
     assert cited, "the sandbox cites no section at all?"
     missing = sorted(cited - headings)
     assert not missing, f"cited sections missing from docs/whitebit.md: {missing}"
+
+
+def test_notes_keep_the_research_files_section_numbers(shared_data: Path) -> None:
+    """docs/whitebit.md keeps ../shared/whitebit-api.md's § numbers, so citations can be rewritten mechanically."""
+    research = shared_data.parent / "whitebit-api.md"
+    notes = SANDBOX_DIR.parents[1] / "docs" / "whitebit.md"
+
+    def numbers(path: Path) -> list[str]:
+        return re.findall(r"^#+ (\d+(?:\.\d+)?)[. ]", path.read_text(encoding="utf-8"), re.MULTILINE)
+
+    assert numbers(notes) == numbers(research)
