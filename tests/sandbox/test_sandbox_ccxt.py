@@ -157,7 +157,16 @@ async def test_ccxt_pro_market_streams(pro: Any) -> None:
     assert trades and trades[0]["symbol"] == SYMBOL and trades[0]["price"] > 0
 
 
-async def test_ccxt_pro_private_streams(pro: Any, rest: Any) -> None:
+async def subscribed(sb: Sandbox) -> None:
+    """Until the sandbox has ccxt.pro's order, deal and all-asset balance subscriptions (a loaded machine is slow)."""
+    for _ in range(500):
+        if any("BTC_USDT" in c.pending and "BTC_USDT" in c.deals and c.balance_all for c in sb.hub.conns):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("ccxt.pro never subscribed to ordersPending, deals and balanceSpot")
+
+
+async def test_ccxt_pro_private_streams(pro: Any, rest: Any, sb: Sandbox) -> None:
     await bounded(pro.load_markets())
     await bounded(rest.load_markets())
     balance = await bounded(pro.watch_balance())  # balanceSpot_subscribe [] = every asset
@@ -165,7 +174,7 @@ async def test_ccxt_pro_private_streams(pro: Any, rest: Any) -> None:
     orders = asyncio.ensure_future(pro.watch_orders(SYMBOL))
     fills = asyncio.ensure_future(pro.watch_my_trades(SYMBOL))
     moved = asyncio.ensure_future(pro.watch_balance())
-    await asyncio.sleep(0.3)  # subscribed
+    await subscribed(sb)
     placed = await bounded(rest.create_order(SYMBOL, "market", "buy", 0.001))
     got_orders = await bounded(orders)
     assert placed["id"] in {o["id"] for o in got_orders}

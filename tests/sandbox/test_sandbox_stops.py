@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -99,6 +101,7 @@ async def test_kill_switch_cancels_the_orders_of_a_client_that_went_silent(
         r = await post_signed(client, "/api/v4/order/kill-switch", {"market": "BTC_USDT", "timeout": "5",
                                                                     "types": ["spot"]})
         assert r.status_code == 200
+        deadline = r.json()["cancellationTime"]
         placed = await post_signed(client, "/api/v4/order/new", {"market": "BTC_USDT", "side": "buy",
                                                                  "amount": "0.01", "price": "1000"})
         stop = await post_signed(client, "/api/v4/order/stop_limit", {
@@ -106,11 +109,12 @@ async def test_kill_switch_cancels_the_orders_of_a_client_that_went_silent(
         ids = {placed.json()["orderId"], stop.json()["orderId"]}
         for _ in ids:
             assert (await next_update(ws, "ordersPending_update"))[0] == 1
-        # silence; 4 s later nothing has happened, 6 s later both are gone
-        sandbox.set_faults(clock_skew_s=4)
+        # silence; the sandbox's clock is moved to 2 s before the deadline (nothing happens), then past it
+        sandbox.set_faults(clock_skew_s=deadline - 2 - time.time())
+        await asyncio.sleep(0.1)  # several pulses
         status = sandbox.exchange.kill_switch_status("demo", "BTC_USDT")
         assert len(status) == 1 and len(sandbox.exchange.account_orders("demo")) == 2
-        sandbox.set_faults(clock_skew_s=6)
+        sandbox.set_faults(clock_skew_s=deadline + 1 - time.time())
         finished = set()
         while finished != ids:
             event, row = await next_update(ws, "ordersPending_update", timeout=5)
