@@ -60,6 +60,10 @@ Try next (after `source .venv/bin/activate`)
 
 def test() -> None:
     ensure_venv("[dev]")
+    # The official WhiteBIT SDK pins websockets<11 (botkit needs >=13): installed without its dependencies, for the
+    # sandbox conformance test only (tests/sandbox/test_sandbox_sdk.py), where its REST client is what is tested.
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+       "whitebit-python-sdk==1.1.17")
     setup = ROOT / "tests" / "auth" / "rfc_server" / "setup"
     if setup.exists():
         sh("sh", setup)  # npm ci of the RFC 6749 test server (oidc-provider), node from the venv

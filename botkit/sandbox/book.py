@@ -15,7 +15,7 @@ ZERO = Decimal(0)
 
 @dataclass(slots=True, eq=False)
 class Order:
-    """One order; `amount`/`left` are base, except a market buy (`type == "market"`), where they are quote."""
+    """One order; `amount`/`left` are base, except a market or stop-market buy, where they are quote."""
 
     id: int
     account: str
@@ -38,7 +38,18 @@ class Order:
     ftime: float = 0.0
     status: str = "NEW"
     fee_asset: str = ""
+    activation_price: Decimal = ZERO  # stop orders only (type "stop limit" / "stop market")
+    activated: int = 0  # stop orders: 0 waiting for the trigger, 1 triggered
     house: bool = field(default=False, repr=False)
+
+    @property
+    def is_stop(self) -> bool:
+        return self.type in ("stop limit", "stop market")
+
+    @property
+    def quote_sized(self) -> bool:
+        """`amount`/`left` are quote: a market buy and a stop-market buy (docs/whitebit.md §2.4)."""
+        return self.side == "buy" and self.type in ("market", "stop market")
 
 
 class OrderBook:

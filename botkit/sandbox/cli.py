@@ -11,14 +11,40 @@ import time
 from pathlib import Path
 
 from botkit.sandbox.config import SandboxConfigError, load_sandbox_config
+from botkit.sandbox.faults import ADMIN_HEADER
 from botkit.sandbox.server import Sandbox
+
+DESCRIPTION = (
+    "Run botkit's local WhiteBIT-compatible exchange on 127.0.0.1: REST v4 and v1 (public and HMAC-signed "
+    "private), OAuth (both flows) and the WebSocket API on one port, with a matching engine, background liquidity "
+    "and switchable faults. Point any WhiteBIT client at the printed URLs; it prints the demo credentials it serves "
+    "and the admin token for /_sandbox/faults and /_sandbox/reset. See botkit/sandbox/README.md."
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("sandbox", help="run the local WhiteBIT-compatible sandbox exchange")
-    p.add_argument("--config", type=Path, default=None, help="sandbox TOML file (default: the packaged default.toml)")
-    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 picks a free one; default 8765)")
+    p = subparsers.add_parser(
+        "sandbox", help="run the local WhiteBIT-compatible sandbox exchange", description=DESCRIPTION
+    )
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="sandbox TOML file: markets, accounts, liquidity, faults, OAuth clients "
+                        "(default: the packaged botkit/sandbox/default.toml)")
+    p.add_argument("--port", type=int, default=8765, metavar="N",
+                   help="TCP port on 127.0.0.1 (0 picks a free one; default 8765)")
     p.set_defaults(func=main)
+
+
+def _credentials(sandbox: Sandbox) -> list[str]:
+    """The demo credentials the sandbox serves (sandbox-only values from its config, meant to be shown)."""
+    lines = []
+    for account in sandbox.config.accounts:
+        for k in account.api_keys:
+            lines.append(f"  API key:        {k.key} / secret {k.secret.get_secret_value()} "
+                         f"(account {account.name}; {', '.join(k.permissions)})")
+    for c in sandbox.config.oauth.clients:
+        lines.append(f"  OAuth client:   {c.client_id}, redirect {', '.join(c.redirect_uris)} "
+                     "(its secret is in the config file)")
+    return lines
 
 
 async def serve(config_path: Path | None, port: int) -> None:
@@ -34,7 +60,14 @@ async def serve(config_path: Path | None, port: int) -> None:
     print(f"  REST and OAuth: {sandbox.base_url}", flush=True)
     print(f"  WebSocket:      {sandbox.ws_url}", flush=True)
     print(f"  markets:        {', '.join(m.name for m in sandbox.config.markets)}", flush=True)
+    for line in _credentials(sandbox):
+        print(line, flush=True)
     print(f"  admin:          {sandbox.base_url}/_sandbox/faults, {sandbox.base_url}/_sandbox/reset", flush=True)
+    print(f"  admin token:    {ADMIN_HEADER}: {sandbox.admin_token}  (POST bodies as application/json)", flush=True)
+    scale = sandbox.config.server.rest_limit_scale, sandbox.config.server.rest_limit_window_scale
+    if scale != (1.0, 1.0):
+        print(f"  REST limits:    WhiteBIT's x{scale[0]:g} requests per window x{scale[1]:g} "
+              "(rest_limit_scale / rest_limit_window_scale)", flush=True)
     print("  Ctrl-C to stop", flush=True)
     try:
         await stop.wait()

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from botkit.auth.grants import WHITEBIT_SCOPES
 from botkit.market.rules import MarketRules
+from botkit.sandbox.endpoints import SCOPES
 from botkit.sandbox.oauth import OAuthSandboxConfig
 
 
@@ -104,6 +104,7 @@ class ApiKeyConfig(_Strict):
             "balances.read",
             "deals.read",
             "orders_history.read",
+            "markets.read",  # POST /api/v4/market/fee
         ]
     )
     enabled: bool = True
@@ -111,7 +112,7 @@ class ApiKeyConfig(_Strict):
     @field_validator("permissions")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - WHITEBIT_SCOPES)
+        unknown = sorted(set(value) - SCOPES)
         if unknown:
             raise ValueError(f"unknown permission(s) {unknown}; use WhiteBIT scope strings such as 'orders.create'")
         return value
@@ -187,6 +188,9 @@ class ServerConfig(_Strict):
     # windows x rest_limit_window_scale; tests use small values so the limits are reachable.
     rest_limit_scale: float = Field(default=1.0, gt=0)
     rest_limit_window_scale: float = Field(default=1.0, gt=0)
+    # NOT in WhiteBIT's public documentation (trading is HMAC only there): when true, the trading endpoints also
+    # accept `Authorization: Bearer` with the endpoint's scopes. Off by default, like the real exchange.
+    bearer_trading: bool = False
 
 
 class SandboxConfig(_Strict):

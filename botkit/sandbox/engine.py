@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from botkit.market.rules import MarketRules, RuleViolation, fmt
+from botkit.market.rules import MarketRules, RuleViolation, decimals_of, fmt
 from botkit.sandbox.book import Order, OrderBook, Side
 from botkit.sandbox.config import SandboxConfig
 
@@ -51,20 +51,34 @@ def _violations_error(violations: list[RuleViolation]) -> ExchangeError:
 
 
 def not_enough_balance() -> ExchangeError:
+    """The docs are silent for order/new; this is what ccxt records from the live exchange (docs/whitebit.md §2.5)."""
     return ExchangeError(400, 10, "Inner validation failed", {"amount": ["Not enough balance."]})
 
 
+def _title(field_name: str) -> str:
+    """WhiteBIT's field label in messages: `activation_price` -> "Activation price"."""
+    words = field_name.replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def required(field_name: str) -> ExchangeError:
+    """A missing field: code 30 "X field is required." (docs/whitebit.md §2.5, the order/new error examples)."""
+    return validation_error(30, field_name, f"{_title(field_name)} field is required.")
+
+
 def parse_amount(value: Any, field_name: str, code: int) -> Decimal:
-    """A money field as sent on the wire: a numeric string (numbers are accepted too, as WhiteBIT does)."""
-    title = field_name[:1].upper() + field_name[1:]
-    if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
-        raise validation_error(code, field_name, f"{title} field should be a numeric string.")
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise validation_error(code, field_name, f"{title} field should be a numeric string.") from None
-    if not d.is_finite():
-        raise validation_error(code, field_name, f"{title} field should be a numeric string.")
+    """A money field as sent on the wire: a numeric string (numbers are accepted too, as WhiteBIT does).
+    Missing is code 30 "X field is required."; malformed is `code` "X field should be numeric string or number."."""
+    if value is None or value == "":
+        raise required(field_name)
+    d: Decimal | None = None
+    if not isinstance(value, bool) and isinstance(value, str | int | float):
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            d = None
+    if d is None or not d.is_finite():
+        raise validation_error(code, field_name, f"{_title(field_name)} field should be numeric string or number.")
     return d
 
 
@@ -138,6 +152,8 @@ class Exchange:
         self.kill_switches: dict[tuple[str, str], KillSwitch] = {}
         self.ws_tokens: dict[str, tuple[str, float]] = {}
         self._dirty: dict[str, set[str]] = {}
+        self._in_stops = False
+        self.stops: dict[int, Order] = {}  # waiting (not yet triggered) stop orders, also in open_orders
         self.asset_ids: dict[str, int] = {}
         self.reset()
 
@@ -150,6 +166,7 @@ class Exchange:
             for a in self.config.accounts
         }
         self.open_orders.clear()
+        self.stops.clear()
         self.history.clear()
         self.deals.clear()
         self.kill_switches.clear()
@@ -162,6 +179,10 @@ class Exchange:
         self.asset_ids = {a: i + 1 for i, a in enumerate(assets)}
 
     def market(self, name: Any) -> MarketState:
+        if name is None:
+            raise required("market")
+        if name == "":
+            raise validation_error(31, "market", "Market field should not be empty string.")
         state = self.markets.get(name) if isinstance(name, str) else None
         if state is None:
             raise validation_error(31, "market", "Market is not available.")
@@ -214,7 +235,7 @@ class Exchange:
             raise validation_error(36, "clientOrderId", "ClientOrderId field should be a string.")
         elif not _CLIENT_ID.match(client_order_id):
             raise validation_error(
-                36, "clientOrderId", "ClientOrderId may contain only letters, digits, '-', '.' and '_'."
+                36, "clientOrderId", "ClientOrderId field should contain only latin letters, numbers and dashes."
             )
         else:
             coid = client_order_id
@@ -223,7 +244,7 @@ class Exchange:
                 for o in self.open_orders.values()
             ):
                 raise validation_error(
-                    36, "clientOrderId", "This client order id is already used by an active order in this market."
+                    36, "clientOrderId", "This client order id is already used by the current account."
                 )
         stp_value = _STP.get(stp if isinstance(stp, str) else "no" if stp is None else "?")
         if stp_value is None:
@@ -236,7 +257,9 @@ class Exchange:
             return "buy"
         if value == "sell":
             return "sell"
-        raise validation_error(30, "side", "Side field should be 'buy' or 'sell'.")
+        if value is None or value == "":
+            raise required("side")
+        raise validation_error(30, "side", "Side field should contain only 'buy' or 'sell' values.")
 
     def _new_order(self, account: str, market: str, side: Side, type_: str, price: Decimal, amount: Decimal) -> Order:
         now = self.clock()
@@ -264,7 +287,7 @@ class Exchange:
         if not isinstance(post_only, bool) or not isinstance(ioc, bool):
             raise validation_error(30, "postOnly" if not isinstance(post_only, bool) else "ioc", "Should be a boolean.")
         if post_only and ioc:
-            raise validation_error(37, "ioc", "Post only and IOC cannot be used together.")
+            raise validation_error(37, "ioc", "Either IOC or PostOnly flag in true state is allowed.")
         violations = m.rules.limit_violations(amount, price)
         if violations:
             raise _violations_error(violations)
@@ -280,8 +303,15 @@ class Exchange:
         order.client_order_id, order.post_only, order.ioc, order.stp = coid, post_only, ioc, stp_value
         order.locked = lock_amount
         order.fee_asset = rules.stock if side == "buy" else rules.money
-        self._match(m, order, limit=price)
-        if order.status == "NEW" and order.left > 0 and not ioc:
+        self._run_limit(m, order)
+        self._flush()
+        self._check_stops(m)
+        return order
+
+    def _run_limit(self, m: MarketState, order: Order) -> None:
+        """Match a limit order (new, or a stop-limit just triggered); rest what is left, or close it."""
+        self._match(m, order, limit=order.price)
+        if order.status == "NEW" and order.left > 0 and not order.ioc:
             m.book.add(order)
             self.open_orders[order.id] = order
             if order.deal_stock > 0:
@@ -292,8 +322,6 @@ class Exchange:
             if status == "NEW":
                 status = "FILLED" if order.left == 0 else "CANCELED"
             self._finish(order, status)
-        self._flush()
-        return order
 
     def place_market(
         self, account: str, market_name: Any, side_value: Any, amount_value: Any, *, stock: bool,
@@ -322,11 +350,103 @@ class Exchange:
         order = self._new_order(account, rules.name, side, "stock market" if stock else "market", ZERO, amount)
         order.client_order_id, order.stp, order.locked = coid, stp_value, lock_amount
         order.fee_asset = rules.stock if side == "buy" else rules.money
-        self._match(m, order, limit=None, quote_sized=quote_sized)
-        final = order.status if order.status != "NEW" else ("FILLED" if order.left == 0 else "PARTIALLY_FILLED")
-        self._finish(order, final)
+        self._run_market(m, order)
         self._flush()
+        self._check_stops(m)
         return order
+
+    def _run_market(self, m: MarketState, order: Order) -> None:
+        self._match(m, order, limit=None, quote_sized=order.quote_sized)
+        final = order.status if order.status != "NEW" else ("FILLED" if self._done(m, order) else "PARTIALLY_FILLED")
+        if final == "PARTIALLY_FILLED" and order.deal_stock == 0:
+            final = "CANCELED"  # nothing to take (a stop-market triggered on an empty side)
+        self._finish(order, final)
+
+    @staticmethod
+    def _done(m: MarketState, order: Order) -> bool:
+        """Nothing left, or (a quote-sized buy) only dust that buys less than one amount step at the best ask."""
+        if order.left == 0:
+            return True
+        ask = m.book.best_price("sell")
+        return (order.quote_sized and order.deal_stock > 0 and ask is not None
+                and m.rules.truncate_amount(order.left / ask) == 0)
+
+    # ---- stop orders ---------------------------------------------------------------------------------------------
+
+    def place_stop(
+        self, account: str, market_name: Any, side_value: Any, amount_value: Any, activation_value: Any,
+        price_value: Any = None, *, limit: bool, client_order_id: Any = None, stp: Any = "no",
+    ) -> Order:
+        """`order/stop_limit` (limit: True) or `order/stop_market`. Funds are frozen at once; the order waits
+        until the last price reaches `activation_price` (buy: >=, sell: <=, docs/whitebit.md §2.4), then runs as a
+        limit or market order under the same id."""
+        m = self.market(market_name)
+        side = self._side(side_value)
+        amount = parse_amount(amount_value, "amount", 32)
+        price = parse_amount(price_value, "price", 33) if limit else ZERO
+        activation = parse_amount(activation_value, "activation_price", 30)
+        rules = m.rules
+        if limit:
+            violations = rules.limit_violations(amount, price)
+        else:
+            violations = rules.market_violations("buy" if side == "buy" else "sell", amount)
+        if violations:
+            raise _violations_error(violations)
+        if activation <= 0 or decimals_of(activation) > rules.money_prec:
+            raise validation_error(
+                30, "activation_price", f"Activation price should be positive with at most {rules.money_prec} "
+                "decimals.")
+        coid, stp_value = self._common(account, m, client_order_id, stp)
+        order = self._new_order(account, rules.name, side, "stop limit" if limit else "stop market", price, amount)
+        if side == "sell":
+            lock_asset, lock_amount = rules.stock, amount
+        else:
+            lock_asset, lock_amount = rules.money, amount * price if limit else amount
+        bal = self.balance_of(account)[lock_asset]
+        if lock_amount > bal.available:
+            raise validation_error(32, "amount", "Not enough balance.")
+        self._lock(account, lock_asset, lock_amount)
+        order.client_order_id, order.stp, order.locked = coid, stp_value, lock_amount
+        order.fee_asset = rules.stock if side == "buy" else rules.money
+        order.activation_price = activation
+        self.open_orders[order.id] = order
+        self.stops[order.id] = order
+        self._emit_order(1, order)
+        self._flush()
+        self._check_stops(m)
+        return order
+
+    def _check_stops(self, m: MarketState) -> None:
+        """Trigger every waiting stop of `m` whose condition the last price meets, oldest first; a triggered
+        order may move the price and trigger more, so this loops until nothing fires."""
+        if self._in_stops or not self.stops:
+            return
+        self._in_stops = True
+        try:
+            while True:
+                last = m.last_price
+                due = [
+                    o for o in self.stops.values()
+                    if o.market == m.rules.name and last > 0
+                    and (last >= o.activation_price if o.side == "buy" else last <= o.activation_price)
+                ]
+                if not due:
+                    return
+                for o in sorted(due, key=lambda x: x.id):
+                    if o.id not in self.stops:
+                        continue
+                    o.activated = 1
+                    o.mtime = self.clock()
+                    del self.stops[o.id]
+                    self.open_orders.pop(o.id, None)
+                    self._emit_order(1, o)  # WhiteBIT: activation is a second event 1 with the same id
+                    if o.type == "stop limit":
+                        self._run_limit(m, o)
+                    else:
+                        self._run_market(m, o)
+                    self._flush()
+        finally:
+            self._in_stops = False
 
     def _cost_of(self, m: MarketState, amount: Decimal) -> Decimal:
         """Quote needed to buy `amount` base by walking the asks (the whole book if it is too thin)."""
@@ -398,7 +518,7 @@ class Exchange:
                 self._spend_frozen(order.account, rules.stock, spent)
                 self._credit(order.account, rules.money, money - fee)
             order.locked -= spent
-            if order.side == "buy" and order.type == "limit" and order.left > 0:
+            if order.side == "buy" and order.type in ("limit", "stop limit") and order.left > 0:
                 # A taker buy that filled below its limit keeps only what its remaining amount needs frozen.
                 excess = order.locked - order.left * order.price
                 if excess > 0:
@@ -428,6 +548,7 @@ class Exchange:
         order.status = status
         order.ftime = order.mtime = self.clock()
         self.open_orders.pop(order.id, None)
+        self.stops.pop(order.id, None)
         if order.house:
             return
         if order.locked > 0:
@@ -498,6 +619,8 @@ class Exchange:
         if amount is None and price is None and total is None:
             raise validation_error(30, "amount", "One of amount, total, price or activationPrice is required.")
         old = self.find_open(account, m.rules.name, order_id, client_order_id)
+        if old.is_stop:
+            raise validation_error(30, "orderId", "The sandbox does not modify stop orders; cancel and re-place it.")
         new_price = parse_amount(price, "price", 33) if price is not None else old.price
         if amount is not None:
             new_amount = parse_amount(amount, "amount", 32)
@@ -597,6 +720,7 @@ class Exchange:
         if at is None:
             for listener in self.listeners:
                 listener.on_trade(market, trade)
+            self._check_stops(m)
 
     def _sweep(self, m: MarketState, side: Side, price: Decimal) -> None:
         taker_side: Side = "buy" if side == "sell" else "sell"

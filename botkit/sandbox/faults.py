@@ -1,6 +1,9 @@
 """Faults on purpose: latency, per-endpoint error rates, dropped WebSockets, skipped depth ids, clock skew.
 
-Set them in the `[faults]` table of the sandbox config, or at run time from loopback:
+Set them in the `[faults]` table of the sandbox config, or at run time from loopback with the per-process admin
+token in `X-Sandbox-Admin` (printed by `botkit sandbox`, `Sandbox.admin_token` in-process); POSTs must be
+`Content-Type: application/json`, so a web page in a local browser (which can send text/plain cross-origin without a
+preflight, but can neither read the token nor set the header) cannot change faults or reset the sandbox:
 
     POST /_sandbox/faults   JSON body with any `[faults]` keys, merged into the current faults; answers the result.
                             One-shot actions in the same body: "revoke_access_tokens": true,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hmac
 import ipaddress
 import json
 import random
@@ -133,24 +137,38 @@ def is_loopback(request: web.Request) -> bool:
         return False
 
 
-def admin_routes(
-    faults: Faults, reset: Callable[[], None], actions: dict[str, Callable[[], None]]
-) -> list[web.RouteDef]:
-    """Routes under /_sandbox/ for tests and demos; refused unless the caller is on loopback."""
+ADMIN_HEADER = "X-Sandbox-Admin"
 
-    def guard(request: web.Request) -> None:
+
+def admin_routes(
+    faults: Faults, reset: Callable[[], None], actions: dict[str, Callable[[], None]], token: str
+) -> list[web.RouteDef]:
+    """Routes under /_sandbox/ for tests and demos: loopback callers with the admin token only; POST bodies must be
+    `application/json`."""
+
+    def guard(request: web.Request, body: bool = False) -> None:
         if not is_loopback(request):
             raise web.HTTPForbidden(text="admin endpoints answer loopback callers only")
+        given = request.headers.get(ADMIN_HEADER, "")
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
+            raise web.HTTPForbidden(
+                text=f"admin endpoints need the header {ADMIN_HEADER}: <token>; `botkit sandbox` prints the token "
+                "at start, in-process it is Sandbox.admin_token"
+            )
+        if body and request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(
+                text=f"Content-Type {request.content_type!r} refused; send the body as application/json"
+            )
 
     async def get_faults(request: web.Request) -> web.Response:
         guard(request)
         return web.json_response(faults.config.model_dump())
 
     async def post_faults(request: web.Request) -> web.Response:
-        guard(request)
+        guard(request, body=True)
         try:
             body = await request.json()
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return web.json_response({"error": "body must be a JSON object of [faults] keys"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "body must be a JSON object of [faults] keys"}, status=400)
@@ -175,7 +193,7 @@ def admin_routes(
         return web.json_response(faults.config.model_dump())
 
     async def post_reset(request: web.Request) -> web.Response:
-        guard(request)
+        guard(request, body=True)
         reset()
         return web.json_response({"status": "reset"})
 

@@ -3,8 +3,10 @@
 Rules, in the order they are checked: key known (401 code 10), signature == hex(HMAC-SHA512(secret, X-TXC-PAYLOAD))
 (401 code 10), payload == base64(body bytes) (400 code 9 "Invalid payload."), key enabled (401 code 2), `request`
 == the path (401 code 10), nonce present, and then either strictly above the key's last nonce or, with
-`nonceWindow: true`, a Unix-ms time within the window of server time, unused so far. A bad nonce answers
-HTTP 429 {"code":0,"errors":{},"message":"Too many requests."}, exactly as WhiteBIT does.
+`nonceWindow: true`, a Unix-ms time within the window of server time, unused so far. A nonce that is not above the
+last one (or reused in the window) answers HTTP 429 {"code":0,"errors":{},"message":"Too many requests."}; a nonce
+outside the window answers the documented "Your nonce is more than 5 seconds lesser than the current nonce" (code 0;
+the docs give no HTTP status, the sandbox keeps 429 like the other nonce refusal: docs/whitebit.md §2.3).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def _unauthorized(message: str = "Unauthorized request.", code: int = 10) -> Exc
 
 def too_many_requests() -> ExchangeError:
     return ExchangeError(429, 0, "Too many requests.")
+
+
+NONCE_WINDOW_MESSAGE = "Your nonce is more than 5 seconds lesser than the current nonce"
+
+
+def outside_window() -> ExchangeError:
+    return ExchangeError(429, 0, NONCE_WINDOW_MESSAGE)
 
 
 def _nonce_value(value: Any) -> int | None:
@@ -97,7 +106,9 @@ class HmacAuth:
             raise too_many_requests()
         if window:
             now_ms = int(self.clock() * 1000)
-            if abs(nonce - now_ms) > self.window_ms or nonce in key.recent_nonces:
+            if abs(nonce - now_ms) > self.window_ms:
+                raise outside_window()
+            if nonce in key.recent_nonces:
                 raise too_many_requests()
             key.recent_nonces.add(nonce)
             if len(key.recent_nonces) > _PRUNE_AT:

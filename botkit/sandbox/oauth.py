@@ -1,6 +1,6 @@
 """The sandbox's OAuth part: WhiteBIT's dialect of the authorization server (Flow A and Fast API Key Flow B).
 
-Wire formats follow whitebit-api.md §1 (camelCase `clientId`, no `grant_type`, `/oauth2/refresh_token` with
+Wire formats follow docs/whitebit.md §1 (camelCase `clientId`, no `grant_type`, `/oauth2/refresh_token` with
 `token=`, the `{"data": ...}` envelope, comma-separated scopes, the documented error bodies). Behaviour that the
 docs leave open follows the strict reading, so clients are tested against the harsh case: refresh tokens rotate on
 every use, and replaying a spent one revokes the whole grant (RFC 9700 §4.14.2). Counters are plain attributes

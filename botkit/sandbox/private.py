@@ -1,10 +1,9 @@
 """Private REST v4 (HMAC-signed trading and account endpoints) and the Bearer-authenticated account reads.
 
-Scopes and auth kinds come from the endpoint registry (botkit.whitebit.endpoints): an HMAC key needs them among its
-permissions, a Bearer token among its scopes; either way a refusal is 403 code 4. Trading endpoints that the registry
-marks "bearer" also accept `Authorization: Bearer` (the config choice DESIGN.md describes; WhiteBIT documents only
-HMAC there).
-Response and error bodies follow whitebit-api.md §2.4-2.5.
+Scopes and auth kinds come from the sandbox's own table (botkit/sandbox/endpoints.py, written from the docs): an HMAC
+key needs them among its permissions, a Bearer token among its scopes; either way a refusal is 403 code 4. With the
+`[server] bearer_trading` setting (NOT in WhiteBIT's documentation, off by default) the trading endpoints also
+accept `Authorization: Bearer`. Response and error bodies follow docs/whitebit.md §2.4-2.5.
 """
 
 from __future__ import annotations
@@ -19,17 +18,16 @@ from aiohttp import web
 from botkit.market.rules import fmt
 from botkit.sandbox.book import Order
 from botkit.sandbox.config import ServerConfig
-from botkit.sandbox.engine import Deal, Exchange, ExchangeError, validation_error
+from botkit.sandbox.endpoints import Route, route
+from botkit.sandbox.engine import Deal, Exchange, ExchangeError, required, validation_error
 from botkit.sandbox.faults import injected_response
 from botkit.sandbox.hmac_auth import HmacAuth
 from botkit.sandbox.oauth import OAuthSandbox
-from botkit.whitebit.endpoints import ENDPOINTS
-from botkit.whitebit.endpoints import Endpoint as RegistryEndpoint
 
 Body = dict[str, Any]
 Result = Any
 
-# Bearer account reads the sandbox serves (the six documented ones, whitebit-api.md §1.2).
+# Bearer account reads the sandbox serves (the six documented ones, docs/whitebit.md §1.2).
 BEARER_READS = (
     "/api/v4/accounts/balances/spot",
     "/api/v4/accounts/balances/main",
@@ -40,15 +38,6 @@ BEARER_READS = (
 )
 
 
-def registry_entry(path: str) -> RegistryEndpoint:
-    """The endpoint registry's row for `path`: the scopes and auth kinds the sandbox enforces come from there, so
-    client and server share one answer to "what does this endpoint need?"."""
-    for e in ENDPOINTS:
-        if e.path == path:
-            return e
-    raise LookupError(f"{path} is missing from botkit.whitebit.endpoints.ENDPOINTS; add its row there")
-
-
 def order_status(o: Order) -> str:
     """REST status. An open order with no fill reads "FILLED", as WhiteBIT's own example shows (sic):
     clients must derive state from `left` and `dealStock`, never from `status` on a creation response."""
@@ -57,6 +46,14 @@ def order_status(o: Order) -> str:
     if o.status == "CANCELED" and o.deal_stock > 0:
         return "PARTIALLY_FILLED"
     return o.status
+
+
+def stop_fields(o: Order) -> dict[str, Any]:
+    """What WhiteBIT adds to a stop order's shape: trigger price, condition (buy gte, sell lte) and state."""
+    if not o.is_stop:
+        return {}
+    return {"activation_price": fmt(o.activation_price), "activationCondition": "gte" if o.side == "buy" else "lte",
+            "activated": o.activated}
 
 
 def order_json(o: Order, rules_fee: tuple[Decimal, Decimal] | None = None) -> dict[str, Any]:
@@ -78,7 +75,10 @@ def order_json(o: Order, rules_fee: tuple[Decimal, Decimal] | None = None) -> di
         "status": order_status(o),
         "stp": o.stp,
         "rpi": False,
+        **stop_fields(o),
     }
+    if o.fee_asset:
+        out["feeAsset"] = o.fee_asset
     if rules_fee is not None:
         out["takerFee"], out["makerFee"] = fmt(rules_fee[0]), fmt(rules_fee[1])
     return out
@@ -105,6 +105,7 @@ def history_json(o: Order, taker: Decimal, maker: Decimal) -> dict[str, Any]:
         "feeAsset": o.fee_asset,
         "stp": o.stp,
         "rpi": False,
+        **stop_fields(o),
     }
 
 
@@ -165,6 +166,7 @@ class PrivateApi:
         self, exchange: Exchange, auth: HmacAuth, oauth: OAuthSandbox, server: ServerConfig,
         clock: Callable[[], float],
     ) -> None:
+        """`server.bearer_trading` is read per request, so a test may switch it on a running sandbox."""
         self.exchange = exchange
         self.auth = auth
         self.oauth = oauth
@@ -176,15 +178,20 @@ class PrivateApi:
             "/api/v4/order/new": self.order_new,
             "/api/v4/order/market": self.order_market,
             "/api/v4/order/stock_market": self.order_stock_market,
+            "/api/v4/order/stop_limit": self.order_stop_limit,
+            "/api/v4/order/stop_market": self.order_stop_market,
             "/api/v4/order/bulk": self.order_bulk,
             "/api/v4/order/modify": self.order_modify,
             "/api/v4/order/cancel": self.order_cancel,
+            "/api/v4/order/cancel/bulk": self.order_cancel_bulk,
             "/api/v4/order/cancel/all": self.order_cancel_all,
             "/api/v4/order/kill-switch": self.kill_switch,
             "/api/v4/order/kill-switch/status": self.kill_switch_status,
             "/api/v4/orders": self.orders,
             "/api/v4/trade-account/executed-history": self.executed_history,
             "/api/v4/trade-account/order/history": self.order_history,
+            "/api/v4/trade-account/order": self.order_deals,
+            "/api/v4/market/fee": self.market_fee,
             "/api/v4/profile/websocket_token": self.websocket_token,
         }
 
@@ -192,18 +199,19 @@ class PrivateApi:
         self._ws_token_times.clear()
 
     def routes(self) -> list[web.RouteDef]:
-        out = [web.post(path, self._signed(registry_entry(path), fn)) for path, fn in self.endpoints.items()]
-        out += [web.post(path, self._bearer(registry_entry(path))) for path in BEARER_READS]
+        out = [web.post(path, self._signed(route(path), fn)) for path, fn in self.endpoints.items()]
+        out += [web.post(path, self._bearer(route(path))) for path in BEARER_READS]
         return out
 
-    def _signed(self, entry: RegistryEndpoint, fn: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _signed(self, entry: Route, fn: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
         path, needs = entry.path, entry.scopes
-        bearer_ok = "bearer" in entry.auth
+        opt_in = entry.bearer_opt_in
 
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
             try:
-                if bearer_ok and "X-TXC-APIKEY" not in request.headers and "Authorization" in request.headers:
+                bearer = "X-TXC-APIKEY" not in request.headers and "Authorization" in request.headers
+                if bearer and opt_in and self.server.bearer_trading:
                     account, data = self._bearer_identity(request, needs), _json_object(body)
                 else:
                     key, data = self.auth.authenticate(path, request.headers, body, needs)
@@ -254,6 +262,94 @@ class PrivateApi:
             client_order_id=body.get("clientOrderId"), stp=body.get("stp", "no"),
         )
         return order_json(o)
+
+    def order_stop_limit(self, account: str, body: Body) -> Result:
+        o = self.exchange.place_stop(
+            account, body.get("market"), body.get("side"), body.get("amount"), body.get("activation_price"),
+            body.get("price"), limit=True, client_order_id=body.get("clientOrderId"), stp=body.get("stp", "no"),
+        )
+        return order_json(o)
+
+    def order_stop_market(self, account: str, body: Body) -> Result:
+        o = self.exchange.place_stop(
+            account, body.get("market"), body.get("side"), body.get("amount"), body.get("activation_price"),
+            limit=False, client_order_id=body.get("clientOrderId"), stp=body.get("stp", "no"),
+        )
+        return order_json(o)
+
+    def order_cancel_bulk(self, account: str, body: Body) -> Result:
+        """1-100 cancels, each answered on its own; the result echoes the ids only (docs/whitebit.md §2.4)."""
+        orders = body.get("orders")
+        if not isinstance(orders, list) or not orders:
+            raise validation_error(30, "orders", "validation.required")
+        if len(orders) > 100:
+            raise validation_error(30, "orders", "validation.between")
+        out: list[dict[str, Any]] = []
+        for item in orders:
+            try:
+                out.append({"result": self._cancel_one(account, item), "error": None})
+            except ExchangeError as exc:
+                out.append({"result": None, "error": exc.body()})
+        return out
+
+    def _cancel_one(self, account: str, item: Any) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            raise validation_error(30, "request", "Invalid order format")
+        market = item.get("market")
+        if market is None:
+            raise validation_error(30, "market", "validation.required")
+        if market not in self.exchange.markets:
+            raise validation_error(30, "market", "validation.market_not_exist")
+        oid, coid = item.get("orderId"), item.get("clientOrderId")
+        if (oid is None) == (coid is None):
+            raise validation_error(30, "request", "validation.required" if oid is None else
+                                   "api.validation.order.chooseOneId")
+        try:
+            o = self.exchange.cancel(account, market, oid, coid)
+        except ExchangeError as exc:
+            if exc.code == 2:
+                raise ExchangeError(404, 404, "Order not found",
+                                    {"orderId": ["Order does not exist or already cancelled"]}) from None
+            raise
+        return {"orderId": o.id, "clientOrderId": o.client_order_id, "market": o.market}
+
+    def order_deals(self, account: str, body: Body) -> Result:
+        """Deals of one order; an unknown or foreign id is an empty page, not an error (docs/whitebit.md §2.4)."""
+        oid = body.get("orderId")
+        if oid is None:
+            raise required("orderId")
+        if isinstance(oid, bool) or not isinstance(oid, int | str) or not str(oid).isdigit():
+            raise validation_error(30, "orderId", "OrderId field should be an integer.")
+        limit, offset = _page(body, 50, 100)
+        mine = [d for d in self.exchange.deals.get(account, []) if d.order_id == int(oid)]
+        records = [
+            {"time": d.time, "fee": fmt(d.fee), "price": fmt(d.price), "amount": fmt(d.amount), "id": d.id,
+             "dealOrderId": d.order_id, "clientOrderId": d.client_order_id, "role": d.role, "deal": fmt(d.deal),
+             "feeAsset": d.fee_asset, "rpi": False}
+            for d in mine[offset : offset + limit]
+        ]
+        return {"records": records, "offset": offset, "limit": limit}
+
+    def market_fee(self, account: str, body: Body) -> Result:
+        """The account's fees in percent. The sandbox has one fee schedule per market: `maker`/`taker` are the
+        first market's, other markets' differing fees appear under `custom_fee` (docs/whitebit.md §5)."""
+        rules = [m.rules for m in self.exchange.markets.values()]
+        base = rules[0] if rules else None
+        custom = {
+            r.name: {"taker": fmt(r.taker_fee), "maker": fmt(r.maker_fee)}
+            for r in rules
+            if base is not None and (r.taker_fee, r.maker_fee) != (base.taker_fee, base.maker_fee)
+        }
+        return {
+            "error": None,
+            "taker": fmt(base.taker_fee) if base else "0",
+            "maker": fmt(base.maker_fee) if base else "0",
+            "futures_taker": "0",
+            "futures_maker": "0",
+            "rpi_maker_fee_premium": None,
+            "futures_rpi_maker_fee_premium": None,
+            "custom_fee": custom,
+        }
 
     def order_bulk(self, account: str, body: Body) -> Result:
         orders = body.get("orders")
@@ -383,7 +479,7 @@ class PrivateApi:
             raise ExchangeError(403, 4, f"The access token lacks the scope(s) {', '.join(sorted(missing))}.")
         return ident.account
 
-    def _bearer(self, entry: RegistryEndpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _bearer(self, entry: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         path, needs = entry.path, entry.scopes
 
         async def handler(request: web.Request) -> web.Response:

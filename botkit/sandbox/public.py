@@ -1,7 +1,9 @@
-"""Public REST: v4 market data and the v1 kline, shaped as WhiteBIT documents them, odd parts included.
+"""Public REST: v4 market data, assets and fees, and the v1 endpoints, shaped as WhiteBIT documents them
+(docs/whitebit.md §2.2), odd parts included.
 
 The odd parts on purpose: trade volumes are named the other way round (`quote_volume` is the base amount), kline
-rows are [time, open, CLOSE, high, low, volume_stock, volume_money], and kline errors come back as HTTP 200.
+rows are [time, open, CLOSE, high, low, volume_stock, volume_money], v1 answers are wrapped in
+{"success", "message", "result"} except `depth/result`, and v1 errors come back as HTTP 200 with success false.
 """
 
 from __future__ import annotations
@@ -65,7 +67,14 @@ class PublicApi:
             web.get("/api/v4/public/time", self.time),
             web.get("/api/v4/public/ping", self.ping),
             web.get("/api/v4/public/platform/status", self.platform_status),
+            web.get("/api/v4/public/assets", self.assets),
+            web.get("/api/v4/public/fee", self.fee),
             web.get("/api/v1/public/kline", self.kline),
+            web.get("/api/v1/public/markets", self.v1_markets),
+            web.get("/api/v1/public/tickers", self.v1_tickers),
+            web.get("/api/v1/public/ticker", self.v1_ticker),
+            web.get("/api/v1/public/symbols", self.v1_symbols),
+            web.get("/api/v1/public/depth/result", self.v1_depth),
         ]
 
     def _market(self, name: str) -> MarketState:
@@ -147,6 +156,116 @@ class PublicApi:
             if len(out) == 100:
                 break
         return web.json_response(out)
+
+    # ---- assets and fees (reference data; the sandbox has no deposits or withdrawals) -------------------------------
+
+    def _asset_precisions(self) -> dict[str, int]:
+        """Each asset's decimals: its precision as a market's stock or money (the larger if both)."""
+        out: dict[str, int] = {}
+        for m in self.exchange.markets.values():
+            r = m.rules
+            out[r.stock] = max(out.get(r.stock, 0), r.stock_prec)
+            out[r.money] = max(out.get(r.money, 0), r.money_prec)
+        return dict(sorted(out.items()))
+
+    async def assets(self, request: web.Request) -> web.Response:
+        rules = [m.rules for m in self.exchange.markets.values()]
+        out: dict[str, Any] = {}
+        for asset, prec in self._asset_precisions().items():
+            fees = next(((r.maker_fee, r.taker_fee) for r in rules if asset in (r.stock, r.money)), (0, 0))
+            out[asset] = {
+                "name": asset, "unified_cryptoasset_id": self.exchange.asset_ids.get(asset, 0),
+                "can_withdraw": False, "can_deposit": False, "min_withdraw": "0", "max_withdraw": "0",
+                "maker_fee": fmt(Decimal(fees[0])), "taker_fee": fmt(Decimal(fees[1])),
+                "min_deposit": "0", "max_deposit": "0", "currency_precision": prec, "is_memo": False,
+                "memo": {"deposit": False, "withdraw": False},
+                "networks": {"deposits": [asset], "withdraws": [asset], "default": asset},
+                "limits": {"deposit": {}, "withdraw": {}}, "confirmations": {},
+            }
+        return web.json_response(out)
+
+    async def fee(self, request: web.Request) -> web.Response:
+        flat = {"max_amount": "0", "min_amount": "0", "fixed": None, "flex": None}
+        return web.json_response({
+            asset: {"is_depositable": False, "is_withdrawal": False, "is_api_withdrawal": False,
+                    "is_api_depositable": False, "ticker": asset, "name": asset, "providers": [],
+                    "withdraw": dict(flat), "deposit": dict(flat)}
+            for asset in self._asset_precisions()
+        })
+
+    # ---- v1 (docs/whitebit.md §2.2: wrapped answers; errors are HTTP 200 with success false) ------------------------
+
+    @staticmethod
+    def _v1(result: Any) -> web.Response:
+        return web.json_response({"success": True, "message": None, "result": result})
+
+    def _v1_market(self, request: web.Request) -> MarketState | web.Response:
+        name = request.query.get("market")
+        if not name:
+            return web.json_response({"success": False, "message": {"market": ["The market field is required."]},
+                                      "result": None})
+        m = self.exchange.markets.get(name)
+        if m is None:
+            return web.json_response({"success": False, "message": {"market": ["Market is not available."]},
+                                      "result": None})
+        return m
+
+    def _day(self, m: MarketState) -> dict[str, str]:
+        """24 h statistics from the trades: open, high, low, last, volume (base), deal (quote), change (%)."""
+        since = self.clock() - DAY
+        day = [t for t in m.trades if t.time >= since]
+        first = day[0].price if day else m.last_price
+        change = (m.last_price - first) / first * 100 if first else Decimal(0)
+        bid, ask = m.book.best_price("buy"), m.book.best_price("sell")
+        return {
+            "open": fmt(first),
+            "bid": fmt(bid) if bid is not None else "0",
+            "ask": fmt(ask) if ask is not None else "0",
+            "low": fmt(min((t.price for t in day), default=m.last_price)),
+            "high": fmt(max((t.price for t in day), default=m.last_price)),
+            "last": fmt(m.last_price),
+            "volume": fmt(sum((t.amount for t in day), Decimal(0))),
+            "deal": fmt(sum((t.amount * t.price for t in day), Decimal(0))),
+            "change": fmt(change.quantize(Decimal("0.01"))),
+        }
+
+    async def v1_markets(self, request: web.Request) -> web.Response:
+        rows = []
+        for m in self.exchange.markets.values():
+            r = m.rules.to_whitebit()
+            rows.append({k: r[k] for k in ("name", "stock", "money", "stockPrec", "moneyPrec", "feePrec",
+                                           "makerFee", "takerFee", "minAmount", "minTotal", "maxTotal",
+                                           "tradesEnabled") if k in r})
+        return self._v1(rows)
+
+    async def v1_tickers(self, request: web.Request) -> web.Response:
+        out = {}
+        for name, m in self.exchange.markets.items():
+            d = self._day(m)
+            out[name] = {"ticker": {"bid": d["bid"], "ask": d["ask"], "low": d["low"], "high": d["high"],
+                                    "last": d["last"], "vol": d["volume"], "deal": d["deal"],
+                                    "change": d["change"]},
+                         "at": int(self.clock())}
+        return self._v1(out)
+
+    async def v1_ticker(self, request: web.Request) -> web.Response:
+        m = self._v1_market(request)
+        if isinstance(m, web.Response):
+            return m
+        return self._v1(self._day(m))
+
+    async def v1_symbols(self, request: web.Request) -> web.Response:
+        return self._v1(list(self.exchange.markets))
+
+    async def v1_depth(self, request: web.Request) -> web.Response:
+        m = self._v1_market(request)
+        if isinstance(m, web.Response):
+            return m
+        errors: dict[str, list[str]] = {}
+        limit = _int_param(request, "limit", 100, 1, 100, errors)
+        if errors:
+            return web.json_response({"success": False, "message": errors, "result": None})
+        return web.json_response({"asks": book_side(m, "sell", limit), "bids": book_side(m, "buy", limit)})
 
     async def time(self, request: web.Request) -> web.Response:
         return web.json_response({"time": int(self.clock())})

@@ -3,8 +3,8 @@
     async with Sandbox() as sb:          # ephemeral port, packaged default.toml
         httpx.get(sb.base_url + "/api/v4/public/markets")
 
-Faults and resets from tests: see botkit/sandbox/faults.py (POST /_sandbox/faults, POST /_sandbox/reset) or call
-`sandbox.faults.update({...})` / `sandbox.reset()` in-process.
+Faults and resets from tests: see botkit/sandbox/faults.py (POST /_sandbox/faults, POST /_sandbox/reset, with the
+per-process `admin_token` in `X-Sandbox-Admin`) or call `sandbox.set_faults(...)` / `sandbox.reset()` in-process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -33,6 +35,20 @@ from botkit.sandbox.ws import WsHub
 log = logging.getLogger(__name__)
 
 
+@web.middleware
+async def _gone_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A client that disconnects mid-request is ordinary (a test timing out, a bot killed): one INFO line, no
+    traceback. The 499 answer goes nowhere; it only ends the handler cleanly."""
+    try:
+        return await handler(request)
+    except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError is one too
+        log.info("client %s went away during %s %s (%s)", request.remote, request.method, request.path,
+                 type(exc).__name__)
+        return web.Response(status=499)
+
+
 class Sandbox:
     """A local WhiteBIT. Binds to loopback only; `port=0` picks a free port (see `base_url` after `start()`)."""
 
@@ -47,6 +63,7 @@ class Sandbox:
         self.host = host
         self.port = port
         self.faults = Faults(self.config.faults)
+        self.admin_token = secrets.token_urlsafe(24)  # guards /_sandbox/*; printed once by `botkit sandbox`
         self.keys = ApiKeyRegistry()
         self.exchange = Exchange(self.config, self.clock)
         self.oauth = OAuthSandbox(self.config.oauth, self.keys, clock=self.clock)
@@ -153,7 +170,7 @@ class Sandbox:
 
     def _build_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[make_middleware(self.faults), make_limit_middleware(self.rest_limits)],
+            middlewares=[_gone_middleware, make_middleware(self.faults), make_limit_middleware(self.rest_limits)],
             client_max_size=1 << 20,
         )
         auth = HmacAuth(self.keys, self.clock, self.config.server.nonce_window_ms)
@@ -171,6 +188,7 @@ class Sandbox:
                     "revoke_refresh_tokens": self.oauth.revoke_all_refresh_tokens,
                     "drop_websockets": self.hub.drop_all,
                 },
+                self.admin_token,
             )
         )
         return app

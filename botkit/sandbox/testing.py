@@ -8,7 +8,8 @@
             yield sb
 
 `test_config()` is the packaged default with test-friendly timings (fast pulses, no kline warm-up beyond an hour),
-and accepts overrides for any `[server]` key.
+and accepts overrides for any `[server]` key. `admin_headers(sb)` are the headers the admin endpoints
+(/_sandbox/faults, /_sandbox/reset) require: JSON content type and the sandbox's per-process token.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from botkit.sandbox.config import SandboxConfig, load_sandbox_config
+from botkit.sandbox.faults import ADMIN_HEADER
 from botkit.sandbox.server import Sandbox
+
+
+def admin_headers(sandbox: Sandbox) -> dict[str, str]:
+    """Headers for POST/GET/DELETE /_sandbox/*: the admin token, and the JSON content type POSTs need."""
+    return {ADMIN_HEADER: sandbox.admin_token, "Content-Type": "application/json"}
 
 
 def test_config(base: SandboxConfig | None = None, **server: Any) -> SandboxConfig:

@@ -1,4 +1,4 @@
-"""WebSocket /ws: WhiteBIT's JSON-RPC-style API with its public and private channels (whitebit-api.md §3).
+"""WebSocket /ws: WhiteBIT's JSON-RPC-style API with its public and private channels (docs/whitebit.md §3).
 
 Requests {"id", "method", "params"} get {"id", "result", "error"}; updates are {"id": null, "method": "<x>_update",
 "params": [...]}. Invalid JSON closes the connection; so does 60 s (configurable) without a client message; more
@@ -29,7 +29,7 @@ from botkit.sandbox.public import candles
 DEPTH_LIMITS = (1, 5, 10, 20, 30, 50, 100)
 CANDLE_INTERVALS = (1, 5, 10, 15, 30, 60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 28800, 43200, 86400,
                     259200, 604800, 2592000)
-ORDER_TYPES = {"limit": 1, "market": 2, "stock market": 202}
+ORDER_TYPES = {"limit": 1, "market": 2, "stock market": 202, "stop limit": 3, "stop market": 4}
 SIDES = {"sell": 1, "buy": 2}
 OUTBOX_LIMIT = 50_000
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -66,6 +66,9 @@ class Conn:
         self.candle_sent: list[Any] | None = None
         self.book_ticker: set[str] | None = None
         self.balance_assets: set[str] = set()
+        self.balance_all = False  # balanceSpot_subscribe [] = every asset (docs/whitebit.md §3.2)
+        self.market_stats: set[str] = set()
+        self.market_today: set[str] = set()
         self.pending: set[str] = set()
         self.executed: tuple[set[str], int] | None = None
         self.deals: set[str] = set()
@@ -129,7 +132,8 @@ def order_ws(o: Order) -> dict[str, Any]:
         "post_only": o.post_only, "ioc": o.ioc, "ctime": o.ctime, "mtime": o.mtime, "price": fmt(o.price),
         "amount": fmt(o.amount), "left": fmt(o.left), "deal_stock": fmt(o.deal_stock),
         "deal_money": fmt(o.deal_money), "deal_fee": fmt(o.deal_fee), "client_order_id": o.client_order_id,
-        "stp": o.stp, "status": o.status, "position_side": "BOTH", "rpi": False,
+        "stp": o.stp, "status": "OPEN" if o.status == "NEW" else o.status,  # docs/whitebit.md §3.2
+        "position_side": "BOTH", "rpi": False,
     }
 
 
@@ -366,15 +370,95 @@ class WsHub:
             "bids": [[fmt(p), fmt(q)] for p, q in book.levels("buy", limit, interval)],
         }, None
 
+    def _m_trades_request(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        """[market, limit, from_id]: up to `limit` (1..1000) newest trades, only ids above `from_id` if given."""
+        if not params or params[0] not in self.exchange.markets:
+            raise RpcError(1)
+        limit = params[1] if len(params) > 1 else 100
+        from_id = params[2] if len(params) > 2 else 0
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise RpcError(1)
+        if isinstance(from_id, bool) or not isinstance(from_id, int):
+            raise RpcError(1)
+        out: list[dict[str, Any]] = []
+        for t in reversed(self.exchange.markets[params[0]].trades):
+            if t.id <= from_id or len(out) == limit:
+                break
+            out.append({"id": t.id, "time": t.time, "price": fmt(t.price), "amount": fmt(t.amount),
+                        "type": t.side, "rpi": False})
+        return out, None
+
+    def _stats(self, market: str, since: float) -> dict[str, str]:
+        m = self.exchange.markets[market]
+        rows = [t for t in m.trades if t.time >= since]
+        first = rows[0].price if rows else m.last_price
+        return {
+            "last": fmt(m.last_price), "open": fmt(first), "close": fmt(m.last_price),
+            "high": fmt(max((t.price for t in rows), default=m.last_price)),
+            "low": fmt(min((t.price for t in rows), default=m.last_price)),
+            "volume": fmt(sum((t.amount for t in rows), Decimal(0))),
+            "deal": fmt(sum((t.amount * t.price for t in rows), Decimal(0))),
+        }
+
+    def market_stats(self, market: str, period: int) -> dict[str, Any]:
+        """`market_update` / `market_request` body: {period, last, open, close, high, low, volume, deal}."""
+        return {"period": period, **self._stats(market, self.clock() - period)}
+
+    def market_today(self, market: str) -> dict[str, Any]:
+        """`marketToday_update` body: since 00:00 UTC, {last, open, high, low, volume, deal}."""
+        now = self.clock()
+        stats = self._stats(market, now - now % 86400)
+        del stats["close"]
+        return stats
+
+    def _m_market_request(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        if len(params) != 2 or params[0] not in self.exchange.markets:
+            raise RpcError(1)
+        period = params[1]
+        if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= 2592000:
+            raise RpcError(1)
+        return self.market_stats(params[0], period), None
+
+    def _m_market_subscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, Callable[[], None]]:
+        conn.market_stats = self._markets(params, allow_empty=False)
+        return self._ok, lambda: self._push_stats(conn)
+
+    def _m_market_unsubscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        conn.market_stats = set()
+        return self._ok, None
+
+    def _m_marketToday_query(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        (market,) = self._markets(params[:1], allow_empty=False)
+        return self.market_today(market), None
+
+    _m_marketToday_request = _m_marketToday_query  # an alias; the docs page (docs/whitebit.md §3.1) says _query
+
+    def _m_marketToday_subscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, Callable[[], None]]:
+        conn.market_today = self._markets(params, allow_empty=False)
+        return self._ok, lambda: self._push_stats(conn)
+
+    def _m_marketToday_unsubscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        conn.market_today = set()
+        return self._ok, None
+
+    def _push_stats(self, conn: Conn) -> None:
+        for name in sorted(conn.market_stats):
+            conn.update("market_update", [name, self.market_stats(name, 86400)])
+        for name in sorted(conn.market_today):
+            conn.update("marketToday_update", [name, self.market_today(name)])
+
     # private
 
     def _m_balanceSpot_subscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, Callable[[], None]]:
         account = self._need_auth(conn)
         conn.balance_assets = {a for a in params if isinstance(a, str)}
-        return self._ok, lambda: self.on_balance(account, set(conn.balance_assets), only=conn)
+        conn.balance_all = not params
+        wanted = set(self.exchange.balance_of(account)) if conn.balance_all else set(conn.balance_assets)
+        return self._ok, lambda: self.on_balance(account, wanted, only=conn)
 
     def _m_balanceSpot_unsubscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
         conn.balance_assets = set()
+        conn.balance_all = False
         return self._ok, None
 
     def _m_balanceSpot_request(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
@@ -400,6 +484,53 @@ class WsHub:
         found = [o for o in self.exchange.account_orders(account) if o.market == params[0]]
         records = [order_ws(o) for o in found[offset : offset + limit]]
         return {"limit": limit, "offset": offset, "total": len(found), "records": records}, None
+
+    def _m_ordersExecuted_request(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        """[{market, order_types}, offset, limit]: finished orders with fills, newest first."""
+        account = self._need_auth(conn)
+        if len(params) != 3 or not isinstance(params[0], dict):
+            raise RpcError(1)
+        market, types = params[0].get("market"), params[0].get("order_types")
+        if market not in self.exchange.markets:
+            raise RpcError(1)
+        offset, limit = self._paging(params[1], params[2])
+        found = [
+            o for o in reversed(self.exchange.history.get(account, []))
+            if o.market == market and o.deal_stock > 0
+            and (not types or ORDER_TYPES.get(o.type, 1) in types)
+        ]
+        records = []
+        for o in found[offset : offset + limit]:
+            row = order_ws(o)
+            row["ftime"] = o.ftime
+            row["fee_asset"] = o.fee_asset
+            records.append(row)
+        return {"limit": limit, "offset": offset, "records": records}, None
+
+    def _m_deals_request(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
+        """[market, offset, limit]: the account's deals in `market`, newest first."""
+        account = self._need_auth(conn)
+        if len(params) != 3 or params[0] not in self.exchange.markets:
+            raise RpcError(1)
+        offset, limit = self._paging(params[1], params[2])
+        found = [d for d in reversed(self.exchange.deals.get(account, [])) if d.market == params[0]]
+        records = [
+            {"time": d.time, "id": d.id, "side": SIDES[d.side], "role": d.role, "price": fmt(d.price),
+             "amount": fmt(d.amount), "deal": fmt(d.deal), "fee": fmt(d.fee), "order_id": d.order_id,
+             "deal_order_id": d.order_id, "market": d.market, "client_order_id": d.client_order_id,
+             "fee_asset": d.fee_asset}
+            for d in found[offset : offset + limit]
+        ]
+        return {"limit": limit, "offset": offset, "records": records}, None
+
+    @staticmethod
+    def _paging(offset: Any, limit: Any) -> tuple[int, int]:
+        for v in (offset, limit):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise RpcError(1)
+        if offset < 0 or not 1 <= limit <= 100:
+            raise RpcError(1)
+        return offset, limit
 
     def _m_ordersExecuted_subscribe(self, conn: Conn, params: list[Any]) -> tuple[Any, None]:
         self._need_auth(conn)
@@ -458,7 +589,7 @@ class WsHub:
         conns = (only,) if only is not None else self.by_account.get(account, ())
         bal = self.exchange.balance_of(account)
         for conn in conns:
-            wanted = assets & conn.balance_assets
+            wanted = set(assets) if conn.balance_all else assets & conn.balance_assets
             if wanted:
                 conn.update("balanceSpot_update", [
                     {a: {"available": fmt(bal[a].available), "freeze": fmt(bal[a].freeze)} for a in sorted(wanted)
@@ -489,6 +620,8 @@ class WsHub:
             for conn in self.conns:
                 if conn.lastprice:
                     self._push_prices(conn)
+                if conn.market_stats or conn.market_today:
+                    self._push_stats(conn)  # documented: a full snapshot every 1 s
         if now - self._last_candles >= self.server.candles_interval:
             self._last_candles = now
             for conn in self.conns:

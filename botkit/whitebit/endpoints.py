@@ -78,8 +78,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _ep("trades", "GET", "/api/v4/public/trades/{market}", {"public"}, group="public", limit=_PUBLIC),
     _ep("assets", "GET", "/api/v4/public/assets", {"public"}, group="public", limit=_PUBLIC),
     _ep("public_fee", "GET", "/api/v4/public/fee", {"public"}, group="public", limit=_PUBLIC),
-    _ep("time", "GET", "/api/v4/public/time", {"public"}, group="public"),
-    _ep("ping", "GET", "/api/v4/public/ping", {"public"}, group="public"),
+    # time and ping: "Rate limit 2000 requests/10 sec." in openapi/public/http-v4.yaml (docs/whitebit.md §2.2)
+    _ep("time", "GET", "/api/v4/public/time", {"public"}, group="public", limit=_PUBLIC),
+    _ep("ping", "GET", "/api/v4/public/ping", {"public"}, group="public", limit=_PUBLIC),
     _ep("platform_status", "GET", "/api/v4/public/platform/status", {"public"}, group="public"),
     _ep("kline", "GET", "/api/v1/public/kline", {"public"}, group="public_v1", limit=(1000, 10.0)),
     # private trading (HMAC as documented; Bearer allowed by config `trading_auth = "bearer"`)

@@ -165,7 +165,8 @@ def error_from_response(status: int, body: bytes, path: str, retry_after: str | 
     if status == 423:
         return WhiteBitLocked(status, path, code, message, fields)
     if status == 429:
-        nonce = message is not None and "too many requests" in message.lower()
+        # both documented nonce refusals: "Too many requests." and "Your nonce is more than 5 seconds lesser ..."
+        nonce = message is not None and ("too many requests" in message.lower() or "nonce" in message.lower())
         return WhiteBitRateLimited(status, path, code, message, fields, retry_after=ra, nonce_problem=nonce)
     if status == 453:
         return WhiteBitRegionRestricted(status, path, code, message, fields)

@@ -1,4 +1,4 @@
-"""A signer written straight from WhiteBIT's docs (whitebit-api.md §2.3), for the sandbox tests."""
+"""A signer written straight from WhiteBIT's docs (docs/whitebit.md §2.3), for the sandbox tests."""
 
 from __future__ import annotations
 

@@ -24,22 +24,24 @@ from botkit.sandbox.testing import running_sandbox
 from .sandbox_signing import post_signed
 
 
-async def test_error_rates_give_gateway_bodies(sandbox: Sandbox, client: httpx.AsyncClient) -> None:
-    r = await client.post("/_sandbox/faults", json={"error_rates": {"/api/v4/public/ticker": {"503": 1.0}}})
+async def test_error_rates_give_gateway_bodies(
+    sandbox: Sandbox, client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    r = await admin.post("/_sandbox/faults", json={"error_rates": {"/api/v4/public/ticker": {"503": 1.0}}})
     assert r.status_code == 200 and r.json()["error_rates"] == {"/api/v4/public/ticker": {"503": 1.0}}
     bad = await client.get("/api/v4/public/ticker")
     assert bad.status_code == 503 and not bad.headers["content-type"].startswith("application/json")
     with pytest.raises(json.JSONDecodeError):
         json.loads(bad.text)
     assert (await client.get("/api/v4/public/ping")).status_code == 200  # other endpoints untouched
-    await client.post("/_sandbox/faults", json={"error_rates": {"/api/v4/order/*": {"429": 1.0}}})
+    await admin.post("/_sandbox/faults", json={"error_rates": {"/api/v4/order/*": {"429": 1.0}}})
     r = await post_signed(client, "/api/v4/order/new", {"market": "BTC_USDT", "side": "buy", "amount": "0.01",
                                                         "price": "1000"})
     assert r.status_code == 429 and "Too many requests." not in r.text  # gateway 429, not the nonce 429
-    await client.post("/_sandbox/faults", json={"error_rates": {"*": {"500": 1.0}}})
+    await admin.post("/_sandbox/faults", json={"error_rates": {"*": {"500": 1.0}}})
     r = await client.get("/api/v4/public/markets")
     assert r.status_code == 500 and r.json() == {"error": ["Internal server error."]}
-    assert (await client.delete("/_sandbox/faults")).json()["error_rates"] == {}
+    assert (await admin.delete("/_sandbox/faults")).json()["error_rates"] == {}
     assert (await client.get("/api/v4/public/markets")).status_code == 200
 
 
@@ -49,8 +51,8 @@ async def test_partial_error_rate_is_seeded(sandbox: Sandbox, client: httpx.Asyn
     assert 5 < codes.count(500) < 35 and codes.count(200) == 40 - codes.count(500)
 
 
-async def test_bad_fault_values_are_refused(client: httpx.AsyncClient) -> None:
-    r = await client.post("/_sandbox/faults", json={"latency_ms": -5})
+async def test_bad_fault_values_are_refused(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/_sandbox/faults", json={"latency_ms": -5})
     assert r.status_code == 422 and r.json()["details"][0]["key"] == "latency_ms"
 
 
@@ -72,11 +74,13 @@ async def test_maintenance(sandbox: Sandbox, client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v4/public/markets")).status_code == 503
 
 
-async def test_dropped_websockets_and_skipped_depth_ids(sandbox: Sandbox, client: httpx.AsyncClient) -> None:
+async def test_dropped_websockets_and_skipped_depth_ids(
+    sandbox: Sandbox, client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
     async with websockets.connect(sandbox.ws_url) as ws:
         await ws.send(json.dumps({"id": 1, "method": "ping", "params": []}))
         await ws.recv()
-        assert (await client.post("/_sandbox/faults", json={"drop_websockets": True})).json()["done"] == [
+        assert (await admin.post("/_sandbox/faults", json={"drop_websockets": True})).json()["done"] == [
             "drop_websockets"
         ]
         with pytest.raises(websockets.ConnectionClosed):
@@ -109,12 +113,14 @@ async def test_dropped_websockets_and_skipped_depth_ids(sandbox: Sandbox, client
         assert delta["update_id"] == delta["past_update_id"] + 1
 
 
-async def test_reset_restores_config_state(sandbox: Sandbox, client: httpx.AsyncClient) -> None:
+async def test_reset_restores_config_state(
+    sandbox: Sandbox, client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
     r = await post_signed(client, "/api/v4/order/new", {"market": "BTC_USDT", "side": "buy", "amount": "0.01",
                                                         "price": "1000"})
     assert r.status_code == 200
     sandbox.keys.get("demo-key").enabled = False  # type: ignore[union-attr]
-    assert (await client.post("/_sandbox/reset")).json() == {"status": "reset"}
+    assert (await admin.post("/_sandbox/reset")).json() == {"status": "reset"}
     bal = await post_signed(client, "/api/v4/trade-account/balance", {"ticker": "USDT"})
     assert bal.json() == {"available": "100000", "freeze": "0"}
     assert (await post_signed(client, "/api/v4/orders", {})).json() == []

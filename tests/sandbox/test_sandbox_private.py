@@ -1,4 +1,4 @@
-"""Private REST v4 with HMAC, written from the documented examples (whitebit-api.md §2.3-2.5)."""
+"""Private REST v4 with HMAC, written from the documented examples (docs/whitebit.md §2.3-2.5)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from botkit.sandbox.server import Sandbox
 from .sandbox_signing import next_nonce, post_signed, signed_request
 
 TOO_MANY = {"code": 0, "errors": {}, "message": "Too many requests."}
+OUTSIDE_WINDOW = {"code": 0, "errors": {}, "message": "Your nonce is more than 5 seconds lesser than the current nonce"}
 ORDER_KEYS = {
     "orderId", "clientOrderId", "market", "side", "type", "timestamp", "dealMoney", "dealStock", "amount", "left",
-    "dealFee", "price", "postOnly", "ioc", "status", "stp", "rpi",
+    "dealFee", "feeAsset", "price", "postOnly", "ioc", "status", "stp", "rpi",  # OrderResponse, docs §2.4
 }
 
 
@@ -79,10 +80,11 @@ async def test_nonce_rules(client: httpx.AsyncClient) -> None:
     assert (await post_signed(client, path, nonce=w, nonce_window=True)).status_code == 200
     assert (await post_signed(client, path, nonce=w - 1000, nonce_window=True)).status_code == 200
     assert (await post_signed(client, path, nonce=w, nonce_window=True)).json() == TOO_MANY  # reused
+    # outside the window: the documented nonce message, not "Too many requests." (docs/whitebit.md §2.3)
     r = await post_signed(client, path, nonce=next_nonce() - 60_000, nonce_window=True)
-    assert r.status_code == 429 and r.json() == TOO_MANY  # a minute old
+    assert r.status_code == 429 and r.json() == OUTSIDE_WINDOW  # a minute old
     r = await post_signed(client, path, nonce=next_nonce() // 1000, nonce_window=True)  # seconds, not ms
-    assert r.status_code == 429
+    assert r.status_code == 429 and r.json() == OUTSIDE_WINDOW
 
 
 async def test_permissions_enforced(client: httpx.AsyncClient) -> None:

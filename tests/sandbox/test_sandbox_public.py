@@ -1,4 +1,4 @@
-"""Public REST, driven with plain httpx and compared with the documented shapes (whitebit-api.md §2.2)."""
+"""Public REST, driven with plain httpx and compared with the documented shapes (docs/whitebit.md §2.2)."""
 
 from __future__ import annotations
 

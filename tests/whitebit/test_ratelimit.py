@@ -83,7 +83,7 @@ def test_every_bucket_applies_endpoint_group_and_global() -> None:
     balance = DEFAULT_REGISTRY.get("trade_balance")
     keys = [k for k, _ in buckets_for(balance)]
     assert keys == ["endpoint:trade_balance", "group:trade-account", "global"]
-    assert [k for k, _ in buckets_for(DEFAULT_REGISTRY.get("time"))] == ["group:public", "global"]
+    assert [k for k, _ in buckets_for(DEFAULT_REGISTRY.get("platform_status"))] == ["group:public", "global"]
     assert DEFAULT_REGISTRY.get("orderbook").rate_limit == (600, 10.0)
     assert DEFAULT_REGISTRY.get("websocket_token").rate_limit == (10, 60.0)
     for e in DEFAULT_REGISTRY:  # every /api/v4/order/* endpoint carries the documented 10000 per 10 s
