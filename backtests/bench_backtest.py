@@ -74,7 +74,7 @@ def case_botkit(csv_path: str, which: str, trades_out: str | None) -> dict[str, 
         cls = load_strategy_class(f"{ROOT / 'strategies' / 'sma_cross.py'}:SmaCross")
         strategy = cls(cls.Params(fast=FAST, slow=SLOW, fraction=Decimal(FRACTION)))
     bt = Backtest(strategy, [series], {"BTC_USDT": rules}, {"USDT": Decimal(CASH)},
-                  grant=Grant.of("orders.create,orders.delete"))
+                  grant=Grant.of("orders.create,orders.delete,orders.read,balances.read"))
     t = time.perf_counter()
     res = bt.run()
     run_s = time.perf_counter() - t

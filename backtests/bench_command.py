@@ -40,16 +40,15 @@ def main() -> None:
         write_candles_csv(generate_candles("BTC_USDT", start_ms=start, count=args.rows, seed=args.seed), data, 2, 6)
         cfg = Path(tmp) / "sma.toml"
         text = (src / "configs" / "sma_cross.toml").read_text(encoding="utf-8")
-        text = text.replace("backtests/sample/BTC_USDT_1m.csv", str(data)).replace('"out/sma_cross"',
-                                                                                  f'"{Path(tmp) / "out"}"')
+        text = text.replace("backtests/sample/BTC_USDT_1m.csv", str(data))
         cfg.write_text(text, encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(src))
         times, cpus = [], []
         for i in range(args.repeat):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "botkit.cli", "backtest", str(cfg), "-q"], cwd=src, env=env,
-                           check=True)
+            subprocess.run([sys.executable, "-m", "botkit.cli", "backtest", str(cfg), "-q", "--out",
+                            str(Path(tmp) / "out")], cwd=src, env=env, check=True)
             times.append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)

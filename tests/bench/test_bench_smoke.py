@@ -98,3 +98,9 @@ async def test_bench_sandbox_counts_a_gateway_429_instead_of_crashing() -> None:
     async with running_sandbox(base.model_copy(update={"accounts": accounts})) as sb:
         result = await bench.round_trips(sb.base_url, 1, 0.3)
     assert result["errors"] > 0  # counted; main() then exits 2
+
+
+def test_bench_command_smoke() -> None:
+    r = run("bench_command.py", "--rows", "2000", "--repeat", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2,000 candles, SMA crossover, whole command: best" in r.stdout and "report.json" in r.stdout
