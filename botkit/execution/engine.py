@@ -202,6 +202,8 @@ class ExecutionEngine:
         try:
             if otype == "limit":
                 rules.check_limit(amt, px)  # type: ignore[arg-type]
+            elif otype == "stop_market":
+                rules.check_limit(amt, stop)  # type: ignore[arg-type]  # base amount; its total at the trigger price
             else:
                 rules.check_market(side, amt)
         except OrderRulesError as exc:

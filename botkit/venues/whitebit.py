@@ -44,6 +44,9 @@ log = logging.getLogger("botkit.venues.whitebit")
 
 ZERO = Decimal(0)
 _MAX_PAGES = 50
+# Orders that execute at once as takers (a market order; a stop-market once triggered): counted from their final
+# figures, never deal by deal, so a finish event can never find them "partly filled" and call them cancelled.
+_SETTLED_WHOLE = frozenset({"market", "stop_market"})
 _CLOSED_REMEMBERED = 1_000  # ids (client and exchange) of closed orders kept to recognise late events
 
 
@@ -519,7 +522,7 @@ class WhiteBitVenue:
                 self._adopt(data)
             return
         finished = event == 3
-        if tr.order.type == "market" and not finished:
+        if tr.order.type in _SETTLED_WHOLE and not finished:
             return
         self._apply(tr, data, finished=finished)
 
@@ -530,8 +533,8 @@ class WhiteBitVenue:
             return
         tr.deals.add(int(d[0]))
         tr.maker = int(d[9]) == 1
-        if tr.order.type == "market":
-            return  # a market order is settled whole by its REST answer or its finish event, never by halves
+        if tr.order.type in _SETTLED_WHOLE:
+            return  # settled whole by its REST answer or its finish event, never by halves
         amount, price = _dec(d[5]), _dec(d[4])
         tr.deal_stock += amount
         tr.deal_money += amount * price

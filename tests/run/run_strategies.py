@@ -189,3 +189,20 @@ class SteadyBuyer(Recorder):
             self.resting = ctx.buy(candle.market, "0.001", (Decimal(str(candle.close)) * Decimal("0.8")).quantize(
                 Decimal("0.01")))
         self.placed.append(ctx.buy(candle.market, "20"))
+
+
+class Stops(Recorder):
+    """First candle: a stop-market sell 0.3 % under the market and a stop-market buy 0.3 % over it (inside the
+    sandbox's quoted book, so a triggered stop finds liquidity)."""
+
+    def __init__(self, params: object = None) -> None:
+        super().__init__(params)
+        self.sell_stop: Order | None = None
+        self.buy_stop: Order | None = None
+
+    def on_candle(self, ctx: Context, candle: Candle) -> None:
+        super().on_candle(ctx, candle)
+        if self.sell_stop is None:
+            px = Decimal(str(candle.close))
+            self.sell_stop = ctx.sell(candle.market, "0.001", stop=(px * Decimal("0.997")).quantize(Decimal("0.01")))
+            self.buy_stop = ctx.buy(candle.market, "0.001", stop=(px * Decimal("1.003")).quantize(Decimal("0.01")))

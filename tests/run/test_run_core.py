@@ -251,3 +251,39 @@ async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sand
     assert len(trades) == summary.fills + 1 and market.client_id in trades[1]
     report = json.loads((tmp_path / "sandbox" / "report.json").read_text())
     assert report["fills"] == summary.fills and report["outcome"] == "complete" and report["pnl"]
+
+
+async def test_stop_market_orders_rest_then_fill_when_the_price_reaches_them(sandbox: Sandbox, rest: WhiteBitRest,
+                                                                            tmp_path: Path) -> None:
+    """The WhiteBIT venue sends stop-market orders to order/stop_market; they rest untriggered on the exchange and
+    fill when the last price reaches them (the sandbox triggers on its last price, as WhiteBIT does)."""
+    import asyncio
+    from decimal import Decimal
+
+    from .run_strategies import Stops
+
+    strategy = Stops()
+    runner = LiveRunner(bot_config("Stops", duration_s=20), strategy=strategy, sandbox=sandbox, out=None,
+                        handle_signals=False)
+    task = asyncio.create_task(runner.run())
+    try:
+        while strategy.buy_stop is None or strategy.buy_stop.status.value == "new" or \
+                strategy.sell_stop is None or strategy.sell_stop.status.value == "new":
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+        sell, buy = strategy.sell_stop, strategy.buy_stop
+        assert sell.stop_price is not None and buy.stop_price is not None
+        sandbox.exchange.print_trade("BTC_USDT", sell.stop_price - Decimal("1"), Decimal("0.01"), "sell")
+        sandbox.exchange.print_trade("BTC_USDT", buy.stop_price + Decimal("1"), Decimal("0.01"), "buy")
+        for _ in range(200):
+            if sell.status.value == "filled" and buy.status.value == "filled":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop_event.set()
+        await task
+    assert sell.status.value == "filled" and sell.filled == Decimal("0.001")
+    assert buy.status.value == "filled" and buy.filled > 0  # a stop buy is sized in quote on the wire
+    assert buy.filled_quote <= (Decimal("0.001") * buy.stop_price).quantize(Decimal("0.01"))
+    statuses = [s for cid, s in strategy.updates if cid == sell.client_id]
+    assert statuses == ["open", "filled"], statuses
