@@ -48,7 +48,7 @@ class Harness:
     ok_endpoint: Endpoint  # protected resource the grant covers
     forbidden_endpoint: Endpoint  # server answers 403: our registry does not know the scope is needed
     missing_scope_endpoint: Endpoint  # declares a scope the grant lacks: blocked before the network
-    authorize: Callable[[AuthorizationRequest], Awaitable[tuple[str, str]]]
+    authorize: Callable[[AuthorizationRequest], Awaitable[tuple[str, str, dict[str, str]]]]  # code, state, {iss}
     counts: Callable[[], Awaitable[dict[str, int]]]
     queue_refresh_fault: Callable[[int, float | None], Awaitable[None]]
     revoke_access: Callable[[httpx.AsyncClient, OAuthClient, str], Awaitable[None]]
@@ -176,11 +176,11 @@ def callback_params(url: str) -> dict[str, str]:
 async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: Any) -> Harness:
     sb = await factory(**over)
 
-    async def authorize(req: AuthorizationRequest) -> tuple[str, str]:
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
             url = await browse_until(browser, req.url, "http://127.0.0.1")
         q = callback_params(url)
-        return q["code"], q["state"]
+        return q["code"], q["state"], {}
 
     async def counts() -> dict[str, int]:
         c = sb.oauth.counters
@@ -273,13 +273,12 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
     async with httpx.AsyncClient() as h:  # the server is shared by the session: no fault leaks between tests
         (await h.get(srv.issuer + "/_admin/clear-faults")).raise_for_status()
 
-    async def authorize(req: AuthorizationRequest) -> tuple[str, str]:
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
             url = await browse_until(browser, req.url, "http://127.0.0.1:" + str(req.redirect_uri).split(":")[2])
         q = callback_params(url)
-        if "iss" in q:
-            assert q["iss"] == srv.issuer  # RFC 9207 mix-up defence
-        return q["code"], q["state"]
+        assert q["iss"] == srv.issuer  # oidc-provider sends RFC 9207 `iss`; the callback checks it
+        return q["code"], q["state"], {"iss": q["iss"]}
 
     async def counts() -> dict[str, int]:
         async with httpx.AsyncClient() as h:
@@ -355,7 +354,7 @@ class Session:
     manager: Any
     rest: Any
     code: str
-    verifier: str
+    verifier: str | None  # None for WhiteBIT Flow A, which sends no PKCE challenge
 
 
 async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: Any) -> Session:
@@ -368,15 +367,16 @@ async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: An
     client = OAuthClient(s, http)
     if s.use_metadata:
         await client.discover()
-    req = client.authorization_request(s.redirect_uri if s.dialect == "rfc6749" else None)
-    code, state = await h.authorize(req)
-    token = await complete_login(client, req, {"code": code, "state": state})
+    req = client.authorization_request(s.redirect_uri)
+    code, state, iss = await h.authorize(req)
+    token = await complete_login(client, req, {"code": code, "state": state, **iss})
     store = store_for(s, environ={})
     mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml")
     await mgr.install(token)
     rest = WhiteBitRest(h.resource_base, http, tokens=mgr, trading_auth="bearer", registry=h.registry(),
                         retry_max_wait_s=0.5)
-    return Session(s, http, client, store, mgr, rest, code, req.pkce.verifier.get_secret_value())
+    verifier = req.pkce.verifier.get_secret_value() if req.pkce is not None else None
+    return Session(s, http, client, store, mgr, rest, code, verifier)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from botkit.auth.signing import HmacSigner
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox, test_config
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY, Endpoint
-from botkit.whitebit.errors import WhiteBitRateLimited
+from botkit.whitebit.errors import WhiteBitNonceRejected, WhiteBitRateLimited
 from botkit.whitebit.ratelimit import RateLimiter, SlidingWindow, buckets_for, capacity
 from botkit.whitebit.rest import WhiteBitRest, is_gateway_429
 
@@ -251,16 +251,16 @@ async def test_an_injected_gateway_429_makes_the_client_back_off_then_succeed(
     assert rest2.attempts == 3 and lim2.stats.penalties == 2 and lim2.stats.waits >= 2
 
 
-async def test_a_json_nonce_429_does_not_trigger_a_back_off(
+async def test_a_json_nonce_429_is_a_nonce_error_and_never_a_back_off(
     sandbox: Sandbox, http: httpx.AsyncClient
 ) -> None:
     lim = limiter()
-    rest = client(sandbox, http, limiter=lim, retry_attempts=2, retry_max_wait_s=0.01)
+    rest = client(sandbox, http, limiter=lim, retry_attempts=4, retry_max_wait_s=0.01)  # clock sync off
     sandbox.set_faults(clock_skew_s=60.0)  # every nonce is now outside the server's 5 s window
-    with pytest.raises(WhiteBitRateLimited) as ei:
+    with pytest.raises(WhiteBitNonceRejected) as ei:
         await rest.call("trade_balance")
-    assert ei.value.nonce_problem and ei.value.code == 0
-    assert rest.attempts == 2  # 429 is "not processed": retried once with a fresh nonce
+    assert not isinstance(ei.value, WhiteBitRateLimited) and ei.value.code == 0 and ei.value.status == 429
+    assert rest.attempts == 1  # not retried as a rate limit: backing off cannot fix a clock
     assert lim.stats.penalties == 0 and lim.stats.waits == 0
     assert lim.delay(DEFAULT_REGISTRY.get("trade_balance")) == 0.0
     assert sum(sandbox.rest_limits.rejected.values()) == 0
