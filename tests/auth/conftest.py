@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -398,3 +401,60 @@ def wb_harness(wb_sandbox_factory: Any) -> Callable[..., Awaitable[Harness]]:
         return await _wb_harness(wb_sandbox_factory, **over)
 
     return make
+
+
+# -- the CLI as a user runs it (the test plays the browser) ----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path, **auth) -> str:
+    lines = ["[auth]"]
+    for k, v in auth.items():
+        if isinstance(v, bool):
+            lines.append(f"{k} = {'true' if v else 'false'}")
+        elif isinstance(v, int | float):
+            lines.append(f"{k} = {v}")
+        elif isinstance(v, list):
+            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]".replace("'", '"'))
+        else:
+            lines.append(f'{k} = "{v}"')
+    p = tmp_path / "bot.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+class Cli:
+    """Runs one CLI command as a task and hands the printed authorization URL to the test's 'browser'."""
+
+    def __init__(self, command: str, config: str, **flags) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        opts = {"no_browser": True, "api_key": None, "delete_key": False, **flags}
+        ns = argparse.Namespace(auth_command=command, config=config, **opts)
+        from botkit.auth.cli import run_async
+
+        self.task = asyncio.create_task(run_async(ns, out=self._out, err=self.err.append))
+
+    def _out(self, msg: str) -> None:
+        self.out.append(msg)
+        if msg.startswith("Open this URL") and not self.url.done():
+            self.url.set_result(msg.splitlines()[1].strip())
+
+    async def result(self) -> int:
+        return await asyncio.wait_for(self.task, 20)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.out + self.err)
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    def set_secret(value: str) -> None:
+        monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", value)
+
+    return set_secret
