@@ -178,7 +178,7 @@ async def _logout(settings: AuthSettings, http: httpx.AsyncClient, args: argpars
     # Under the store lock: a bot refreshing right now finishes first (its rotated token is what gets revoked and
     # deleted), and none starts a refresh on a file that is being removed.
     async with store.locked():
-        stored = await asyncio.to_thread(_load_or_none, store, out)
+        stored = await asyncio.to_thread(_load_or_none, store, lambda _m: None)  # already reported above
         if stored.token is not None and stored.token.refresh_token is not None:
             try:
                 if settings.use_metadata:

@@ -120,6 +120,7 @@ class WhiteBitRest:
         self.time_sync = time_sync
         self.clock_syncs = 0  # GET /api/v4/public/time requests (not counted in `attempts`)
         self._synced = False
+        self._sync_gen = 0  # bumped by every sync: a rejected request re-syncs only if no one did since it was sent
         self._sync_lock = asyncio.Lock()
 
     @classmethod
@@ -180,7 +181,8 @@ class WhiteBitRest:
         kind = self.check_scope(ep)
         path = ep.url_path(**path_params)
         if kind == "hmac" and self.time_sync and not self._synced:
-            await self._sync_once()
+            await self._resync(0)
+        seen = self._sync_gen
         try:
             return await self._call_with_retries(ep, kind, path, params)
         except WhiteBitNonceRejected as exc:
@@ -189,7 +191,7 @@ class WhiteBitRest:
             # Not processed, and not a rate limit: the clock (or another process's nonces) moved. Re-sync, resend once.
             log.warning("nonce rejected on %s (code %s); re-syncing with the server clock and resending once",
                         path, exc.code)
-            await self.sync_clock()
+            await self._resync(seen)
             return await self._call_with_retries(ep, kind, path, params)
 
     async def _call_with_retries(
@@ -219,15 +221,17 @@ class WhiteBitRest:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- server clock ----------------------------------------------------------------------------------------------
-    async def _sync_once(self) -> None:
-        async with self._sync_lock:  # concurrent first calls share one sync
-            if not self._synced:
+    async def _resync(self, seen: int) -> None:
+        """One sync for every caller that saw generation `seen` (concurrent first calls, or concurrent rejections)."""
+        async with self._sync_lock:
+            if self._sync_gen == seen:
                 await self.sync_clock()
 
     async def sync_clock(self) -> float | None:
         """Measure server time minus local time (`GET /api/v4/public/time`) and hand it to the signer; returns the
         offset in seconds, None when the server could not tell (then the local clock stays in use, offset kept)."""
         self._synced = True
+        self._sync_gen += 1
         if self.limiter is not None:
             await self.limiter.acquire(_TIME)
         self.clock_syncs += 1

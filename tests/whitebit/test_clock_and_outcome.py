@@ -6,6 +6,7 @@ fault answers a gateway 503 (non-JSON) before the handler runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,6 +76,10 @@ async def test_a_nonce_error_resyncs_once_and_is_never_a_rate_limit(sandbox, htt
     assert rest.attempts == 3 and rest.clock_syncs == 2
     assert lim.stats.penalties == 0 and sum(sandbox.rest_limits.rejected.values()) == 0  # no back-off
     assert sum(1 for o in sandbox.exchange.open_orders.values() if o.client_order_id == "skew-2") == 1
+    sandbox.set_faults(clock_skew_s=7.0)  # and forward again, under ten concurrent requests: one re-sync for all
+    results = await asyncio.gather(*(rest.call("trade_balance") for _ in range(10)))
+    assert all(isinstance(r, dict) for r in results)
+    assert rest.clock_syncs == 3 and rest.attempts == 3 + 20
 
 
 async def test_a_nonce_error_a_resync_cannot_fix_is_raised_typed_after_one_resend(sandbox, http):
