@@ -29,7 +29,7 @@ from botkit.whitebit.rest import WhiteBitRest, is_gateway_429
 COUNT_SCALE = 0.001
 WINDOW_SCALE = 0.05
 SERVER_WINDOW = 10.0 * WINDOW_SCALE  # 0.5 s
-MARGIN = 0.25  # arrival jitter on a loaded 2-core machine reaches ~0.1 s: keep the client window clear of it
+MARGIN = 0.1
 CLIENT_WINDOW = SERVER_WINDOW + MARGIN
 GLOBAL_CAP = capacity((10000, 10.0), COUNT_SCALE)  # 10 per window, server side
 CLIENT_CAP = capacity((10000, 10.0), COUNT_SCALE, 0.9)  # 9: the client keeps 10 % headroom
