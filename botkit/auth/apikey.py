@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -144,10 +145,11 @@ async def run_fast_api_key(
     open_browser: bool | None = None,
     store: TokenStore | None = None,
     sleep: Callable[[float], Any] = asyncio.sleep,
+    timeout_s: float | None = None,
 ) -> ApiKeyCredentials:
     """Consent (PKCE) -> key + secret, stored before returning. `api_key` = the public key if the user has it."""
     client, token, callback = await interactive_login(settings, http, flow="apikey", out=out,
-                                                      open_browser=open_browser)
+                                                      open_browser=open_browser, timeout_s=timeout_s)
     return await finish_fast_api_key(settings, http, client, token, callback.params, api_key=api_key,
                                      store=store, sleep=sleep)
 
@@ -170,7 +172,8 @@ async def finish_fast_api_key(
             f"the redirect carried no `{settings.apikey_param}` parameter; copy the public API key shown by "
             "WhiteBIT and pass it with --api-key (or set auth.apikey_param to the parameter name WhiteBIT uses)"
         )
-    manager = TokenManager(client, store, settings)
+    # The Flow B token goes into its own slot: a login's refreshable session in the same file stays usable.
+    manager = TokenManager(client, store, settings, slot="key_token", reauth_command=settings.apikey_command())
     await manager.install(token)
     flow = FastApiKey(settings, http, manager, sleep=sleep)
     info = await flow.wait_for_key()
@@ -182,7 +185,8 @@ async def finish_fast_api_key(
     )
     try:
         async with store.locked():
-            await asyncio.to_thread(store.save, StoredCredentials(token=token, api_key=creds))
+            stored = await asyncio.to_thread(store.load) or StoredCredentials()
+            await asyncio.to_thread(store.save, replace(stored, api_key=creds, key_token=token))
     except AuthError as exc:
         raise ApiKeyFlowError(
             f"the API secret was received but could not be stored ({exc}); it cannot be fetched again: delete the "

@@ -1,8 +1,9 @@
 """Interactive login: loopback redirect listener, callback validation, one code exchange.
 
-The listener binds 127.0.0.1 only (never 0.0.0.0), takes exactly one callback and closes (RFC 8252 §7.3/§8.3).
-The callback is checked before anything else: `error=` redirects become words, a state mismatch discards the
-code (CSRF), an `iss` that is not our issuer is refused (RFC 9207).
+The listener binds 127.0.0.1 or ::1 only (never 0.0.0.0, never the name `localhost`), takes exactly one callback
+and closes (RFC 8252 §7.3/§8.3). The callback is checked before anything else: `error=` redirects become words, a
+state mismatch discards the code (CSRF), an `iss` that is not our issuer is refused, and so is a missing `iss` when
+the server's metadata promises one (RFC 9207).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 
 from botkit.auth.errors import AuthorizationFailed, StateMismatch
 from botkit.auth.oauth import AuthorizationRequest, OAuthClient, states_equal
-from botkit.auth.settings import AuthSettings, ConfigError
+from botkit.auth.settings import LOOPBACK_HOSTS, AuthSettings, ConfigError
 from botkit.auth.tokens import TokenSet
 
 log = logging.getLogger("botkit.auth.login")
@@ -45,18 +46,22 @@ class CallbackResult:
 class LoopbackListener:
     """One-shot HTTP listener for the authorization redirect."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/callback") -> None:
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError(f"redirect host {host!r} is not loopback; use 127.0.0.1")
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, path: str = "/callback", *, setting: str = "auth.redirect_port"
+    ) -> None:
+        if host not in LOOPBACK_HOSTS:
+            raise ValueError(f"redirect host {host!r} is not a loopback address; use 127.0.0.1 or ::1")
         self.host = host
         self.port = port
         self.path = path
+        self.setting = setting  # the config key that chose the port, for the "port in use" advice
         self._runner: web.AppRunner | None = None
         self._result: asyncio.Future[CallbackResult] | None = None
 
     @property
     def redirect_uri(self) -> str:
-        return f"http://{self.host}:{self.port}{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
 
     async def start(self) -> str:
         self._result = asyncio.get_running_loop().create_future()
@@ -70,7 +75,8 @@ class LoopbackListener:
         except OSError as exc:
             await self._runner.cleanup()
             raise AuthorizationFailed(
-                f"cannot listen on {self.host}:{self.port} ({exc.strerror}); free the port or set auth.redirect_port"
+                f"cannot listen for the redirect on {self.redirect_uri} ({exc.strerror}): stop what uses port "
+                f"{self.port}, or change {self.setting} (and register the new URI with the server)"
             ) from None
         server = site._server
         if server is not None and self.port == 0:
@@ -91,7 +97,8 @@ class LoopbackListener:
             return await asyncio.wait_for(asyncio.shield(self._result), timeout)
         except TimeoutError:
             raise AuthorizationFailed(
-                f"no authorization callback within {timeout:.0f} s; run the login again"
+                f"no authorization callback within {timeout:g} s; run the login again (auth.login_timeout_s or "
+                "--timeout sets how long it waits)"
             ) from None
         finally:
             await self.close()
@@ -102,8 +109,11 @@ class LoopbackListener:
             await runner.cleanup()
 
 
-def code_from_callback(req: AuthorizationRequest, params: Mapping[str, str], issuer: str | None) -> SecretStr:
-    """Validate a callback in the order that keeps secrets safe: error, state, iss; then return the code."""
+def code_from_callback(
+    req: AuthorizationRequest, params: Mapping[str, str], issuer: str | None, *, iss_required: bool = False
+) -> SecretStr:
+    """Validate a callback in the order that keeps secrets safe: error, state, iss; then return the code.
+    `iss_required`: the server advertises `authorization_response_iss_parameter_supported` (RFC 9207 §2.4)."""
     if "error" in params:
         desc = params.get("error_description", "")
         words = {
@@ -116,6 +126,11 @@ def code_from_callback(req: AuthorizationRequest, params: Mapping[str, str], iss
     if state is None or not states_equal(state, req.state):
         raise StateMismatch("the callback's state does not match this login attempt; code discarded, log in again")
     iss = params.get("iss")
+    if iss is None and iss_required:
+        raise AuthorizationFailed(
+            f"the callback carries no `iss`, although {issuer or 'the server'} promises one in its metadata "
+            "(RFC 9207); the response may come from another server (mix-up): refused, log in again"
+        )
     if iss is not None and issuer is not None and iss.rstrip("/") != issuer.rstrip("/"):
         raise AuthorizationFailed(f"the callback came from issuer {iss!r}, expected {issuer!r} (mix-up); refused")
     code = params.get("code")
@@ -127,14 +142,15 @@ def code_from_callback(req: AuthorizationRequest, params: Mapping[str, str], iss
 async def complete_login(
     client: OAuthClient, req: AuthorizationRequest, params: Mapping[str, str]
 ) -> TokenSet:
-    code = code_from_callback(req, params, client.s.expected_issuer if client.s.dialect == "rfc6749" else None)
+    issuer = client.s.expected_issuer if client.s.dialect == "rfc6749" else None
+    code = code_from_callback(req, params, issuer, iss_required=client.iss_required)
     return await client.exchange_code(code, req.pkce, req.redirect_uri)
 
 
 def _listener_for(settings: AuthSettings) -> LoopbackListener:
     if settings.redirect_uri:
         u = urllib.parse.urlsplit(settings.redirect_uri)
-        return LoopbackListener(u.hostname or "127.0.0.1", u.port or 80, u.path or "/")
+        return LoopbackListener(u.hostname or "127.0.0.1", u.port or 80, u.path or "/", setting="auth.redirect_uri")
     return LoopbackListener(settings.redirect_host, settings.redirect_port, settings.redirect_path)
 
 
@@ -145,27 +161,31 @@ async def interactive_login(
     flow: str = "code",
     out: Callable[[str], None] = print,
     open_browser: bool | None = None,
+    timeout_s: float | None = None,
 ) -> tuple[OAuthClient, TokenSet, CallbackResult]:
-    """Run one login attempt end to end; fresh state and PKCE each time. Returns the token and the callback."""
+    """Run one login attempt end to end; fresh state and PKCE each time. Returns the token and the callback.
+    Everything that can fail without the user (config, metadata, the redirect port) fails before the URL is shown."""
     if settings.dialect == "whitebit" and not settings.redirect_uri:
         raise ConfigError(
             "auth.redirect_uri is not set: WhiteBIT redirects only to the callback registered for the client; set it "
-            "to that loopback URL, e.g. 'http://127.0.0.1:8765/callback'"
+            "to that loopback URL, e.g. 'http://127.0.0.1:8766/callback'"
         )
+    timeout = settings.login_timeout_s if timeout_s is None else timeout_s
     client = OAuthClient(settings, http)
     if settings.use_metadata:
         await client.discover()
     listener = _listener_for(settings)
     redirect_uri = await listener.start()
     try:
-        # WhiteBIT Flow A redirects to the registered URI; RFC servers and Flow B get it explicitly.
-        send_uri = redirect_uri if (settings.dialect == "rfc6749" or flow == "apikey") else None
-        req = client.authorization_request(send_uri, flow=flow)
-        out(f"Open this URL to authorize botkit:\n  {req.url}\nWaiting for the redirect to {redirect_uri} ...")
+        redirect_uri = settings.redirect_uri or redirect_uri  # a registered URI is sent exactly as configured
+        req = client.authorization_request(redirect_uri, flow=flow)  # sent, and repeated in the token request
+        out(f"Open this URL to authorize botkit:\n  {req.url}\n"
+            f"Waiting up to {timeout:g} s for the authorization redirect to {redirect_uri} "
+            "(Ctrl+C cancels; auth.login_timeout_s or --timeout changes the wait) ...")
         if open_browser if open_browser is not None else settings.open_browser:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(webbrowser.open, req.url)
-        result = await listener.wait(settings.login_timeout_s)
+        result = await listener.wait(timeout)
     finally:
         await listener.close()
     token = await complete_login(client, req, result.params)

@@ -14,7 +14,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
@@ -31,8 +32,12 @@ log = logging.getLogger("botkit.auth.manager")
 Sleep = Callable[[float], Awaitable[None]]
 
 
+Slot = Literal["token", "key_token"]
+
+
 class TokenManager:
-    """Owns one credential set (one token file). Safe for any number of concurrent callers in one event loop."""
+    """Owns one token of one token file: `slot="token"` is the login's refreshable session, `"key_token"` the Flow B
+    token of the Fast API key flow (no refresh). Safe for any number of concurrent callers in one event loop."""
 
     def __init__(
         self,
@@ -42,8 +47,10 @@ class TokenManager:
         *,
         reauth_command: str | None = None,
         sleep: Sleep = asyncio.sleep,
+        slot: Slot = "token",
     ) -> None:
         self.client = client
+        self.slot: Slot = slot
         self.store = store
         self.s = settings
         self.reauth_command = reauth_command or settings.reauth_command()
@@ -90,17 +97,26 @@ class TokenManager:
     async def load(self) -> TokenManager:
         """Read the token file; raises ReauthRequired (with the command) when there is nothing usable."""
         stored = await asyncio.to_thread(self.store.load)
-        if stored is None or stored.token is None:
+        token = self._mine(stored)
+        if token is None:
             raise ReauthRequired("no stored OAuth token", command=self.reauth_command)
-        self._adopt(stored.token)
+        self._adopt(token)
         return self
 
+    def _mine(self, stored: StoredCredentials | None) -> TokenSet | None:
+        return None if stored is None else stored.token if self.slot == "token" else stored.key_token
+
+    def _with_mine(self, stored: StoredCredentials | None, token: TokenSet) -> StoredCredentials:
+        """The stored credentials with only this manager's token replaced: a login keeps the Fast API key and its
+        token, the key flow keeps the login's session."""
+        base = stored or StoredCredentials()
+        return replace(base, token=token) if self.slot == "token" else replace(base, key_token=token)
+
     async def install(self, token: TokenSet) -> None:
-        """Persist a fresh token set (after login), then use it."""
+        """Persist a fresh token set (after login), then use it; the file's other credentials are kept."""
         async with self.store.locked():
             stored = await asyncio.to_thread(self.store.load)
-            api_key = stored.api_key if stored else None
-            await asyncio.to_thread(self.store.save, StoredCredentials(token=token, api_key=api_key))
+            await asyncio.to_thread(self.store.save, self._with_mine(stored, token))
         self._reauth = None
         self._adopt(token)
 
@@ -165,7 +181,7 @@ class TokenManager:
         try:
             async with self.store.locked():
                 stored = await asyncio.to_thread(self.store.load)
-                current = stored.token if stored and stored.token else self._token
+                current = self._mine(stored) or self._token
                 if current is None:
                     raise InvalidGrant("no stored OAuth token")
                 cur_str = current.access_token.get_secret_value()
@@ -178,8 +194,7 @@ class TokenManager:
                     return current
                 new = await self._refresh_with_retry(current)
                 try:
-                    api_key = stored.api_key if stored else None
-                    await asyncio.to_thread(self.store.save, StoredCredentials(token=new, api_key=api_key))
+                    await asyncio.to_thread(self.store.save, self._with_mine(stored, new))
                 except AuthError:
                     log.error("refresh.fail persist: new token set could not be saved; it will not be used")
                     raise

@@ -2,6 +2,11 @@
 
 Each method does one HTTP exchange and classifies the outcome (token set, terminal, transient); the retry
 policy and single-flight live in the TokenManager, so a code exchange is never retried (RFC 6749 §4.1.2).
+
+The authorization request always names its `redirect_uri`, and the code exchange repeats exactly that value
+(RFC 6749 §4.1.3). WhiteBIT documents PKCE for Flow B only, and a request carrying both `redirect_uri` and a code
+challenge is the documented Flow B request (it ends in an API key, not a refreshable session): WhiteBIT Flow A
+therefore sends no challenge and relies on `state` and the client secret.
 """
 
 from __future__ import annotations
@@ -55,6 +60,14 @@ class Pkce:
         return cls(SecretStr(verifier), challenge)
 
 
+def basic_credentials(client_id: str, secret: str) -> str:
+    """`Authorization: Basic` value per RFC 6749 §2.3.1: id and secret each form-encoded
+    (application/x-www-form-urlencoded, space as '+') before they are joined by ':' and base64-encoded."""
+    user = urllib.parse.quote_plus(client_id, safe="")
+    pw = urllib.parse.quote_plus(secret, safe="")
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode("ascii")
+
+
 def new_state() -> str:
     return secrets.token_urlsafe(32)
 
@@ -69,7 +82,7 @@ class AuthorizationRequest:
 
     url: str
     state: str
-    pkce: Pkce
+    pkce: Pkce | None
     redirect_uri: str | None
 
 
@@ -116,18 +129,20 @@ class OAuthClient:
 
     # -- authorization ---------------------------------------------------------------------------------------------
     def authorization_request(self, redirect_uri: str | None, *, flow: str = "code") -> AuthorizationRequest:
-        """Fresh state + PKCE per attempt (A1, A2), even where WhiteBIT Flow A ignores PKCE."""
+        """Fresh state (A1) and PKCE (A2) per attempt; WhiteBIT Flow A: state only (see the module docstring)."""
         state = new_state()
         pkce = Pkce.new()
         base = self._endpoint("authorization_endpoint", self.s.authorize_path)
         q: dict[str, str]
         if self.s.dialect == "whitebit":
-            # Flow A goes to the registered callback (no redirect_uri parameter); Flow B names it explicitly.
             q = {"clientId": self.s.client_id, "state": state}
-            if flow == "apikey":
-                if not redirect_uri:
-                    raise AuthError("the Fast API Key flow needs a redirect_uri; set auth.redirect_uri")
+            if flow == "apikey" and not redirect_uri:
+                raise AuthError("the Fast API Key flow needs a redirect_uri; set auth.redirect_uri")
+            if redirect_uri:
                 q["redirect_uri"] = redirect_uri
+            if flow != "apikey":
+                sep = "&" if "?" in base else "?"
+                return AuthorizationRequest(f"{base}{sep}{urllib.parse.urlencode(q)}", state, None, redirect_uri)
             q.update(code_challenge=pkce.challenge, code_challenge_method="S256")
         else:
             q = {"response_type": "code", "client_id": self.s.client_id, "state": state}
@@ -144,9 +159,7 @@ class OAuthClient:
         headers: dict[str, str] = {"Accept": "application/json"}
         secret = self.s.client_secret.get_secret_value() if self.s.client_secret else None
         if self.s.dialect == "rfc6749" and self.s.client_auth == "client_secret_basic" and secret is not None:
-            user = urllib.parse.quote(self.s.client_id, safe="")
-            pw = urllib.parse.quote(secret, safe="")
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+            headers["Authorization"] = basic_credentials(self.s.client_id, secret)
         else:
             form["client_id"] = self.s.client_id
             if secret is not None:
@@ -217,10 +230,7 @@ class OAuthClient:
             raise AuthError(f"{what}: response has no access_token")
         if tt.lower() != "bearer":
             raise AuthError(f"{what}: token_type {tt!r} is not Bearer; botkit only sends Bearer tokens")
-        try:
-            expires_in = float(doc.get("expires_in") or self.s.default_expires_in)
-        except (TypeError, ValueError):
-            expires_in = self.s.default_expires_in
+        expires_in = self._expires_in(doc.get("expires_in"), what)
         rt = doc.get("refresh_token")
         scopes = parse_scopes(doc["scope"]) if isinstance(doc.get("scope"), str) else requested
         if requested and not requested <= scopes:
@@ -234,14 +244,38 @@ class OAuthClient:
             scopes=scopes,
         )
 
+    def _expires_in(self, raw: object, what: str) -> float:
+        """RFC 6749 §5.1 `expires_in`: missing -> the configured default (B1); 0 -> already expired (a token the
+        server calls dead is not used for 300 s); negative or not a number -> refused, naming the value."""
+        if raw is None or raw == "":
+            return self.s.default_expires_in
+        try:
+            if isinstance(raw, bool):
+                raise TypeError
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise AuthError(
+                f"{what}: the server sent expires_in = {raw!r}, which is not a number of seconds (RFC 6749 §5.1); "
+                "report it to the server's operator"
+            ) from None
+        if value != value or value < 0 or value == float("inf"):
+            raise AuthError(
+                f"{what}: the server sent expires_in = {raw!r}; a lifetime must be 0 or more seconds "
+                "(RFC 6749 §5.1); report it to the server's operator"
+            )
+        if value == 0:
+            log.warning("%s: the server sent expires_in = 0: the access token counts as already expired", what)
+        return value
+
     async def exchange_code(self, code: SecretStr, pkce: Pkce | None, redirect_uri: str | None) -> TokenSet:
-        """One attempt only: a code is single-use, an ambiguous failure means a new login (A6)."""
+        """One attempt only: a code is single-use, an ambiguous failure means a new login (A6). The
+        `redirect_uri` is the one the authorization request carried, byte for byte (RFC 6749 §4.1.3)."""
         url = self._endpoint("token_endpoint", self.s.token_path)
         form: dict[str, str] = {"code": code.get_secret_value()}
         if self.s.dialect == "rfc6749":
             form["grant_type"] = "authorization_code"
-            if redirect_uri:
-                form["redirect_uri"] = redirect_uri
+        if redirect_uri:
+            form["redirect_uri"] = redirect_uri
         if pkce is not None:
             form["code_verifier"] = pkce.verifier.get_secret_value()
         try:
@@ -269,6 +303,12 @@ class OAuthClient:
         doc, sent_at = await self._post_token(url, form, "refresh")
         ts = self._token_set(doc, sent_at, current.scopes, "refresh").with_refresh_fallback(current)
         return ts
+
+    @property
+    def iss_required(self) -> bool:
+        """RFC 9207 §2.4: a server whose metadata advertises `authorization_response_iss_parameter_supported`
+        sends `iss` in every authorization response, so a response without it is refused (mix-up defence)."""
+        return bool(self._metadata and self._metadata.get("authorization_response_iss_parameter_supported"))
 
     async def revoke(self, token: SecretStr, hint: str = "refresh_token") -> bool:
         """RFC 7009 revocation where offered; False when the server has no endpoint (WhiteBIT)."""

@@ -19,6 +19,11 @@ _KEYS = (
 _KV = re.compile(rf"""(?P<k>\b(?:{_KEYS})\b)(?P<sep>["']?\s*[:=]\s*["']?)(?P<v>[^"'&\s,;}}\]]+)""", re.IGNORECASE)
 _AUTH = re.compile(r"(?P<k>\b(?:Bearer|Basic|DPoP)\s+)(?P<v>[A-Za-z0-9._~+/=-]{6,})", re.IGNORECASE)
 _HDR = re.compile(r"(?P<k>X-TXC-(?:APIKEY|PAYLOAD|SIGNATURE)['\"]?\s*[:=,]\s*['\"]?)(?P<v>[^'\"\s,}]+)", re.IGNORECASE)
+# The WebSocket `authorize` request carries its token as a bare positional parameter: {"method":"authorize",
+# "params":["<token>","public"]}. websockets logs each frame at DEBUG elided in the middle ("abcdefg...vwxyz012345"),
+# so both the head form and a tail left after the "..." are masked.
+_WS_AUTH = re.compile(r'(?P<k>"method"\s*:\s*"authorize"\s*,\s*"params"\s*:\s*\[\s*\\?")(?P<v>[^"\\]*)')
+_WS_AUTH_TAIL = re.compile(r'(?P<k>\.\.\.)(?P<v>[^"\s\\]+)(?=\\?"\s*,\s*\\?"public\\?"\s*\])')
 MASK = "***"
 
 
@@ -29,6 +34,8 @@ def scrub(text: str, extra: Iterable[str] = ()) -> str:
             text = text.replace(secret, MASK)
     text = _AUTH.sub(lambda m: m.group("k") + MASK, text)
     text = _HDR.sub(lambda m: m.group("k") + MASK, text)
+    text = _WS_AUTH.sub(lambda m: m.group("k") + MASK, text)
+    text = _WS_AUTH_TAIL.sub(lambda m: m.group("k") + MASK, text)
     return _KV.sub(lambda m: m.group("k") + m.group("sep") + MASK, text)
 
 

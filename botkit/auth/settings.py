@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 SECRET_ENV = "BOTKIT_AUTH__CLIENT_SECRET"
 
+# The loopback hosts a redirect may use (RFC 8252 §7.3/§8.3, OAuth 2.1 §8.4.2): literal addresses, never `localhost`
+# (a name can resolve elsewhere, or to the other address family than the one the listener bound).
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
+# Login against a local sandbox (a loopback base_url) listens here unless told otherwise: the redirect registered for
+# the sandbox's demo client (botkit/sandbox/default.toml), a port of its own next to the sandbox's 8765.
+SANDBOX_REDIRECT_PORT = 8766
+
 _WHITEBIT_PATHS = {
     "authorize_path": "/auth/login",
     "token_path": "/oauth2/token",
@@ -98,17 +105,32 @@ class AuthSettings(BaseModel):
         if v is None:
             return v
         u = urllib.parse.urlsplit(v)
-        if u.scheme != "http" or u.hostname not in ("127.0.0.1", "::1", "localhost") or not u.port:
+        try:
+            port = u.port
+        except ValueError:
+            port = None
+        if u.scheme == "http" and u.hostname == "localhost":
+            fixed = urllib.parse.urlunsplit(("http", f"127.0.0.1:{port}" if port else "127.0.0.1", u.path, u.query, ""))
             raise ValueError(
-                f"{v!r} is not a loopback redirect botkit can listen on; use e.g. 'http://127.0.0.1:8765/callback'"
+                f"'localhost' is not allowed as a redirect host (RFC 8252 §8.3, OAuth 2.1 §8.4.2: the name may resolve "
+                f"elsewhere); write {fixed!r} (or http://[::1]:PORT/...) and register that exact URI with the server"
+            )
+        if u.scheme != "http" or u.hostname not in LOOPBACK_HOSTS or not port:
+            raise ValueError(
+                f"{v!r} is not a loopback redirect botkit can listen on; use e.g. 'http://127.0.0.1:8766/callback'"
             )
         return v
 
     @field_validator("redirect_host")
     @classmethod
     def _loopback(cls, v: str) -> str:
-        if v not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError(f"{v!r} is not a loopback address; use '127.0.0.1' (never 0.0.0.0)")
+        if v == "localhost":
+            raise ValueError(
+                "'localhost' is not allowed as a redirect host (RFC 8252 §8.3, OAuth 2.1 §8.4.2); write '127.0.0.1' "
+                "(or '::1')"
+            )
+        if v not in LOOPBACK_HOSTS:
+            raise ValueError(f"{v!r} is not a loopback address; use '127.0.0.1' or '::1' (never 0.0.0.0)")
         return v
 
     @model_validator(mode="after")
@@ -117,7 +139,16 @@ class AuthSettings(BaseModel):
         for name, default in defaults.items():
             if getattr(self, name) is None and default is not None:
                 object.__setattr__(self, name, default)
+        if self.dialect == "whitebit" and self.redirect_uri is None and self.local_server:
+            host = f"[{self.redirect_host}]" if ":" in self.redirect_host else self.redirect_host
+            port = self.redirect_port or SANDBOX_REDIRECT_PORT
+            object.__setattr__(self, "redirect_uri", f"http://{host}:{port}{self.redirect_path}")
         return self
+
+    @property
+    def local_server(self) -> bool:
+        """The authorization server runs on this machine (the sandbox): a loopback base_url."""
+        return urllib.parse.urlsplit(self.base_url).hostname in (*LOOPBACK_HOSTS, "localhost")
 
     @property
     def refresh_token_lifetime(self) -> float | None:
@@ -143,6 +174,9 @@ class AuthSettings(BaseModel):
 
     def reauth_command(self, config_path: str | None = None) -> str:
         return f"botkit auth login {config_path or 'CONFIG'}"
+
+    def apikey_command(self, config_path: str | None = None) -> str:
+        return f"botkit auth apikey {config_path or 'CONFIG'}"
 
 
 from botkit.configfile import ConfigError as ConfigError  # noqa: E402 - the one config error type (re-exported)

@@ -12,6 +12,7 @@ import hmac
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,22 +21,49 @@ from pydantic import SecretStr
 
 
 class NonceSource:
-    """Millisecond nonces, strictly increasing per key even when the clock stalls or steps back.
+    """Millisecond nonces on the *server's* clock (local clock + `offset_ms`), strictly increasing per key even when
+    the clock stalls or steps back, and never issued twice.
 
-    A `threading.Lock` (not an asyncio one) keeps it safe for threads and costs no await on the hot path.
+    With `nonceWindow` the server wants a nonce within ±5 s of its own time, so a local clock 8 s off fails every
+    request: the REST client measures the offset (`GET /api/v4/public/time`) and sets it here. A backward step of
+    the offset is allowed only in window mode (`adjust(..., may_go_back=True)`); without the window the server wants
+    each nonce above the last one, so the sequence never goes back. A `threading.Lock` (not an asyncio one) keeps it
+    safe for threads and costs no await on the hot path.
     """
+
+    _REMEMBER = 8192  # nonces remembered so that a backward step never reissues one
 
     def __init__(self, clock_ms: Callable[[], int] | None = None) -> None:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._last = 0
+        self._offset_ms = 0
         self._lock = threading.Lock()
+        self._recent: deque[int] = deque(maxlen=self._REMEMBER)
+        self._recent_set: set[int] = set()
+
+    @property
+    def offset_ms(self) -> int:
+        return self._offset_ms
+
+    def adjust(self, offset_ms: int, *, may_go_back: bool) -> None:
+        """Use server time = local time + `offset_ms` from now on."""
+        with self._lock:
+            self._offset_ms = int(offset_ms)
+            if may_go_back:
+                self._last = min(self._last, self._clock_ms() + self._offset_ms - 1)
 
     def next(self) -> int:
         with self._lock:
-            n = self._clock_ms()
+            n = self._clock_ms() + self._offset_ms
             if n <= self._last:
                 n = self._last + 1
+            while n in self._recent_set:
+                n += 1
             self._last = n
+            if len(self._recent) == self._REMEMBER:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(n)
+            self._recent_set.add(n)
             return n
 
 
@@ -74,6 +102,14 @@ class HmacSigner:
 
     def __repr__(self) -> str:
         return f"HmacSigner(api_key={self.api_key[:4]}…, nonce_window={self.nonce_window})"
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """Server time minus local time, as last measured (0 until the client syncs)."""
+        return self.nonces.offset_ms
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        self.nonces.adjust(offset_ms, may_go_back=self.nonce_window)
 
     def sign(self, path: str, params: Mapping[str, Any] | None = None) -> SignedRequest:
         """Build body + headers for `path`; `None` params are dropped (WhiteBIT rejects nulls)."""

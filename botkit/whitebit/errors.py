@@ -75,12 +75,18 @@ class WhiteBitRegionRestricted(WhiteBitError):
 
 
 class WhiteBitRateLimited(WhiteBitError):
-    """429. `nonce_problem` tells a nonce rejection (JSON "Too many requests.") from a gateway limit."""
+    """429 from the gateway (non-JSON body): a rate limit; back off and retry."""
 
-    def __init__(self, *args: Any, retry_after: float | None = None, nonce_problem: bool = False, **kw: Any) -> None:
+    def __init__(self, *args: Any, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.retry_after = retry_after
-        self.nonce_problem = nonce_problem
+
+
+class WhiteBitNonceRejected(WhiteBitError):
+    """The nonce was refused: WhiteBIT answers HTTP 429 JSON `"Too many requests."` (or a nonce message), §2.3/§2.5.
+
+    Not a rate limit: backing off cannot help. The request was not processed; the client re-syncs its clock with
+    the server's and resends once with a fresh nonce."""
 
 
 class WhiteBitUnavailable(WhiteBitError):
@@ -89,6 +95,15 @@ class WhiteBitUnavailable(WhiteBitError):
     def __init__(self, *args: Any, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.retry_after = retry_after
+
+
+class OutcomeUnknown(WhiteBitError):
+    """A non-idempotent request (order creation) may or may not have been executed: it reached the server and
+    no answer says what happened. Never resend it blindly; resolve it by looking the order up (clientOrderId)."""
+
+
+class WhiteBitOutcomeUnknown(WhiteBitUnavailable, OutcomeUnknown):
+    """A 5xx (gateway 503, 500, 502, 504) on a non-idempotent endpoint: the exchange may have placed the order."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -150,10 +165,25 @@ def parse_error_body(body: bytes) -> tuple[int | None, str | None, dict[str, lis
     return code, message, safe
 
 
-def error_from_response(status: int, body: bytes, path: str, retry_after: str | None = None) -> WhiteBitError:
-    """The typed error for a non-2xx answer (or a 200 kline with success:false, if the caller passes it)."""
+_NONCE_MESSAGES = ("too many requests", "nonce is more than")
+
+
+def is_nonce_message(message: str | None) -> bool:
+    """WhiteBIT's JSON answers to a nonce outside the window or not above the last one: "Too many requests." (HTTP
+    429, code 0) and "Your nonce is more than 5 seconds lesser than the current nonce" (whitebit-api.md §2.3, §2.5).
+    ("Nonce not provided." / "Invalid nonceWindow." are malformed requests: validation errors.)"""
+    return message is not None and any(m in message.lower() for m in _NONCE_MESSAGES)
+
+
+def error_from_response(
+    status: int, body: bytes, path: str, retry_after: str | None = None, *, nonce_sent: bool = True
+) -> WhiteBitError:
+    """The typed error for a non-2xx answer (or a 200 kline with success:false, if the caller passes it).
+    `nonce_sent`: the request was HMAC-signed, so a JSON "Too many requests." is a nonce rejection."""
     code, message, fields = parse_error_body(body)
     ra = parse_retry_after(retry_after)
+    if nonce_sent and status in (400, 401, 429) and is_nonce_message(message):
+        return WhiteBitNonceRejected(status, path, code, message, fields)
     if status == 401:
         return WhiteBitAuthError(status, path, code, message, fields)
     if status == 403:
@@ -165,9 +195,7 @@ def error_from_response(status: int, body: bytes, path: str, retry_after: str | 
     if status == 423:
         return WhiteBitLocked(status, path, code, message, fields)
     if status == 429:
-        # both documented nonce refusals: "Too many requests." and "Your nonce is more than 5 seconds lesser ..."
-        nonce = message is not None and ("too many requests" in message.lower() or "nonce" in message.lower())
-        return WhiteBitRateLimited(status, path, code, message, fields, retry_after=ra, nonce_problem=nonce)
+        return WhiteBitRateLimited(status, path, code, message, fields, retry_after=ra)
     if status == 453:
         return WhiteBitRegionRestricted(status, path, code, message, fields)
     if status >= 500:

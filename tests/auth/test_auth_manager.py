@@ -43,16 +43,19 @@ async def test_tampered_state_is_rejected_before_any_exchange(harness, tmp_path,
     client = OAuthClient(s, http)
     if s.use_metadata:
         await client.discover()
-    req = client.authorization_request(s.redirect_uri if s.dialect == "rfc6749" else None)
-    code, state = await harness.authorize(req)
+    req = client.authorization_request(s.redirect_uri)
+    code, state, iss = await harness.authorize(req)
     before = await harness.counts()
     with pytest.raises(StateMismatch):
-        await complete_login(client, req, {"code": code, "state": state[:-2] + "xx"})
+        await complete_login(client, req, {"code": code, "state": state[:-2] + "xx", **iss})
     with pytest.raises(StateMismatch):
-        await complete_login(client, req, {"code": code})
+        await complete_login(client, req, {"code": code, **iss})
     assert delta(await harness.counts(), before)["code_exchange"] == 0
-    req2 = client.authorization_request(s.redirect_uri if s.dialect == "rfc6749" else None)
-    assert req2.state != req.state and req2.pkce.verifier.get_secret_value() != req.pkce.verifier.get_secret_value()
+    req2 = client.authorization_request(s.redirect_uri)
+    assert req2.state != req.state
+    if req.pkce is not None:  # RFC 6749 (and WhiteBIT Flow B): a fresh verifier per attempt
+        assert req2.pkce is not None
+        assert req2.pkce.verifier.get_secret_value() != req.pkce.verifier.get_secret_value()
 
 
 def test_error_redirect_is_reported_in_words():
@@ -126,10 +129,10 @@ async def test_client_secret_never_in_errors(harness, tmp_path, http, login):
     client = OAuthClient(bad, http)
     if bad.use_metadata:
         await client.discover()
-    req = client.authorization_request(bad.redirect_uri if bad.dialect == "rfc6749" else None)
-    code, state = await harness.authorize(req)
+    req = client.authorization_request(bad.redirect_uri)
+    code, state, iss = await harness.authorize(req)
     with pytest.raises(ClientMisconfigured) as ei:
-        await complete_login(client, req, {"code": code, "state": state})
+        await complete_login(client, req, {"code": code, "state": state, **iss})
     assert ei.value.error == "invalid_client"
     assert "definitely-wrong-secret" not in str(ei.value) and code not in str(ei.value)
 

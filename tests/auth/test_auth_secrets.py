@@ -29,7 +29,7 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     seen: set[str] = set()
     try:
         s = await login(harness, tmp_path, http)
-        seen |= {s.code, s.verifier, harness.secret}
+        seen |= {s.code, harness.secret} | ({s.verifier} if s.verifier else set())
 
         def collect() -> None:
             t = s.manager.token
@@ -173,3 +173,40 @@ async def test_failed_persist_is_an_error_and_the_unsaved_token_is_not_used(wb_h
     assert s.manager.token.access_token.get_secret_value() == old  # ... but the unsaved token was not adopted
     assert s.store.load().token.access_token.get_secret_value() == old
     assert [p.name for p in s.store.directory.iterdir() if p.suffix == ".tmp"] == []
+
+
+async def test_the_websocket_token_never_reaches_debug_logs(caplog):
+    """websockets logs each frame at DEBUG; the `authorize` frame carries the token as a positional parameter."""
+    import httpx
+
+    from botkit.auth.grants import Grant
+    from botkit.auth.signing import HmacSigner
+    from botkit.sandbox.testing import running_sandbox, test_config
+    from botkit.whitebit.rest import WhiteBitRest
+    from botkit.whitebit.ws import WsClient
+
+    caplog.set_level(logging.DEBUG)
+    tokens: list[str] = []
+    async with running_sandbox(test_config()) as sb, httpx.AsyncClient() as http:
+        rest = WhiteBitRest(sb.base_url, http, signer=HmacSigner("demo-key", SecretStr("demo-secret")),
+                            key_grant=Grant.of("orders.read,balances.read"))
+
+        async def token() -> str:
+            t = str((await rest.call("websocket_token", {}))["websocket_token"])
+            tokens.append(t)
+            return t
+
+        ws = WsClient(sb.ws_url, lambda _e: None, token=token, stale_after=None)
+        ws.subscribe_private(["BTC_USDT"], ["USDT"])
+        await ws.start(wait=10)
+        try:
+            assert ws.connected and tokens
+        finally:
+            await ws.close()
+    frames = [r.getMessage() for r in caplog.records if "authorize" in r.getMessage()]
+    assert frames  # the frame was logged, masked
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for t in tokens:
+        assert len(t) >= 16
+        pieces = {t[i:i + 10] for i in range(len(t) - 9)}  # any 10 characters in a row of the token
+        assert not any(p in text for p in pieces), "a part of the websocket token is in the DEBUG log"

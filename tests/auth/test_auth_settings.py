@@ -11,6 +11,7 @@ from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings, ConfigError, auth_settings_from_mapping
 from botkit.whitebit.errors import (
     WhiteBitAuthError,
+    WhiteBitNonceRejected,
     WhiteBitRateLimited,
     WhiteBitUnavailable,
     WhiteBitValidationError,
@@ -64,10 +65,17 @@ def test_whitebit_error_shapes_are_typed():
     e = error_from_response(422, b'{"code":32,"message":"Validation failed","errors":{"amount":["too small"]}}',
                             "/api/v4/order/new")
     assert isinstance(e, WhiteBitValidationError) and e.code == 32 and e.errors == {"amount": ["too small"]}
+    # WhiteBIT's nonce rejection is a JSON 429 "Too many requests.": a nonce error, never a rate limit
     e = error_from_response(429, b'{"code":0,"errors":{},"message":"Too many requests."}', "/api/v4/orders", "2")
-    assert isinstance(e, WhiteBitRateLimited) and e.nonce_problem and e.retry_after == 2.0
+    assert isinstance(e, WhiteBitNonceRejected) and not isinstance(e, WhiteBitRateLimited) and e.code == 0
+    e = error_from_response(400, b'{"code":0,"message":"Your nonce is more than 5 seconds lesser than the current '
+                            b'nonce"}', "/api/v4/orders")
+    assert isinstance(e, WhiteBitNonceRejected)
+    e = error_from_response(429, b'{"code":0,"errors":{},"message":"Too many requests."}', "/api/v4/public/ticker",
+                            nonce_sent=False)  # no nonce was sent: this one is a rate limit
+    assert isinstance(e, WhiteBitRateLimited)
     e = error_from_response(429, b"<html>slow down</html>", "/api/v4/orders")
-    assert isinstance(e, WhiteBitRateLimited) and not e.nonce_problem and "html" not in str(e)
+    assert isinstance(e, WhiteBitRateLimited) and "html" not in str(e)
     e = error_from_response(503, b"maintenance", "/api/v4/orders", "Wed, 21 Oct 2015 07:28:00 GMT")
     assert isinstance(e, WhiteBitUnavailable) and e.retry_after == 0.0
     e = error_from_response(401, b'{"data":{"message":["Unauthorized."]}}', "/oauth2/api-key/info")
@@ -92,7 +100,7 @@ def test_redirect_uri_must_be_a_loopback_listener():
 async def test_whitebit_login_without_registered_redirect_is_a_config_error():
     from botkit.auth.login import interactive_login
 
-    s = AuthSettings(client_id="c", base_url="http://127.0.0.1:9")
+    s = AuthSettings(client_id="c", base_url="https://whitebit.com")  # (a local sandbox has a default redirect)
     async with httpx.AsyncClient() as http:
         with pytest.raises(ConfigError, match="redirect_uri is not set"):
             await interactive_login(s, http, out=lambda _m: None, open_browser=False)

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from botkit.auth.grants import Grant, InsufficientScope
 from botkit.auth.signing import HmacSigner, NonceSource
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
-from botkit.whitebit.errors import WhiteBitAuthError, WhiteBitUnavailable, WhiteBitValidationError
+from botkit.whitebit.errors import OutcomeUnknown, WhiteBitAuthError, WhiteBitUnavailable, WhiteBitValidationError
 from botkit.whitebit.rest import WhiteBitRest
 
 KEY, SECRET = "k-public-123", "s3cret-value-for-hmac"
@@ -165,13 +165,15 @@ async def test_retry_policy_follows_the_registry(verifier_url):
         v.fail_next = [500, 502]
         assert (await rest.call("open_orders"))["ok"]  # idempotent read: retried through 5xx
         assert v.hits == 3 and waits == [0.0, 0.0]
-        v.fail_next = [500]
-        with pytest.raises(WhiteBitUnavailable):  # order creation may have happened: never retried on 500
-            await rest.call("order_new", {"market": "BTC_USDT", "side": "buy", "amount": "1", "price": "1"})
-        assert v.hits == 4
-        v.fail_next = [429, 503]  # not processed: safe to resend even an order, with a fresh nonce
+        for status in (500, 503):  # order creation may have happened: never resent, the outcome is unknown
+            v.fail_next = [status]
+            with pytest.raises(OutcomeUnknown) as ei:
+                await rest.call("order_new", {"market": "BTC_USDT", "side": "buy", "amount": "1", "price": "1"})
+            assert isinstance(ei.value, WhiteBitUnavailable) and ei.value.status == status
+        assert v.hits == 5
+        v.fail_next = [429, 429]  # a gateway 429 is "not processed": safe to resend even an order, with a fresh nonce
         r = await rest.call("order_new", {"market": "BTC_USDT", "side": "buy", "amount": "1", "price": "1"})
-        assert r["ok"] and v.hits == 7 and v.rejected == 0
+        assert r["ok"] and v.hits == 8 and v.rejected == 0
 
 
 async def test_signer_against_the_sandbox_exchange_under_concurrency():

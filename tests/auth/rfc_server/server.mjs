@@ -25,11 +25,13 @@ const issuer = `http://127.0.0.1:${port}`;
 const clients = [
   ['botkit-basic', 'client_secret_basic'],
   ['botkit-post', 'client_secret_post'],
-].map(([id, method]) => ({
+  // reserved characters in the secret: client_secret_basic must form-encode it (RFC 6749 §2.3.1)
+  ['botkit-basic-special', 'client_secret_basic', 'botkit special: secret+/%&~*'],
+].map(([id, method, secret]) => ({
   client_id: id,
-  client_secret: `${id}-secret`,
+  client_secret: secret || `${id}-secret`,
   application_type: 'native', // loopback redirect: any port matches (RFC 8252 §7.3)
-  redirect_uris: ['http://127.0.0.1/callback'],
+  redirect_uris: ['http://127.0.0.1/callback', 'http://[::1]/callback'],
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
   token_endpoint_auth_method: method,
