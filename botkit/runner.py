@@ -362,7 +362,7 @@ class LiveRunner:
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
         oauth = OAuthClient(settings, self.http)
-        req = oauth.authorization_request(None)
+        req = oauth.authorization_request(client.redirect_uris[0])
         url = req.url
         for _ in range(10):  # the browser's part: the sandbox consents and redirects to the registered callback
             r = await self.http.get(url)

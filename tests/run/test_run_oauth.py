@@ -48,17 +48,18 @@ async def short_tokens() -> AsyncIterator[Sandbox]:
 async def _login(sandbox: Sandbox, token_dir: Path) -> dict[str, Any]:
     """The authorization-code flow against the sandbox (which consents by itself), then the Fast API key beside
     the session in the token store: what `botkit auth login` + `botkit auth apikey` leave behind."""
+    redirect = next(c for c in sandbox.config.oauth.clients if c.client_id == "botkit-demo").redirect_uris[0]
     auth = {"base_url": sandbox.base_url, "client_id": "botkit-demo", "token_dir": str(token_dir),
-            "redirect_uri": "http://127.0.0.1:8765/callback", "leeway_s": 60}
+            "redirect_uri": redirect, "leeway_s": 60}
     settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": "botkit-demo-secret"})
     async with httpx.AsyncClient(timeout=10) as http:
         client = OAuthClient(settings, http)
-        req = client.authorization_request(None)
+        req = client.authorization_request(redirect)
         url = req.url
         for _ in range(10):
             r = await http.get(url)
             url = urllib.parse.urljoin(url, r.headers["Location"])
-            if url.startswith("http://127.0.0.1:8765/callback"):
+            if url.startswith(redirect):
                 break
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
         token = await complete_login(client, req, params)
