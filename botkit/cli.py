@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     from botkit.backtest import data_cli
 
     data_cli.register(sub)
-    for modname in ("botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli"):
+    for modname in ("botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli", "botkit.backtest.sweep_cli"):
         try:
             module = __import__(modname, fromlist=["register"])
         except ImportError:
