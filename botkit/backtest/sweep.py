@@ -128,7 +128,8 @@ class Sweep:
         self.spec = spec
         self.progress = progress
         if spec.metric not in metric_names():
-            raise SweepError(f"--metric {spec.metric!r} is not a report metric; choose from {', '.join(metric_names())}")
+            names = ", ".join(metric_names())
+            raise SweepError(f"--metric {spec.metric!r} is not a report metric; choose from {names}")
         if not spec.dims:
             raise SweepError("nothing to sweep: give at least one --grid KEY=VALUES")
         if spec.mode != "grid" and (spec.n is None or spec.n < 1):
@@ -146,6 +147,7 @@ class Sweep:
             raise SweepError(str(exc)) from None
         self._cfgs: dict[str, BotConfig] = {}
         self._stamps: dict[str, Any] = {}
+        self._check_param_names()
         self.series_span = self._check_data()
         self.journal_path = spec.out / JOURNAL
         self.done: dict[str, JobResult] = self._read_journal()
@@ -194,6 +196,24 @@ class Sweep:
         cfg = _absolute_paths(cfg)
         self._cfgs[memo] = cfg
         return cfg
+
+    def _check_param_names(self) -> None:
+        """A swept strategy param must be one the strategy has: say which, with the nearest name."""
+        import difflib
+
+        from botkit.plugins import PluginError, load_strategy_class
+
+        try:
+            cls = load_strategy_class(self.base.strategy.plugin)
+        except PluginError as exc:
+            raise SweepError(str(exc)) from None
+        known = list(cls.Params.model_fields)
+        for d in self.spec.dims:
+            if d.path[:2] == ("strategy", "params") and len(d.path) == 3 and d.path[2] not in known:
+                near = difflib.get_close_matches(d.path[2], known, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise SweepError(f"--grid {d.name}: {cls.__name__} has no parameter {d.path[2]!r}{hint}; "
+                                 f"its parameters: {', '.join(known) or 'none'}")
 
     def _check_data(self) -> tuple[int, int]:
         """Load the base config's data once here: bad data stops the sweep before any worker starts, and
@@ -354,10 +374,8 @@ class Sweep:
     def rank(self, rows: Sequence[Row]) -> list[Row]:
         """Best first by the metric; undefined figures and failed runs last; ties in plan order."""
         sign = -1.0 if self.spec.maximise else 1.0
-        order = sorted(
-            enumerate(rows),
-            key=lambda ir: (ir[1].value(self.spec.metric) is None, sign * (ir[1].value(self.spec.metric) or 0.0), ir[0]),
-        )
+        m = self.spec.metric
+        order = sorted(enumerate(rows), key=lambda ir: (ir[1].value(m) is None, sign * (ir[1].value(m) or 0.0), ir[0]))
         for k, (_, r) in enumerate(order, 1):
             r.rank = k
         return [r for _, r in order]

@@ -91,7 +91,7 @@ def _clock(seconds: float) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from botkit.backtest.sweep import Sweep, SweepError, SweepInterrupted, SweepSpec
+    from botkit.backtest.sweep import Mode, Sweep, SweepError, SweepInterrupted, SweepSpec
     from botkit.backtest.sweep_exec import make_engine
     from botkit.backtest.sweep_report import walkforward_summary, write_all
     from botkit.backtest.sweep_space import SpaceError, parse_space
@@ -123,7 +123,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         dims = parse_space(args.grid)
         name_cfg = args.config.stem
         out = args.out if args.out is not None else Path("out") / name_cfg / "sweep"
-        mode = "grid" if args.search is None else args.sampler
+        mode: Mode = "grid" if args.search is None else ("optuna" if args.sampler == "optuna" else "random")
         spec = SweepSpec(args.config, dims, mode, args.search, args.seed, args.metric, args.direction, args.folds,
                          args.train_ratio, args.batch, out)
         sweep = Sweep(spec, None if args.quiet else SweepProgress())

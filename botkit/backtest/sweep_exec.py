@@ -8,6 +8,7 @@ engine or the worker count: every backtest is deterministic, and the caller orde
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
@@ -169,19 +170,19 @@ class RayEngine:
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
-        try:
-            import ray
-            from ray.util import ActorPool
+        try:  # typed as Any: Ray is an optional extra and its own hints are partial
+            ray: Any = importlib.import_module("ray")
+            actor_pool: Any = importlib.import_module("ray.util").ActorPool
         except ImportError:
             raise RuntimeError("the Ray engine needs Ray: pip install 'botkit[ray]'") from None
         self._ray = ray
-        ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING, log_to_driver=False,
-                 include_dashboard=False)
+        opts: dict[str, Any] = {} if address else {"include_dashboard": False}  # a cluster has its own settings
+        ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING, log_to_driver=False, **opts)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(1, cpus)
         actor = ray.remote(num_cpus=1)(_Worker)
-        self._actors = [actor.remote() for _ in range(self.workers)]  # type: ignore[attr-defined]
-        self._pool = ActorPool(self._actors)
+        self._actors = [actor.remote() for _ in range(self.workers)]
+        self._pool = actor_pool(self._actors)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobResult]:
         pool = self._pool
