@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -47,7 +46,9 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_config(tmp_path_factory.mktemp("sweepdata"))
 
 
-def test_grid_rows_equal_plain_backtests_and_are_ranked(cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_grid_rows_equal_plain_backtests_and_are_ranked(
+    cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "grid"
     code = main(["sweep", str(cfg), "--grid", "fast=5,10", "--grid", "slow=30,60", "--grid",
                  "backtest.slippage_pct=0,0.2", "--metric", "total_return", "--workers", "2", "--out", str(out)])
@@ -231,6 +232,3 @@ def test_changed_config_is_not_resumed(cfg: Path, tmp_path: Path) -> None:
     a, b = (o.ranked()[0].value("final_equity") for o in (first, second))
     assert a is not None and b is not None and not math.isclose(a, b)
 
-
-def test_module_entry_point_exists() -> None:
-    assert os.path.exists(ROOT / "botkit" / "cli.py")
