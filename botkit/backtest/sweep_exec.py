@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -55,7 +56,7 @@ class _Worker:
     def __init__(self) -> None:
         self.cache: OrderedDict[str, list[CandleSeries]] = OrderedDict()
         self.loads = 0
-        self.name = f"{os.getpid()}@{os.uname().nodename}"
+        self.name = f"{os.getpid()}@{os.uname().nodename}" + _ray_node()
         logging.getLogger("botkit").setLevel(logging.ERROR)  # rejections etc. are counted in the figures
 
     def series(self, cfg: BotConfig) -> list[CandleSeries]:
@@ -104,6 +105,14 @@ class _Worker:
         metrics["fills"] = len(result.fills)
         status = "ok" if result.failure is None else f"halted: {result.failure.text()}"
         return JobResult(job.key, status, metrics, self.name, self.loads, time.perf_counter() - t0)
+
+
+def _ray_node() -> str:
+    """`/node-id` inside a Ray worker (several Ray nodes can share one host), else empty."""
+    ray: Any = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return "/" + str(ray.get_runtime_context().get_node_id())[:12]
 
 
 _WORKER: _Worker | None = None
