@@ -185,6 +185,7 @@ class RayEngine:
         except ImportError:
             raise RuntimeError("the Ray engine needs Ray: pip install 'botkit[ray]'") from None
         self._ray = ray
+        self._owns_ray = not ray.is_initialized()  # a Ray the caller started is the caller's to shut down
         opts: dict[str, Any] = {} if address else {"include_dashboard": False}  # a cluster has its own settings
         ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING, log_to_driver=False, **opts)
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -200,7 +201,8 @@ class RayEngine:
     def close(self) -> None:
         for a in self._actors:
             self._ray.kill(a)
-        self._ray.shutdown()
+        if self._owns_ray:
+            self._ray.shutdown()
 
 
 def make_engine(kind: str, workers: int | None, address: str | None) -> Engine:
