@@ -143,7 +143,7 @@ def run_backtesting_py(csv_path: str, strategy: str) -> tuple[float, int, float]
 
         def next(self) -> None:
             diff = self.fast[-1] - self.slow[-1]
-            if not diff == diff or abs(diff) < 1e-9 * self.data.Close[-1]:
+            if math.isnan(diff) or abs(diff) < 1e-9 * self.data.Close[-1]:
                 return
             sign = 1 if diff > 0 else -1
             prev, self.last_sign = self.last_sign, sign
@@ -333,7 +333,8 @@ def child(engine: str, csv_path: str, strategy: str) -> dict[str, Any]:
     import pandas  # noqa: F401
 
     base = _status("VmRSS:")
-    rows = sum(1 for _ in open(csv_path)) - 1
+    with open(csv_path) as fh:
+        rows = sum(1 for _ in fh) - 1
     compile_s = None
     if engine == "botkit":
         run_s, trades, equity = run_botkit(csv_path, strategy)
@@ -372,7 +373,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--engines", default=",".join(ENGINES))
-    ap.add_argument("--write", type=Path, help="also write the table as Markdown to this file (e.g. backtests/PEERS.md)")
+    ap.add_argument("--write", type=Path, help="also write the table as Markdown to this file (backtests/PEERS.md)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

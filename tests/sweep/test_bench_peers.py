@@ -14,7 +14,9 @@ import pytest
 from .helpers import ROOT
 
 FAST_PEERS = {"backtesting.py": "backtesting", "backtrader": "backtrader"}
-ROW = re.compile(r"^\| (sma|limit) \| ([\w.]+)[^|]* \| ([\d,]+) \| [\d.]+ \| [\d,]+ \| [\d.-]+ \| ([\d,]+) \| ([\d,]+) \|$")
+ROW = re.compile(
+    r"^\| (sma|limit) \| ([\w.]+)[^|]* \| ([\d,]+) \| [\d.]+ \| [\d,]+ \| [\d.-]+ \| ([\d,]+) \| ([\d,]+) \|$"
+)
 
 
 @pytest.fixture(scope="module")
