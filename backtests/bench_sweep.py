@@ -80,7 +80,8 @@ def main() -> int:
             engines.remove("ray")
         else:
             t = time.perf_counter()
-            ray.init(num_cpus=max(counts), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            ray.init(num_cpus=max(counts), include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                     object_store_memory=200 * 2**20)
             ray_start = time.perf_counter() - t
     results: dict[tuple[str, int], float] = {}
     tables: dict[tuple[str, int], str] = {}

@@ -148,6 +148,7 @@ class Sweep:
         self._cfgs: dict[str, BotConfig] = {}
         self._stamps: dict[str, Any] = {}
         self._check_param_names()
+        self._base_abs = _absolute_paths(self.base.model_copy(deep=True))
         self.series_span = self._check_data()
         self.journal_path = spec.out / JOURNAL
         self.done: dict[str, JobResult] = self._read_journal()
@@ -166,34 +167,42 @@ class Sweep:
         hit = self._cfgs.get(memo)
         if hit is not None:
             return hit
-        overrides: dict[str, Any] = {}
         by_name = {d.name: d for d in self.spec.dims}
+        strategy_params = copy.deepcopy(self.base.strategy.params)
+        overrides: dict[str, Any] = {}
         for name, value in params.items():
             path = by_name[name].path
-            if len(path) == 1:
-                overrides[path[0]] = value
-                continue
-            section = overrides.get(path[0])
-            if section is None:
-                base = self.raw.get(path[0], {})
-                if not isinstance(base, dict):
-                    raise SweepError(f"--grid {name}: {path[0]} is a value in the config, not a table")
-                section = overrides[path[0]] = copy.deepcopy(base)
             try:
-                set_path(section, path[1:], value)
+                if path[:2] == ("strategy", "params") and len(path) > 2:
+                    set_path(strategy_params, path[2:], value)
+                elif len(path) == 1:
+                    overrides[path[0]] = value
+                else:
+                    if path[0] not in overrides:
+                        base = self.raw.get(path[0], {})
+                        if not isinstance(base, dict):
+                            raise SpaceError(f"{path[0]} is a value in the config, not a table")
+                        overrides[path[0]] = copy.deepcopy(base)
+                    set_path(overrides[path[0]], path[1:], value)
             except SpaceError as exc:
                 raise SweepError(f"--grid {name}: {exc}") from None
-        try:
-            cfg = load_config(self.spec.config, overrides)
-        except Exception as exc:
-            raise SweepError(f"with {_show(params)}: {exc}") from None
+        if overrides:  # config keys: validated as `botkit backtest` would (environment overrides included)
+            overrides.setdefault("strategy", copy.deepcopy(self.raw.get("strategy", {})))["params"] = strategy_params
+            try:
+                cfg = load_config(self.spec.config, overrides)
+            except Exception as exc:
+                raise SweepError(f"with {_show(params)}: {exc}") from None
+        else:  # strategy params only: the base config, already validated (doing it again costs ~10 ms a set)
+            base = self._base_abs
+            cfg = base.model_copy(update={"strategy": base.strategy.model_copy(update={"params": strategy_params})})
         from botkit.plugins import PluginError, build_strategy
 
         try:
             build_strategy(cfg.strategy.plugin, cfg.strategy.params)
         except PluginError as exc:
             raise SweepError(f"with {_show(params)}: {exc}") from None
-        cfg = _absolute_paths(cfg)
+        if overrides:
+            cfg = _absolute_paths(cfg)
         self._cfgs[memo] = cfg
         return cfg
 
