@@ -27,6 +27,9 @@ pytest.importorskip("ray", reason="Ray is in the dev extra: pip install -e .[dev
 
 RAY = Path(sys.executable).with_name("ray")
 READY = "block forever"
+# A test cluster without token authentication, whatever ~/.ray/auth_token an earlier local Ray left behind: the
+# nodes and the drivers (this process and the CLI it starts) must agree on it.
+AUTH = {"RAY_AUTH_MODE": "disabled"}
 
 
 def _free_port() -> int:
@@ -39,7 +42,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as fh:
         return subprocess.Popen([str(RAY), "start", "--block", "--num-cpus", "1", "--object-store-memory",
                                  "80000000", "--disable-usage-stats", *args], stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **AUTH})
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -76,6 +79,8 @@ def cluster() -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in AUTH}
+    os.environ.update(AUTH)
     head = _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false",
                    "--temp-dir", temp], Path(temp) / "head.log")
     procs = [head]
@@ -88,6 +93,11 @@ def cluster() -> Iterator[str]:
     finally:
         for p in reversed(procs):
             _stop(p)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def test_ray_cluster_gives_the_process_pool_results(cluster: str, tmp_path: Path) -> None:
