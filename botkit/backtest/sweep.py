@@ -158,6 +158,8 @@ class Sweep:
         self.finished = 0
         self.workers: dict[str, int] = {}
         self._best: float | None = None
+        self._ran_keys: set[str] = set()
+        self._resumed_keys: set[str] = set()
 
     # ---- config of one parameter set ----------------------------------------------------------------------------
 
@@ -290,8 +292,9 @@ class Sweep:
         todo: dict[str, Row] = {}
         for r in rows:
             if r.key in self.done:
-                if r.result is None:
-                    self.resumed += 1
+                if r.result is None and r.key not in self._ran_keys and r.key not in self._resumed_keys:
+                    self.resumed += 1  # from the journal (a set Optuna proposes twice runs once, resumed never)
+                    self._resumed_keys.add(r.key)
                 r.result = self.done[r.key]
                 self._tick(r)
             elif r.key not in todo:
@@ -301,6 +304,7 @@ class Sweep:
         try:
             for res in engine.run(jobs):
                 self.ran += 1
+                self._ran_keys.add(res.key)
                 self.done[res.key] = res
                 self.workers[res.worker] = max(res.loads, self.workers.get(res.worker, 0))
                 first = waiting[res.key][0]
