@@ -5,6 +5,7 @@ one data load per actor; both nodes did work."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,6 +99,7 @@ def cluster() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_cluster_gives_the_process_pool_results(cluster: str, tmp_path: Path) -> None:
