@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(sub)
     # Every command's module is imported as such: a broken import is an error, never a command that vanishes.
     for modname in ("botkit.backtest.report_cli", "botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli",
-                    "botkit.record_cli"):
+                    "botkit.record_cli", "botkit.backtest.sweep_cli"):
         importlib.import_module(modname).register(sub)
     return parser
 
