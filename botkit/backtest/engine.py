@@ -154,11 +154,13 @@ class Backtest:
             except KeyboardInterrupt:
                 outcome = "interrupted"
         done = loop.events
-        if done < n:
-            close_t = close_t[:done]
-            ev_m = ev_m[:done] if ev_m is not None else None
-            ev_i = ev_i[:done] if ev_i is not None else None
+        keep = max(done, 1) if n else 0  # a halt in on_start still reports the starting equity (one point)
+        if keep < n:
+            close_t = close_t[:keep]
+            ev_m = ev_m[:keep] if ev_m is not None else None
+            ev_i = ev_i[:keep] if ev_i is not None else None
         result = self._result(engine, venue, ev_m, ev_i, close_t, loop.fill_events or [])
+        result.events = done
         result.outcome = outcome
         result.failure = failure
         result.strategy_errors = loop.error_count

@@ -204,3 +204,15 @@ def test_an_on_stop_error_is_a_halt_and_on_stop_runs_once() -> None:
     r = run(s, [series(FLAT)])
     assert r.outcome == "halted" and r.failure is not None and r.failure.callback == "on_stop"
     assert s.stops == 1 and r.events == len(FLAT)
+
+
+def test_a_strategy_that_fails_in_on_start_still_gets_a_partial_report() -> None:
+    class BadStart(Strategy):
+        scopes = frozenset({"orders.create"})
+
+        def on_start(self, ctx: Context) -> None:
+            raise ValueError("fast (50) must be shorter than slow (20)")
+
+    r = run(BadStart(), [series(FLAT)])
+    assert r.outcome == "halted" and r.events == 0 and r.failure is not None and r.failure.callback == "on_start"
+    assert len(r.equity) == 1 and r.equity[0] == 10000.0
