@@ -3,7 +3,7 @@
 
     python3 dev.py demo    create .venv, install botkit, run a bot on the embedded sandbox exchange for 20 s, then
                            backtest the same strategy on the sample data
-    python3 dev.py test    create .venv, install botkit with test tools, run ruff, mypy and pytest
+    python3 dev.py test    create .venv, install botkit with test tools, run ruff, mypy, the import contracts and pytest
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def test() -> None:
         sh("sh", browser)  # Chromium from the system packages for the report.html browser test
     sh(BIN / "ruff", "check", "botkit", "strategies", "tests", "backtests", "dev.py")
     sh(BIN / "mypy", "botkit", "strategies")
+    sh(BIN / "lint-imports")  # the import contracts in pyproject.toml: layers point one way
     sh(BIN / "pytest", "-q", "-p", "no:cacheprovider")
 
 

@@ -50,10 +50,10 @@ def _peak_mb() -> float:
 
 def case_botkit(csv_path: str, which: str, trades_out: str | None) -> dict[str, object]:
     from botkit import Strategy
-    from botkit.auth.grants import Grant
     from botkit.backtest.data import load_candles
     from botkit.backtest.engine import Backtest
     from botkit.backtest.sample import SAMPLE_MARKETS
+    from botkit.market.grants import Grant
     from botkit.plugins import load_strategy_class
 
     base = _rss_mb()

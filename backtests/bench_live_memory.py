@@ -29,7 +29,7 @@ from tempfile import TemporaryDirectory
 
 from botkit import Candle, Context, Strategy
 from botkit.config import BotConfig
-from botkit.execution.orders import Order
+from botkit.market.orders import Order
 from botkit.runner import LiveRunner
 
 TARGET_KB_PER_1000 = 100.0

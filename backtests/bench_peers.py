@@ -72,11 +72,11 @@ def load_frame(csv_path: str) -> Any:
 
 def run_botkit(csv_path: str, strategy: str) -> tuple[float, int, float]:
     from botkit import Context, Strategy
-    from botkit.auth.grants import Grant
     from botkit.backtest.data import load_candles
     from botkit.backtest.engine import Backtest
     from botkit.backtest.sample import SAMPLE_MARKETS
-    from botkit.execution.orders import Fill, Order
+    from botkit.market.grants import Grant
+    from botkit.market.orders import Fill, Order
     from botkit.market.types import Candle
     from botkit.plugins import load_strategy_class
     from botkit.venues.simulated import FillModel

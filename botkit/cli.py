@@ -107,12 +107,12 @@ def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from botkit.auth.grants import InsufficientScope
     from botkit.backtest.data import DataError
     from botkit.backtest.engine import BacktestError
     from botkit.backtest.report import summary_table, write_report
     from botkit.backtest.runner import ProgressBar, run_backtest
     from botkit.config import ConfigError, load_config
+    from botkit.market.grants import InsufficientScope
     from botkit.plugins import PluginError
 
     try:
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_cli.register(sub)
     # Every command's module is imported as such: a broken import is an error, never a command that vanishes.
-    for modname in ("botkit.backtest.report_cli", "botkit.sandbox.cli", "botkit.auth.cli", "botkit.run_cli",
+    for modname in ("botkit.backtest.report_cli", "botkit.sandbox.cli", "botkit.auth_cli", "botkit.run_cli",
                     "botkit.record_cli", "botkit.backtest.sweep_cli"):
         importlib.import_module(modname).register(sub)
     return parser

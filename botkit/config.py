@@ -18,10 +18,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from botkit.auth.grants import WHITEBIT_SCOPES
 from botkit.configfile import ConfigError as ConfigError  # the one config error type, re-exported
 from botkit.configfile import env_variables, format_errors, read_toml
 from botkit.execution.risk import RiskLimits
+from botkit.market.grants import WHITEBIT_SCOPES
 from botkit.market.rules import MarketRules
 from botkit.venues.simulated import FillModel
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,7 +102,8 @@ def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def format_errors(exc: ValidationError, source: str, model: type[BaseModel], *, prefix: tuple[str, ...] = (),
-                  env: Mapping[tuple[str, ...], str] | None = None) -> str:
+                  env: Mapping[tuple[str, ...], str] | None = None,
+                  fix: Callable[[dict[str, Any]], str | None] | None = None) -> str:
     """One message for every problem: key (or the environment variable that set it), value, and the fix."""
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
@@ -119,13 +120,16 @@ def format_errors(exc: ValidationError, source: str, model: type[BaseModel], *, 
         elif err["type"] == "missing":
             lines.append(f"  {where}: required key is missing; add it (see configs/ for examples)")
         else:
-            lines.append(f"  {where} = {shown(loc, err.get('input'))}: {err['msg']}")
+            how = fix(dict(err)) if fix is not None else None
+            lines.append(f"  {where} = {shown(loc, err.get('input'))}: {err['msg']}" + (f"; fix: {how}" if how else ""))
     return "\n".join(lines)
 
 
 def validate(model: type[M], data: Mapping[str, Any], source: str, *, prefix: tuple[str, ...] = (),
-             env: Mapping[tuple[str, ...], str] | None = None) -> M:
+             env: Mapping[tuple[str, ...], str] | None = None,
+             fix: Callable[[dict[str, Any]], str | None] | None = None,
+             error: type[ConfigError] = ConfigError) -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, source, model, prefix=prefix, env=env)) from None
+        raise error(format_errors(exc, source, model, prefix=prefix, env=env, fix=fix)) from None

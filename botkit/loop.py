@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from botkit.execution.engine import ExecutionEngine
-from botkit.execution.orders import Fill, Order
 from botkit.market.buffer import MarketState
+from botkit.market.orders import Fill, Order
 from botkit.market.types import BookSnapshot, Candle, Trade
 from botkit.strategy import Context, Strategy
 from botkit.venues.simulated import SimulatedVenue

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.stop import stop_base
@@ -64,3 +66,17 @@ def reconnect_delay(attempt: int, max_wait_s: float, base_s: float = BASE_S) -> 
     half of the step), so a flapping server is never hammered by an immediate reconnect."""
     step = float(min(max_wait_s, base_s * 2**attempt))
     return step / 2 + random.uniform(0, step / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if absent or garbage."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

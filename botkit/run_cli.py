@@ -24,9 +24,9 @@ def _positive(text: str) -> float:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from botkit.auth.errors import ReauthRequired
-    from botkit.auth.grants import InsufficientScope
     from botkit.config import ConfigError, load_config
     from botkit.execution.journal import JournalError
+    from botkit.market.grants import InsufficientScope
     from botkit.plugins import PluginError
     from botkit.runner import LiveRunner, RunError, RunFailed, RunHalted, RunNeedsReauth
     from botkit.sandbox.config import SandboxConfigError

@@ -17,9 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from botkit.execution.orders import Fill, Order
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, fmt
-from botkit.venues.base import Balance
+from botkit.market.types import Balance
 
 TRADES_COLUMNS = ["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset", "liquidity",
                   "client_order_id"]

@@ -27,22 +27,21 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import httpx
 
 from botkit.auth.errors import ReauthRequired
-from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.journal import JournalLocked, SqliteJournal
-from botkit.execution.orders import ClientIdFactory, Order
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskManager
 from botkit.loop import EventLoop, MarketClock, StrategyFailure, StrategyHalted, WallClock
 from botkit.market.buffer import CandleBuffer, MarketState
+from botkit.market.grants import Grant
+from botkit.market.orders import ClientIdFactory, Order
 from botkit.market.rules import MarketRules, fmt
-from botkit.market.types import Candle
+from botkit.market.types import Balance, Candle
 from botkit.plugins import build_strategy
 from botkit.run_report import RunReporter, balances_json, iso, money, write_json
 from botkit.strategy import Strategy
-from botkit.venues.base import Balance
 from botkit.venues.simulated import SimulatedVenue
 from botkit.venues.whitebit import WhiteBitVenue
 from botkit.whitebit.account import Account, AccountError, identity_of, open_account

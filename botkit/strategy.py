@@ -17,11 +17,10 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from botkit.execution.engine import ExecutionEngine
-from botkit.execution.orders import Fill, Order
 from botkit.market.buffer import CandleArrays
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules
-from botkit.market.types import BookSnapshot, Candle, Trade
-from botkit.venues.base import Balance
+from botkit.market.types import Balance, BookSnapshot, Candle, Trade
 
 
 class NoParams(BaseModel):

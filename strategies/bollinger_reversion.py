@@ -9,8 +9,8 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from botkit import Context, Strategy
-from botkit.execution.orders import Fill, Order
 from botkit.indicators import Bollinger
+from botkit.market.orders import Fill, Order
 from botkit.market.types import Candle
 
 

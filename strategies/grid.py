@@ -9,7 +9,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from botkit import Context, Strategy
-from botkit.execution.orders import Fill
+from botkit.market.orders import Fill
 from botkit.market.types import Candle
 
 

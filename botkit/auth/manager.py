@@ -21,11 +21,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_random_exponential
 
 from botkit.auth.errors import AuthError, ReauthRequired, TokenEndpointUnavailable
-from botkit.auth.grants import Grant
 from botkit.auth.oauth import InvalidGrant, OAuthClient, TransientTokenError
 from botkit.auth.settings import AuthSettings
 from botkit.auth.store import StoredCredentials, TokenStore
 from botkit.auth.tokens import TokenSet, fingerprint
+from botkit.market.grants import Grant
 
 log = logging.getLogger("botkit.auth.manager")
 

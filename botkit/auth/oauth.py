@@ -25,10 +25,10 @@ import httpx
 from pydantic import SecretStr
 
 from botkit.auth.errors import AuthError, AuthorizationFailed, ClientMisconfigured
-from botkit.auth.grants import parse_scopes
 from botkit.auth.settings import AuthSettings
 from botkit.auth.tokens import TokenSet, fingerprint
-from botkit.whitebit.errors import parse_retry_after
+from botkit.market.grants import parse_scopes
+from botkit.retry import parse_retry_after
 
 log = logging.getLogger("botkit.auth.oauth")
 

@@ -125,8 +125,9 @@ def _say(text: str) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from botkit.backtest.datasets import import_book, import_candles, import_trades
+    from botkit.backtest.recordings import to_store
     from botkit.backtest.store import Store
-    from botkit.recorder import describe, read_manifest, to_store
+    from botkit.recorder import describe, read_manifest
 
     store = Store(args.store)
     kind: str = args.kind

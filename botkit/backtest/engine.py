@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
-from botkit.execution.orders import ClientIdFactory, Fill, Order
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.loop import ErrorPolicy, EventLoop, MarketClock, StrategyFailure, StrategyHalted, market_time_logs
 from botkit.market.buffer import CandleBuffer, MarketState
+from botkit.market.grants import Grant
+from botkit.market.orders import ClientIdFactory, Fill, Order
 from botkit.market.rules import MarketRules
 from botkit.strategy import Strategy
 from botkit.venues.simulated import FillModel, SimulatedVenue

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-from botkit.auth.grants import Grant
 from botkit.backtest.checks import data_warnings
 from botkit.backtest.data import CandleSeries, DataError, load_candles
 from botkit.backtest.engine import Backtest, BacktestError, BacktestResult
 from botkit.config import BotConfig
+from botkit.market.grants import Grant
 from botkit.plugins import build_strategy
 
 _log = logging.getLogger("botkit.backtest")

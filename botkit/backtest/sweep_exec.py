@@ -75,8 +75,8 @@ class _Worker:
         return hit
 
     def run(self, job: Job) -> JobResult:
-        from botkit.auth.grants import Grant
         from botkit.backtest.engine import Backtest
+        from botkit.market.grants import Grant
         from botkit.plugins import build_strategy
 
         t0 = time.perf_counter()

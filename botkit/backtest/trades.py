@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from botkit.execution.orders import Fill, Order
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules
 
 END_OF_DATA = "end of data"

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from botkit.auth.grants import Grant, InsufficientScope
-from botkit.execution.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
 from botkit.execution.risk import RiskManager, RiskRejection
+from botkit.execution.venue import Venue
+from botkit.market.grants import Grant, InsufficientScope
+from botkit.market.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
 from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
 from botkit.market.types import Side
-from botkit.venues.base import Venue
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 
 log = logging.getLogger("botkit.execution")

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from botkit.execution.orders import Order, OrderStatus, OrderType
+from botkit.market.orders import Order, OrderStatus, OrderType
 
 SCHEMA_VERSION = 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from botkit.market.rules import MarketRules
-from botkit.venues.base import Balance
+from botkit.market.types import Balance
 
 
 def mark_to_market(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
-Side = Literal["buy", "sell"]
+from botkit.market.types import Side
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)

@@ -1,4 +1,4 @@
-"""Market data types every layer shares: closed candles, public trades, book snapshots.
+"""Value types every layer shares: closed candles, public trades, book snapshots, balances.
 
 Market data is for number crunching, so its prices are floats; money that is compared or sent (order prices,
 amounts, balances) is Decimal and lives in the execution layer.
@@ -7,6 +7,7 @@ amounts, balances) is Decimal and lives in the execution layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 Side = Literal["buy", "sell"]
@@ -79,3 +80,15 @@ class BookSnapshot:
     @property
     def best_ask(self) -> float | None:
         return self.asks[0][0] if self.asks else None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """One asset of an account: what is free to use and what open orders lock. Money: Decimal."""
+
+    available: Decimal
+    frozen: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.available + self.frozen

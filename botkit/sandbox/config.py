@@ -12,14 +12,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from botkit.configfile import ConfigError, read_toml, validate
 from botkit.market.rules import MarketRules
 from botkit.sandbox.endpoints import SCOPES
 from botkit.sandbox.oauth import OAuthSandboxConfig
 
 
-class SandboxConfigError(ValueError):
+class SandboxConfigError(ConfigError):
     """A sandbox config that cannot be used; the message names key, value and fix for every problem."""
 
 
@@ -225,39 +226,17 @@ def _fix_for(err: dict[str, Any]) -> str:
 
 
 def parse_sandbox_config(data: dict[str, Any], source: str = "<dict>") -> SandboxConfig:
-    """Validate a config mapping; errors name key, value and fix."""
-    try:
-        return SandboxConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            value = err.get("input")
-            if isinstance(value, dict):  # a whole table: name its keys, never echo its values (secrets live there)
-                shown = f"<table with keys {sorted(value)}>"
-            elif "secret" in key:
-                shown = "<secret>"
-            else:
-                shown = repr(value)[:80]
-            lines.append(f"  {key} = {shown}: {err['msg']}; fix: {_fix_for(dict(err))}")
-        raise SandboxConfigError(f"bad sandbox config {source}:\n" + "\n".join(lines)) from None
+    """Validate a config mapping; errors name key, value and fix (botkit/configfile.py, like every config)."""
+    return validate(SandboxConfig, data, f"sandbox config {source}", fix=_fix_for, error=SandboxConfigError)
 
 
 def load_sandbox_config(path: Path | None) -> SandboxConfig:
     """Read a sandbox TOML file; None reads the packaged default.toml."""
     if path is None:
         text = resources.files("botkit.sandbox").joinpath("default.toml").read_text(encoding="utf-8")
-        source = "default.toml"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SandboxConfigError(
-                f"sandbox config {str(path)!r} cannot be read ({exc.strerror}); fix the path"
-            ) from None
-        source = str(path)
+        return parse_sandbox_config(tomllib.loads(text), "default.toml")
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SandboxConfigError(f"sandbox config {source} is not valid TOML: {exc}") from None
-    return parse_sandbox_config(data, source)
+        data = read_toml(path, "sandbox config")
+    except ConfigError as exc:
+        raise SandboxConfigError(str(exc)) from None
+    return parse_sandbox_config(data, str(path))

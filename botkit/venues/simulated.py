@@ -25,10 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
 
-from botkit.execution.orders import Fill, Order
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
-from botkit.venues.base import Balance, VenueEvents
+from botkit.market.types import Balance
+
+if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward import)
+    from botkit.execution.venue import VenueEvents
 
 INF = float("inf")
 

@@ -19,15 +19,14 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botkit.auth.errors import ReauthRequired
-from botkit.auth.grants import InsufficientScope
-from botkit.execution.orders import Fill, Order, OrderStatus, OrderType
+from botkit.market.grants import InsufficientScope
+from botkit.market.orders import Fill, Order, OrderStatus, OrderType
 from botkit.market.rules import MarketRules, fmt
-from botkit.market.types import Side
+from botkit.market.types import Balance, Side
 from botkit.retry import policy
-from botkit.venues.base import Balance, VenueEvents
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 from botkit.whitebit.errors import WhiteBitError, WhiteBitUnavailable
 from botkit.whitebit.rest import TransportFailure, WhiteBitRest
@@ -39,6 +38,9 @@ from botkit.whitebit.ws import (
     WsClient,
     WsEvent,
 )
+
+if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward import)
+    from botkit.execution.venue import VenueEvents
 
 log = logging.getLogger("botkit.venues.whitebit")
 

@@ -21,12 +21,12 @@ import httpx
 from pydantic import SecretStr
 
 from botkit.auth.errors import ReauthRequired
-from botkit.auth.grants import Grant
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings
 from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
+from botkit.market.grants import Grant
 from botkit.whitebit.errors import WhiteBitError
 from botkit.whitebit.rest import WhiteBitRest
 
@@ -116,7 +116,7 @@ async def open_account(
 async def _reread_key_permissions(rest: WhiteBitRest, stored: Grant) -> Grant:
     """What the key may do now, as WhiteBIT says (the user can change it in the dashboard); the stored permissions
     when the server cannot answer."""
-    from botkit.auth.apikey import permissions_to_scopes
+    from botkit.whitebit.apikey import permissions_to_scopes
 
     try:
         info = await rest.call("apikey_info")

@@ -7,9 +7,9 @@ signatures. We parse the documented shapes (whitebit-api.md §2.2, §2.5, §1.2)
 from __future__ import annotations
 
 import json
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
+
+from botkit.retry import parse_retry_after as parse_retry_after  # re-exported: the client's errors read it
 
 # Error-body keys that may hold secrets: their field messages are dropped, not carried.
 _SECRET_FIELDS = frozenset(
@@ -104,20 +104,6 @@ class OutcomeUnknown(WhiteBitError):
 
 class WhiteBitOutcomeUnknown(WhiteBitUnavailable, OutcomeUnknown):
     """A 5xx (gateway 503, 500, 502, 504) on a non-idempotent endpoint: the exchange may have placed the order."""
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if absent or garbage."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _messages(value: Any) -> list[str]:

@@ -31,12 +31,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 
 from botkit.auth.errors import ReauthRequired
-from botkit.auth.grants import Grant
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings
 from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
+from botkit.market.grants import Grant
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY, AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import (
     OutcomeUnknown,

@@ -443,7 +443,7 @@ class Cli:
         self.url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         opts = {"no_browser": True, "api_key": None, "delete_key": False, **flags}
         ns = argparse.Namespace(auth_command=command, config=config, **opts)
-        from botkit.auth.cli import run_async
+        from botkit.auth_cli import run_async
 
         self.task = asyncio.create_task(run_async(ns, out=self._out, err=self.err.append))
 

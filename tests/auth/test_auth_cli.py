@@ -8,10 +8,10 @@ import urllib.parse
 import httpx
 import pytest
 
-from botkit.auth.grants import Grant
 from botkit.auth.settings import load_auth_settings
 from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
+from botkit.market.grants import Grant
 from botkit.whitebit.rest import WhiteBitRest
 
 from .conftest import Cli, free_port, write_config

@@ -15,9 +15,9 @@ from botkit.auth.errors import (
     ClientMisconfigured,
     StateMismatch,
 )
-from botkit.auth.grants import InsufficientScope
 from botkit.auth.login import code_from_callback, complete_login
 from botkit.auth.oauth import OAuthClient
+from botkit.market.grants import InsufficientScope
 from botkit.whitebit.errors import WhiteBitForbidden
 
 

@@ -179,8 +179,8 @@ async def test_the_websocket_token_never_reaches_debug_logs(caplog):
     """websockets logs each frame at DEBUG; the `authorize` frame carries the token as a positional parameter."""
     import httpx
 
-    from botkit.auth.grants import Grant
     from botkit.auth.signing import HmacSigner
+    from botkit.market.grants import Grant
     from botkit.sandbox.testing import running_sandbox, test_config
     from botkit.whitebit.rest import WhiteBitRest
     from botkit.whitebit.ws import WsClient

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from botkit.auth.apikey import permissions_to_scopes
 from botkit.auth.errors import ClientMisconfigured
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings, ConfigError, auth_settings_from_mapping
+from botkit.whitebit.apikey import permissions_to_scopes
 from botkit.whitebit.errors import (
     WhiteBitAuthError,
     WhiteBitNonceRejected,

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from botkit.auth.grants import Grant, InsufficientScope
 from botkit.auth.signing import HmacSigner, NonceSource
+from botkit.market.grants import Grant, InsufficientScope
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 from botkit.whitebit.errors import OutcomeUnknown, WhiteBitAuthError, WhiteBitUnavailable, WhiteBitValidationError
 from botkit.whitebit.rest import WhiteBitRest

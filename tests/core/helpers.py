@@ -8,11 +8,11 @@ from decimal import Decimal
 import numpy as np
 
 from botkit import Context, Strategy
-from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.engine import Backtest, BacktestResult
-from botkit.execution.orders import Fill, Order
 from botkit.execution.risk import RiskLimits
+from botkit.market.grants import Grant
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules
 from botkit.market.types import Candle
 from botkit.venues.simulated import FillModel

@@ -61,7 +61,11 @@ def test_one_error_type_for_every_config(tmp_path: Path) -> None:
     from botkit.auth.settings import ConfigError as AuthConfigError
     from botkit.configfile import ConfigError as Base
 
-    assert ConfigError is Base and AuthConfigError is Base
+    from botkit.sandbox.config import SandboxConfigError, load_sandbox_config
+
+    assert ConfigError is Base and AuthConfigError is Base and issubclass(SandboxConfigError, Base)
+    with pytest.raises(Base, match="sandbox config .* does not exist"):
+        load_sandbox_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="is a directory"):

@@ -4,9 +4,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from botkit.auth.grants import InsufficientScope
 from botkit.execution.engine import UndeclaredScope
 from botkit.execution.risk import RiskLimits
+from botkit.market.grants import InsufficientScope
 from botkit.venues.simulated import FillModel
 
 from .helpers import Script, run, series

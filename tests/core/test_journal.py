@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from botkit.auth.grants import Grant
 from botkit.execution.engine import ExecutionEngine
 from botkit.execution.journal import JournalError, SqliteJournal
-from botkit.execution.orders import Fill, Order, OrderStatus
 from botkit.execution.risk import RiskLimits, RiskManager
+from botkit.market.grants import Grant
+from botkit.market.orders import Fill, Order, OrderStatus
 from botkit.market.rules import MarketRules
 from botkit.venues.simulated import SimulatedVenue
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from botkit import Context, Strategy
-from botkit.execution.orders import Order
 from botkit.market.buffer import CandleBuffer
+from botkit.market.orders import Order
 from botkit.market.types import Candle
 
 from .helpers import run, series
@@ -104,8 +104,8 @@ def test_a_raising_strategy_halts_safely_with_a_partial_result() -> None:
 
 
 def test_on_error_continue_logs_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    from botkit.auth.grants import Grant
     from botkit.backtest.engine import Backtest
+    from botkit.market.grants import Grant
 
     from .helpers import ETH, RULES
 

@@ -2,8 +2,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from botkit.execution.orders import ClientIdFactory, Fill, IllegalTransition, Order, OrderStatus, validate_client_id
 from botkit.execution.risk import DAY_MS, RiskLimits, RiskManager
+from botkit.market.orders import ClientIdFactory, Fill, IllegalTransition, Order, OrderStatus, validate_client_id
 
 
 def _order() -> Order:
@@ -85,7 +85,7 @@ def test_daily_loss_limit_halts_until_next_day():
 def test_mark_to_market_values_priced_assets_in_the_quote():
     from botkit.execution.portfolio import mark_to_market
     from botkit.market.rules import MarketRules
-    from botkit.venues.base import Balance
+    from botkit.market.types import Balance
 
     rules = {
         "BTC_USDT": MarketRules("BTC_USDT", "BTC", "USDT", 6, 2),

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest_asyncio
 
-from botkit.auth.grants import Grant
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.engine import Backtest
+from botkit.backtest.recordings import to_store
 from botkit.backtest.store import Store
+from botkit.market.grants import Grant
 from botkit.market.rules import MarketRules
-from botkit.recorder import RecordSpec, ReplayStats, lines, read_manifest, recording, replay, to_store
+from botkit.recorder import RecordSpec, ReplayStats, lines, read_manifest, recording, replay
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox, test_config
 from botkit.strategy import Strategy

@@ -11,9 +11,9 @@ import httpx
 import pytest_asyncio
 from pydantic import SecretStr
 
-from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
+from botkit.market.grants import Grant
 from botkit.sandbox.config import SandboxConfig
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox, test_config

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from botkit import Context, Strategy
-from botkit.execution.orders import Fill, Order
+from botkit.market.orders import Fill, Order
 from botkit.market.types import Candle
 
 # Three resting buys under the market: the test fills the first, cancels the second, leaves the third.

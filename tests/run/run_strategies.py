@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 
 from botkit import Context, Strategy
-from botkit.execution.orders import Fill, Order
+from botkit.market.orders import Fill, Order
 from botkit.market.types import BookSnapshot, Candle
 
 

@@ -220,7 +220,7 @@ async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> No
                                                                                     "permissions": perms})]})
     cfg = cfg.model_copy(update={"accounts": [*cfg.accounts, weak]})
     async with running_sandbox(cfg) as sb:
-        from botkit.auth.grants import InsufficientScope
+        from botkit.market.grants import InsufficientScope
 
         runner = LiveRunner(bot_config("Recorder", duration_s=2, account="nohist"), sandbox=sb, out=None,
                             handle_signals=False)

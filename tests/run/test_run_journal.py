@@ -14,7 +14,7 @@ from typing import Any
 
 from botkit.config import GrantConfig
 from botkit.execution.journal import SqliteJournal
-from botkit.execution.orders import Order, OrderStatus
+from botkit.market.orders import Order, OrderStatus
 from botkit.runner import LiveRunner, journal_venue
 from botkit.sandbox.server import Sandbox
 from botkit.whitebit.rest import WhiteBitRest

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from botkit.auth.grants import InsufficientScope
 from botkit.auth.settings import auth_settings_from_mapping
 from botkit.auth.store import StoredCredentials, store_for
 from botkit.auth.tokens import ApiKeyCredentials
+from botkit.market.grants import InsufficientScope
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
 from botkit.whitebit.rest import WhiteBitRest

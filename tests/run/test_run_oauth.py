@@ -17,7 +17,6 @@ import pytest_asyncio
 from pydantic import SecretStr
 
 from botkit.auth.errors import ReauthRequired
-from botkit.auth.grants import Grant
 from botkit.auth.login import complete_login
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import auth_settings_from_mapping
@@ -25,6 +24,7 @@ from botkit.auth.signing import HmacSigner
 from botkit.auth.store import StoredCredentials, store_for
 from botkit.auth.tokens import ApiKeyCredentials
 from botkit.config import BotConfig
+from botkit.market.grants import Grant
 from botkit.runner import LiveRunner, RunNeedsReauth
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from botkit.auth.grants import InsufficientScope
+from botkit.market.grants import InsufficientScope
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
 from botkit.whitebit.rest import WhiteBitRest

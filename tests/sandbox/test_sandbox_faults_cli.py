@@ -143,7 +143,7 @@ def test_bad_config_names_key_value_and_fix(tmp_path: Path) -> None:
     with pytest.raises(SandboxConfigError) as err:
         parse_sandbox_config({"accounts": [{"name": "x", "api_keys": [{"secret": "hunter2-secret"}]}]})
     assert "accounts.0.api_keys.0.key" in str(err.value) and "hunter2" not in str(err.value)
-    with pytest.raises(SandboxConfigError, match="cannot be read"):
+    with pytest.raises(SandboxConfigError, match="does not exist"):
         load_sandbox_config(tmp_path / "missing.toml")
 
 

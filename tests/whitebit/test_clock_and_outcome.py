@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from botkit.auth.grants import Grant
 from botkit.auth.signing import HmacSigner
+from botkit.market.grants import Grant
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox, test_config
 from botkit.whitebit.errors import (

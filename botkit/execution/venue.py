@@ -1,4 +1,7 @@
-"""The seam between the execution layer and a venue (simulated for backtest/paper, WhiteBIT for live).
+"""The Venue port: the seam between the execution layer and a venue (simulated for backtest/paper, WhiteBIT live).
+
+It lives in the execution layer, which calls it; venues (a layer below) implement it structurally and name
+`VenueEvents` only in annotations, so no import points upwards.
 
 A venue never calls the strategy. It reports what happened to orders through `VenueEvents`, which the execution
 engine implements; so backtest, paper and live share one order state machine and one set of callbacks.
@@ -6,21 +9,10 @@ engine implements; so backtest, paper and live share one order state machine and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Protocol
 
-from botkit.execution.orders import Fill, Order
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    available: Decimal
-    frozen: Decimal
-
-    @property
-    def total(self) -> Decimal:
-        return self.available + self.frozen
+from botkit.market.orders import Fill, Order
+from botkit.market.types import Balance
 
 
 class VenueEvents(Protocol):

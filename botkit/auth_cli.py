@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from botkit.auth.apikey import FastApiKey, run_fast_api_key
 from botkit.auth.errors import AuthError
 from botkit.auth.login import interactive_login
 from botkit.auth.manager import TokenManager
@@ -25,6 +24,7 @@ from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings, ConfigError, load_auth_settings
 from botkit.auth.store import StoredCredentials, TokenStore, store_for
 from botkit.auth.tokens import TokenSet, fingerprint
+from botkit.whitebit.apikey import FastApiKey, run_fast_api_key
 
 Out = Callable[[str], None]
 

@@ -18,18 +18,18 @@ import httpx
 from pydantic import SecretStr
 
 from botkit.auth.errors import ApiKeyFlowError, AuthError
-from botkit.auth.grants import WHITEBIT_SCOPES
 from botkit.auth.login import interactive_login
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings
 from botkit.auth.store import StoredCredentials, TokenStore, store_for
 from botkit.auth.tokens import ApiKeyCredentials, TokenSet
+from botkit.market.grants import WHITEBIT_SCOPES
 from botkit.whitebit.endpoints import AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import WhiteBitConflict, WhiteBitLocked
 from botkit.whitebit.rest import WhiteBitRest
 
-log = logging.getLogger("botkit.auth.apikey")
+log = logging.getLogger("botkit.whitebit.apikey")
 
 # WhiteBIT key permission groups (`permissions[].name`) -> the scopes botkit checks. Names that are scope strings
 # themselves (as the sandbox reports them) map to themselves.
