@@ -17,15 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay
-from tenacity.wait import wait_random_exponential
-
 from botkit.auth.errors import AuthError, ReauthRequired, TokenEndpointUnavailable
 from botkit.auth.oauth import InvalidGrant, OAuthClient, TransientTokenError
 from botkit.auth.settings import AuthSettings
 from botkit.auth.store import StoredCredentials, TokenStore
 from botkit.auth.tokens import TokenSet, fingerprint
 from botkit.market.grants import Grant
+from botkit.retry import policy, reconnect_delay
 
 log = logging.getLogger("botkit.auth.manager")
 
@@ -227,13 +225,6 @@ class TokenManager:
             log.error("could not remove the dead token set from the store: %s", type(exc).__name__)
         return self._reauth
 
-    def _wait(self, rs: RetryCallState) -> float:
-        exc = rs.outcome.exception() if rs.outcome is not None else None
-        ra = getattr(exc, "retry_after", None)
-        if isinstance(ra, int | float) and ra >= 0:
-            return float(min(ra, self.s.retry_after_cap_s))
-        return float(wait_random_exponential(multiplier=0.5, max=self.s.retry_max_wait_s)(rs))
-
     async def _respect_rate_limit(self, current: TokenSet) -> None:
         """1 refresh request/s per client (WhiteBIT), across processes via the stored obtain time."""
         interval = self.s.refresh_min_interval_s
@@ -251,13 +242,9 @@ class TokenManager:
             budget = max(0.0, min(budget, current.obtained_at + life - time.time()))
         log.info("refresh.start rt=%s", fingerprint(current.refresh_token))
         try:
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.s.retry_attempts) | stop_before_delay(budget),
-                wait=self._wait,
-                retry=retry_if_exception_type(TransientTokenError),
-                reraise=True,
-                sleep=self._sleep,
-            )
+            retrying = policy(lambda e: isinstance(e, TransientTokenError), attempts=self.s.retry_attempts,
+                              total_s=budget, max_wait_s=self.s.retry_max_wait_s,
+                              retry_after_cap_s=self.s.retry_after_cap_s, sleep=self._sleep)
             async for attempt in retrying:
                 with attempt:
                     await self._respect_rate_limit(current)
@@ -296,7 +283,7 @@ class TokenManager:
             except AuthError as exc:
                 failures += 1
                 log.warning("keepalive refresh failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(min(30.0, 2.0**failures))
+                await asyncio.sleep(reconnect_delay(failures, 30.0, 2.0))  # the shared policy's backoff
 
     async def aclose(self) -> None:
         task, self._keepalive = self._keepalive, None

@@ -25,6 +25,7 @@ from botkit.auth.settings import AuthSettings
 from botkit.auth.store import StoredCredentials, TokenStore, store_for
 from botkit.auth.tokens import ApiKeyCredentials, TokenSet
 from botkit.market.grants import WHITEBIT_SCOPES
+from botkit.retry import policy
 from botkit.whitebit.endpoints import AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import WhiteBitConflict, WhiteBitLocked
 from botkit.whitebit.rest import WhiteBitRest
@@ -106,31 +107,28 @@ class FastApiKey:
             await self._sleep(self.s.apikey_poll_s)
 
     async def fetch_secret(self, external_id: str) -> SecretStr:
-        """GET the secret once; 423 -> exponential backoff (no Retry-After is sent); 409 -> say what to do."""
-        delay = self.s.apikey_lock_backoff_s
-        deadline = time.monotonic() + self.s.apikey_lock_timeout_s
-        while True:
-            try:
-                doc = await self.rest.call("apikey_secret", externalId=external_id)
-            except WhiteBitLocked:
-                if time.monotonic() + delay > deadline:
-                    raise ApiKeyFlowError(
-                        "the API secret stayed locked (423); wait a few minutes and run `botkit auth apikey` again"
-                    ) from None
-                log.info("api secret locked (423); retrying in %.0f s", delay)
-                await self._sleep(delay)
-                delay = min(delay * 2, 60.0)
-                continue
-            except WhiteBitConflict:
-                raise ApiKeyFlowError(
-                    "the API secret was already retrieved once (409) and cannot be read again; delete the key "
-                    "with `botkit auth logout CONFIG --delete-key` (or in the dashboard) and run "
-                    "`botkit auth apikey CONFIG` again"
-                ) from None
-            secret = doc.get("apiSecret") if isinstance(doc, dict) else None
-            if not isinstance(secret, str) or not secret:
-                raise ApiKeyFlowError("the secret endpoint answered without apiSecret; run the flow again")
-            return SecretStr(secret)
+        """GET the secret once; 423 -> the shared retry policy's backoff (no Retry-After is sent) within
+        `apikey_lock_timeout_s`; 409 -> say what to do."""
+        try:
+            async for attempt in policy(lambda e: isinstance(e, WhiteBitLocked), attempts=None,
+                                        total_s=self.s.apikey_lock_timeout_s, max_wait_s=60.0,
+                                        base_s=self.s.apikey_lock_backoff_s, sleep=self._sleep):
+                with attempt:
+                    doc = await self.rest.call("apikey_secret", externalId=external_id)
+        except WhiteBitLocked:
+            raise ApiKeyFlowError(
+                "the API secret stayed locked (423); wait a few minutes and run `botkit auth apikey` again"
+            ) from None
+        except WhiteBitConflict:
+            raise ApiKeyFlowError(
+                "the API secret was already retrieved once (409) and cannot be read again; delete the key "
+                "with `botkit auth logout CONFIG --delete-key` (or in the dashboard) and run "
+                "`botkit auth apikey CONFIG` again"
+            ) from None
+        secret = doc.get("apiSecret") if isinstance(doc, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise ApiKeyFlowError("the secret endpoint answered without apiSecret; run the flow again")
+        return SecretStr(secret)
 
     async def delete(self, external_id: str) -> None:
         await self.rest.call("apikey_delete", externalId=external_id)

@@ -27,8 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
-from tenacity.wait import wait_random_exponential
 
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.manager import TokenManager
@@ -37,6 +35,7 @@ from botkit.auth.settings import AuthSettings
 from botkit.auth.signing import HmacSigner
 from botkit.auth.store import store_for
 from botkit.market.grants import Grant
+from botkit.retry import policy
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY, AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import (
     OutcomeUnknown,
@@ -208,13 +207,8 @@ class WhiteBitRest:
                 return ep.idempotent
             return False
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry_attempts) | stop_before_delay(self.retry_total_s),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-            sleep=self._sleep,
-        )
+        retrying = policy(retryable, attempts=self.retry_attempts, total_s=self.retry_total_s,
+                          max_wait_s=self.retry_max_wait_s, retry_after_cap_s=self.retry_after_cap_s, sleep=self._sleep)
         async for attempt in retrying:
             with attempt:
                 return await self._once(ep, kind, path, params)
@@ -257,13 +251,6 @@ class WhiteBitRest:
         else:
             log.debug("clock sync: offset %+.3f s", offset)
         return offset
-
-    def _wait(self, rs: RetryCallState) -> float:
-        exc = rs.outcome.exception() if rs.outcome is not None else None
-        ra = getattr(exc, "retry_after", None)
-        if isinstance(ra, int | float) and ra >= 0:
-            return float(min(ra, self.retry_after_cap_s))
-        return float(wait_random_exponential(multiplier=0.5, max=self.retry_max_wait_s)(rs))
 
     async def _once(self, ep: Endpoint, kind: AuthKind, path: str, params: Mapping[str, Any] | None) -> Any:
         if kind == "public":
