@@ -87,7 +87,7 @@ def run_botkit(csv_path: str, strategy: str) -> tuple[float, int, float]:
                         "taker_fee": Decimal(FEE * 100), "max_total": Decimal(0)})
 
     class DipLimit(Strategy):
-        scopes = frozenset({"orders.create", "orders.delete"})
+        scopes = frozenset({"orders.create", "orders.delete", "orders.read", "balances.read"})
 
         def on_start(self, ctx: Context) -> None:
             self.entry: Order | None = None
@@ -113,7 +113,8 @@ def run_botkit(csv_path: str, strategy: str) -> tuple[float, int, float]:
     else:
         strat = DipLimit()
     bt = Backtest(strat, [series], {"BTC_USDT": rules}, {"USDT": Decimal(CASH)},
-                  grant=Grant.of("orders.create,orders.delete"), fill_model=FillModel(touch=True))
+                  grant=Grant.of("orders.create,orders.delete,orders.read,balances.read"),
+                  fill_model=FillModel(touch=True))
     t = time.perf_counter()
     res = bt.run()
     run_s = time.perf_counter() - t

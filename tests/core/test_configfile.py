@@ -60,7 +60,6 @@ def test_variables_that_are_not_overrides_are_left_alone(tmp_path: Path, monkeyp
 def test_one_error_type_for_every_config(tmp_path: Path) -> None:
     from botkit.auth.settings import ConfigError as AuthConfigError
     from botkit.configfile import ConfigError as Base
-
     from botkit.sandbox.config import SandboxConfigError, load_sandbox_config
 
     assert ConfigError is Base and AuthConfigError is Base and issubclass(SandboxConfigError, Base)

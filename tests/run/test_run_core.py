@@ -17,6 +17,7 @@ from botkit.execution.journal import SqliteJournal
 from botkit.market.types import Candle
 from botkit.runner import CandleReplay, LiveRunner, RunError, RunFailed, RunHalted
 from botkit.sandbox.server import Sandbox
+from botkit.venues.whitebit import WhiteBitVenue
 from botkit.whitebit.rest import WhiteBitRest
 
 from .conftest import bot_config
@@ -253,10 +254,22 @@ async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sand
     assert report["fills"] == summary.fills and report["outcome"] == "complete" and report["pnl"]
 
 
-async def test_stop_market_orders_rest_then_fill_when_the_price_reaches_them(sandbox: Sandbox, rest: WhiteBitRest,
-                                                                            tmp_path: Path) -> None:
+async def test_stop_market_orders_rest_then_fill_when_the_price_reaches_them(tmp_path: Path) -> None:
     """The WhiteBIT venue sends stop-market orders to order/stop_market; they rest untriggered on the exchange and
-    fill when the last price reaches them (the sandbox triggers on its last price, as WhiteBIT does)."""
+    fill when the last price reaches them (the sandbox triggers on its last price, as WhiteBIT does). The sandbox
+    quotes a deep book here, so a triggered stop always finds liquidity."""
+
+    from botkit.sandbox.testing import running_sandbox
+
+    from .conftest import fast_config
+
+    cfg = fast_config()
+    deep = [m.model_copy(update={"liquidity": m.liquidity.model_copy(update={"levels": 200})}) for m in cfg.markets]
+    async with running_sandbox(cfg.model_copy(update={"markets": deep})) as sandbox:
+        await _stops_fill(sandbox)
+
+
+async def _stops_fill(sandbox: Sandbox) -> None:
     import asyncio
     from decimal import Decimal
 
@@ -287,3 +300,26 @@ async def test_stop_market_orders_rest_then_fill_when_the_price_reaches_them(san
     assert buy.filled_quote <= (Decimal("0.001") * buy.stop_price).quantize(Decimal("0.01"))
     statuses = [s for cid, s in strategy.updates if cid == sell.client_id]
     assert statuses == ["open", "filled"], statuses
+
+
+async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it_stops(
+        sandbox: Sandbox, rest: WhiteBitRest) -> None:
+    """[run] kill_switch_s = 5 on a 7 s run: the resting order survives the run (re-armed from the main loop), and
+    once the bot is gone the exchange's dead-man switch cancels it (the sandbox clock is moved past the deadline)."""
+    import asyncio
+
+    strategy = Resting()
+    runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
+                        out=None, handle_signals=False)
+    await runner.run()
+    assert strategy.limit is not None and strategy.limit.status.value == "open"
+    assert isinstance(runner.venue, WhiteBitVenue)
+    assert runner.venue.kill_switch_arms >= 4  # armed at the start, then every 5/3 s
+    rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
+    assert [r["clientOrderId"] for r in rows] == [strategy.limit.client_id]
+    sandbox.set_faults(clock_skew_s=10.0)  # nobody re-arms it now: the deadline passes
+    for _ in range(100):
+        if not await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}):
+            break
+        await asyncio.sleep(0.05)
+    assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []

@@ -82,7 +82,7 @@ def test_cli_prints_the_demo_credentials_and_the_admin_token() -> None:
         text = "".join(lines)
         base = re.search(r"(http://127\.0\.0\.1:\d+)", text).group(1)  # type: ignore[union-attr]
         assert "API key:        demo-key / secret demo-secret" in text
-        assert "OAuth client:   botkit-demo, redirect http://127.0.0.1:8765/callback" in text
+        assert "OAuth client:   botkit-demo, redirect http://127.0.0.1:8766/callback" in text
         assert "botkit-demo-secret" not in text  # the OAuth client secret stays in the config file
         token = re.search(rf"{ADMIN_HEADER}: (\S+)", text).group(1)  # type: ignore[union-attr]
         headers = {ADMIN_HEADER: token}
