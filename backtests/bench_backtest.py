@@ -51,7 +51,7 @@ def _peak_mb() -> float:
 def case_botkit(csv_path: str, which: str, trades_out: str | None) -> dict[str, object]:
     from botkit import Strategy
     from botkit.backtest.data import load_candles
-    from botkit.backtest.engine import Backtest
+    from botkit.backtest.replay import Backtest
     from botkit.backtest.sample import SAMPLE_MARKETS
     from botkit.market.grants import Grant
     from botkit.plugins import load_strategy_class

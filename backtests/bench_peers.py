@@ -73,7 +73,7 @@ def load_frame(csv_path: str) -> Any:
 def run_botkit(csv_path: str, strategy: str) -> tuple[float, int, float]:
     from botkit import Context, Strategy
     from botkit.backtest.data import load_candles
-    from botkit.backtest.engine import Backtest
+    from botkit.backtest.replay import Backtest
     from botkit.backtest.sample import SAMPLE_MARKETS
     from botkit.market.grants import Grant
     from botkit.market.orders import Fill, Order

@@ -108,9 +108,9 @@ def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.backtest.data import DataError
-    from botkit.backtest.engine import BacktestError
+    from botkit.backtest.replay import BacktestError
     from botkit.backtest.report import summary_table, write_report
-    from botkit.backtest.runner import ProgressBar, run_backtest
+    from botkit.backtest.run import ProgressBar, run_backtest
     from botkit.config import ConfigError, load_config
     from botkit.market.grants import InsufficientScope
     from botkit.plugins import PluginError

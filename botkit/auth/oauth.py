@@ -1,4 +1,4 @@
-"""Both OAuth dialects behind one client: WhiteBIT's (whitebit-api.md §1) and RFC 6749.
+"""Both OAuth dialects behind one client: WhiteBIT's (docs/whitebit.md §1) and RFC 6749.
 
 Each method does one HTTP exchange and classifies the outcome (token set, terminal, transient); the retry
 policy and single-flight live in the TokenManager, so a code exchange is never retried (RFC 6749 §4.1.2).

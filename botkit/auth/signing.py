@@ -1,4 +1,4 @@
-"""HMAC-SHA512 request signing for WhiteBIT's private v4 API (whitebit-api.md §2.3).
+"""HMAC-SHA512 request signing for WhiteBIT's private v4 API (docs/whitebit.md §2.3).
 
 The server checks the signature over the base64 payload and compares the payload with the body, so the bytes we
 sign must be the bytes we send: we serialise once, compactly, and hand those exact bytes to the HTTP client.

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from botkit.backtest.engine import BacktestResult
 from botkit.backtest.metrics import ratio, system_quality
+from botkit.backtest.replay import BacktestResult
 from botkit.backtest.trades import Lot, RoundTrip, fill_reasons, lots, order_outcomes
 
 

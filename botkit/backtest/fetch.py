@@ -1,7 +1,7 @@
 """Backfill candles from WhiteBIT's v1 kline endpoint into a candle CSV the loader reads, resumably.
 
 `GET /api/v1/public/kline` serves at most 1,440 rows per request as [time, open, CLOSE, high, low, volume_stock,
-volume_money] (whitebit-api.md §2.2); errors come back as HTTP 200 with success false. The window is walked in
+volume_money] (docs/whitebit.md §2.2); errors come back as HTTP 200 with success false. The window is walked in
 pages of `page_size` candles through the project's REST client, so the endpoint registry's rate limits and retry
 policy apply. Each page is appended to the output as soon as it arrives (values copied as the exchange wrote them,
 never re-rounded), so an interruption loses at most the page in flight: a re-run reads the last complete line of

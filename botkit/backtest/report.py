@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from botkit.backtest.analysis import Analysis, TradeStats, analyse, duration, fmt_money
-from botkit.backtest.engine import BacktestResult
 from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsample, write_run_html
 from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
+from botkit.backtest.replay import BacktestResult
 from botkit.market.rules import fmt
 
 _SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")

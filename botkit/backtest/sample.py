@@ -50,7 +50,7 @@ class SampleMarket:
         return f"{self.rules.name}_{format_timeframe(self.timeframe_ms)}.csv"
 
 
-# WhiteBIT-shaped rules for the sample markets (BTC_USDT as whitebit-api.md §5 shows it; ETH_USDT alike).
+# WhiteBIT-shaped rules for the sample markets (BTC_USDT as docs/whitebit.md §5 shows it; ETH_USDT alike).
 SAMPLE_MARKETS: Mapping[str, SampleMarket] = MappingProxyType(
     {
         "BTC_USDT": SampleMarket(

@@ -60,7 +60,7 @@ class _Worker:
         logging.getLogger("botkit").setLevel(logging.ERROR)  # rejections etc. are counted in the figures
 
     def series(self, cfg: BotConfig) -> list[CandleSeries]:
-        from botkit.backtest.runner import load_series
+        from botkit.backtest.run import load_series
 
         key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
         hit = self.cache.get(key)
@@ -75,7 +75,7 @@ class _Worker:
         return hit
 
     def run(self, job: Job) -> JobResult:
-        from botkit.backtest.engine import Backtest
+        from botkit.backtest.replay import Backtest
         from botkit.market.grants import Grant
         from botkit.plugins import build_strategy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# The 20 scope strings WhiteBIT documents (whitebit-api.md §1.4).
+# The 20 scope strings WhiteBIT documents (docs/whitebit.md §1.4).
 WHITEBIT_SCOPES: frozenset[str] = frozenset(
     {
         "general",

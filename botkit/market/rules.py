@@ -2,7 +2,7 @@
 
 The execution layer (before an order leaves), the simulated venue (backtest and paper) and the sandbox exchange
 (when it validates an incoming order) all call this module, so an order that the backtest accepts is an order the
-sandbox accepts and, as far as the documentation goes, one WhiteBIT accepts (whitebit-api.md §5).
+sandbox accepts and, as far as the documentation goes, one WhiteBIT accepts (docs/whitebit.md §5).
 
 Error codes follow WhiteBIT's order/new table: 32 amount, 33 price, 30 generic validation (used for the total).
 """

@@ -89,7 +89,7 @@ class WhiteBitVenue:
         return frozenset().union(*(DEFAULT_REGISTRY.get(e).scopes for e in cls.ENDPOINTS))
 
     name = "whitebit"
-    # WhiteBIT's public API has no OCO endpoint for spot (whitebit-api.md §2.4): refused before journaling
+    # WhiteBIT's public API has no OCO endpoint for spot (docs/whitebit.md §2.4): refused before journaling
     supports_oco = False
 
     def __init__(

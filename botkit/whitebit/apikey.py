@@ -1,4 +1,4 @@
-"""Fast API Key via OAuth (WhiteBIT Flow B, whitebit-api.md §1.3): PKCE consent, poll, fetch the secret once.
+"""Fast API Key via OAuth (WhiteBIT Flow B, docs/whitebit.md §1.3): PKCE consent, poll, fetch the secret once.
 
 The secret can be read exactly once (409 afterwards), so it is written to the 0600 token store before this
 module returns anything. The docs leave open how the public `apiKey` reaches the partner: we read it from the

@@ -2,7 +2,7 @@
 
 Clients, the scope check, the retry policy and the rate limiter all read this table, so "which scopes does
 cancel need?" or "may we retry a balance read?" has exactly one answer (DESIGN.md, "Layers").
-Scope mapping for HMAC endpoints follows the scope names (whitebit-api.md §1.4); WhiteBIT documents no table.
+Scope mapping for HMAC endpoints follows the scope names (docs/whitebit.md §1.4); WhiteBIT documents no table.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _TRADE = (10000, 10.0)
 _READ = (12000, 10.0)
 _PUBLIC = (2000, 10.0)
 
-# WhiteBIT's limits are per IP and per 10 s at three levels (whitebit-api.md §2.6): an endpoint's own limit (the
+# WhiteBIT's limits are per IP and per 10 s at three levels (docs/whitebit.md §2.6): an endpoint's own limit (the
 # `limit` of its row), its scope (the group limits below, keyed by `rate_group`) and the global default. A call must
 # fit all three. Groups without a documented scope limit ("order", "orders", "accounts", ...) only share a back-off
 # after a gateway 429. `/api/v4/orders` is 12000 in the current spec (1000 in old docs).
@@ -121,7 +121,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _ep("market_fee", "POST", "/api/v4/market/fee", {"hmac", "bearer"}, {"markets.read"}, group="default"),
     _ep("websocket_token", "POST", "/api/v4/profile/websocket_token", {"hmac"}, set(),
         group="websocket_token", limit=(10, 60.0)),
-    # OAuth account reads (Bearer only, whitebit-api.md §1.2; scope mapping [I] from the names)
+    # OAuth account reads (Bearer only, docs/whitebit.md §1.2; scope mapping [I] from the names)
     _ep("accounts_transactions", "POST", "/api/v4/accounts/transactions", {"bearer"}, {"users.transactions.read"},
         group="accounts"),
     _ep("accounts_converts", "POST", "/api/v4/accounts/converts", {"bearer"}, {"users.converts.read"},
@@ -132,7 +132,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         group="accounts"),
     _ep("accounts_balance_spot", "POST", "/api/v4/accounts/balances/spot", {"bearer"}, {"users.balances.read"},
         group="accounts"),
-    # Fast API Key management (Bearer, whitebit-api.md §1.3)
+    # Fast API Key management (Bearer, docs/whitebit.md §1.3)
     _ep("apikey_info", "GET", "/oauth2/api-key/info", {"bearer"}, {"apikeys.read"}, group="oauth2"),
     # fetching the secret is one-shot server side (409 after): never retried blindly
     _ep("apikey_secret", "GET", "/oauth2/api-key/{externalId}/secret", {"bearer"}, {"apikeys.read"},

@@ -1,7 +1,7 @@
 """Typed WhiteBIT errors: status, WhiteBIT's code, its field messages and the endpoint path.
 
 Never the raw body or any header: bodies of auth endpoints carry tokens and secrets, headers carry keys and
-signatures. We parse the documented shapes (whitebit-api.md §2.2, §2.5, §1.2) into fields and drop the rest.
+signatures. We parse the documented shapes (docs/whitebit.md §2.2, §2.5, §1.2) into fields and drop the rest.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ _NONCE_MESSAGES = ("too many requests", "nonce is more than")
 
 def is_nonce_message(message: str | None) -> bool:
     """WhiteBIT's JSON answers to a nonce outside the window or not above the last one: "Too many requests." (HTTP
-    429, code 0) and "Your nonce is more than 5 seconds lesser than the current nonce" (whitebit-api.md §2.3, §2.5).
+    429, code 0) and "Your nonce is more than 5 seconds lesser than the current nonce" (docs/whitebit.md §2.3, §2.5).
     ("Nonce not provided." / "Invalid nonceWindow." are malformed requests: validation errors.)"""
     return message is not None and any(m in message.lower() for m in _NONCE_MESSAGES)
 

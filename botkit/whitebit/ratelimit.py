@@ -1,6 +1,6 @@
 """Client-side rate limiting per WhiteBIT limit bucket, so a bot waits instead of sending a request that is refused.
 
-WhiteBIT limits per IP and per 10 s, at three levels at once (whitebit-api.md §2.6): the endpoint's own limit, its
+WhiteBIT limits per IP and per 10 s, at three levels at once (docs/whitebit.md §2.6): the endpoint's own limit, its
 scope (path group, e.g. `/api/v4/trade-account/*`) and the global default. Requests over a limit are rejected, not
 queued, and repeated 429s can get the IP restricted, so the limiter only lets a request go when every bucket that
 applies has room. Buckets are sliding logs ("at most N grants in any window of W seconds"), which is exactly the

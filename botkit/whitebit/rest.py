@@ -332,7 +332,7 @@ class WhiteBitRest:
 
 def is_gateway_429(body: bytes) -> bool:
     """A 429 body that is a rate limit: WhiteBIT's gateway sends non-JSON (or the old generic JSON form); the JSON
-    `"message":"Too many requests."` (or the nonce-window message) is a nonce rejection (whitebit-api.md §2.3, §2.5)
+    `"message":"Too many requests."` (or the nonce-window message) is a nonce rejection (docs/whitebit.md §2.3, §2.5)
     and not a rate limit."""
     _, message, _ = parse_error_body(body)
     return message is None or not ("too many requests" in message.lower() or "nonce" in message.lower())

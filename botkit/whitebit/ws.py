@@ -1,4 +1,4 @@
-"""Asyncio WebSocket client for WhiteBIT's JSON-RPC-style API (whitebit-api.md §3).
+"""Asyncio WebSocket client for WhiteBIT's JSON-RPC-style API (docs/whitebit.md §3).
 
 One connection, kept alive: ids correlate requests with responses, a ping goes out every `ping_interval` seconds
 (the server drops silent clients after 60 s), a lost connection is re-opened with jittered backoff and every

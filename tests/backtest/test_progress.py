@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from botkit.backtest.runner import ProgressBar
+from botkit.backtest.run import ProgressBar
 
 CHUNK = 16_384
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from botkit.backtest.data import load_candles
-from botkit.backtest.engine import Backtest
+from botkit.backtest.replay import Backtest
 from botkit.backtest.trades import END_OF_DATA, Lot, RoundTrip, fill_reasons, lots, order_outcomes, round_trips_of
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill, Order, OrderStatus

@@ -9,7 +9,7 @@ import numpy as np
 
 from botkit import Context, Strategy
 from botkit.backtest.data import CandleSeries
-from botkit.backtest.engine import Backtest, BacktestResult
+from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.execution.risk import RiskLimits
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill, Order

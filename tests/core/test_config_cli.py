@@ -150,7 +150,7 @@ def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypa
 def test_progress_bar_reports_on_long_runs():
     import io
 
-    from botkit.backtest.runner import ProgressBar
+    from botkit.backtest.run import ProgressBar
 
     stream = io.StringIO()
     bar = ProgressBar(stream=stream)

@@ -104,7 +104,7 @@ def test_a_raising_strategy_halts_safely_with_a_partial_result() -> None:
 
 
 def test_on_error_continue_logs_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    from botkit.backtest.engine import Backtest
+    from botkit.backtest.replay import Backtest
     from botkit.market.grants import Grant
 
     from .helpers import ETH, RULES

@@ -16,8 +16,8 @@ import numpy as np
 import pytest_asyncio
 
 from botkit.backtest.data import CandleSeries
-from botkit.backtest.engine import Backtest
 from botkit.backtest.recordings import to_store
+from botkit.backtest.replay import Backtest
 from botkit.backtest.store import Store
 from botkit.market.grants import Grant
 from botkit.market.rules import MarketRules

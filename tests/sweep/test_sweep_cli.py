@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from botkit.backtest.runner import run_backtest
+from botkit.backtest.run import run_backtest
 from botkit.backtest.sweep import Sweep, SweepSpec
 from botkit.backtest.sweep_exec import ProcessEngine
 from botkit.backtest.sweep_space import parse_space

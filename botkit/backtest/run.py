@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 from botkit.backtest.checks import data_warnings
 from botkit.backtest.data import CandleSeries, DataError, load_candles
-from botkit.backtest.engine import Backtest, BacktestError, BacktestResult
+from botkit.backtest.replay import Backtest, BacktestError, BacktestResult
 from botkit.config import BotConfig
 from botkit.market.grants import Grant
 from botkit.plugins import build_strategy
