@@ -323,3 +323,13 @@ async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it
             break
         await asyncio.sleep(0.05)
     assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
+
+
+def test_run_outputs_and_journal_live_under_the_configs_own_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/sma_cross.toml run in sandbox mode: out/sma_cross/sandbox/{trades.csv,report.json,journal.sqlite},
+    the name said once (it used to be out/sma_cross/sma_cross/journal.sqlite)."""
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(ROOT / "configs" / "sma_cross.toml")
+    runner = LiveRunner(cfg, out=None, handle_signals=False)
+    assert runner.out_dir() == Path("out") / "sma_cross" / "sandbox"
+    assert runner.journal_path() == Path("out") / "sma_cross" / "sandbox" / "journal.sqlite"
