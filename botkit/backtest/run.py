@@ -18,6 +18,7 @@ from botkit.backtest.replay import Backtest, BacktestError, BacktestResult
 from botkit.config import BotConfig
 from botkit.market.grants import Grant
 from botkit.plugins import build_strategy
+from botkit.strategy import Strategy
 
 _log = logging.getLogger("botkit.backtest")
 
@@ -179,7 +180,15 @@ def run_backtest(
     warnings = series_warnings(cfg, series)
     for text in warnings:
         (on_warning or _log.warning)(text)
-    bt = Backtest(
+    result = backtest_of(cfg, strategy, series, progress).run()
+    result.warnings = warnings
+    return result
+
+
+def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
+                progress: Callable[[int, int], None] | None = None) -> Backtest:
+    """The Backtest a config describes, on series already loaded (a sweep loads them once per worker)."""
+    return Backtest(
         strategy,
         series,
         cfg.market_rules(),
@@ -190,7 +199,4 @@ def run_backtest(
         progress=progress,
         on_error=cfg.strategy.on_error,
     )
-    result = bt.run()
-    result.warnings = warnings
-    return result
 

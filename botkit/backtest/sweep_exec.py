@@ -75,8 +75,7 @@ class _Worker:
         return hit
 
     def run(self, job: Job) -> JobResult:
-        from botkit.backtest.replay import Backtest
-        from botkit.market.grants import Grant
+        from botkit.backtest.run import backtest_of
         from botkit.plugins import build_strategy
 
         t0 = time.perf_counter()
@@ -87,16 +86,7 @@ class _Worker:
                 series = [s.between(job.start_ms, job.end_ms) for s in series]
                 series = [s for s in series if len(s)]
             strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
-            result = Backtest(
-                strategy,
-                series,
-                cfg.market_rules(),
-                dict(cfg.balances),
-                grant=Grant.of(cfg.grant.scopes, "config"),
-                risk=cfg.risk_limits(),
-                fill_model=cfg.fill_model(),
-                on_error=cfg.strategy.on_error,
-            ).run()
+            result = backtest_of(cfg, strategy, series).run()
         except Exception as exc:  # a bad window or data for this set: the sweep goes on, the row says why
             return JobResult(job.key, f"error: {type(exc).__name__}: {exc}", worker=self.name, loads=self.loads,
                              seconds=time.perf_counter() - t0)
