@@ -20,7 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 ENV_PREFIX = "BOTKIT_"
 # BOTKIT_ variables that are not config overrides (they configure tests, or hold a key by name)
 NOT_CONFIG_ENV = frozenset({"BOTKIT_REQUIRE_SHARED_DATA", "BOTKIT_TOKEN_KEY"})
-_SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")
+SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")  # keys whose values are never shown
 
 
 class ConfigError(ValueError):
@@ -74,7 +74,7 @@ def shown(loc: tuple[Any, ...], value: Any) -> str:
         return f"<table with keys {sorted(value)}>"
     if isinstance(value, list):
         return "<list>"
-    if any(w in str(p).lower() for p in loc for w in _SECRET_WORDS):
+    if any(w in str(p).lower() for p in loc for w in SECRET_WORDS):
         return "<hidden>"
     return repr(value)[:120]
 

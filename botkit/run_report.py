@@ -21,8 +21,15 @@ from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, fmt
 from botkit.market.types import Balance
 
+# trades.csv: one row per fill, the same leading columns in a run and a backtest (which adds type and reason)
 TRADES_COLUMNS = ["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset", "liquidity",
                   "client_order_id"]
+
+
+def fill_row(f: Fill, when: str) -> list[str]:
+    """A fill as the TRADES_COLUMNS of trades.csv; `when` is its time already formatted."""
+    return [when, str(f.time_ms), f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote), fmt(f.fee),
+            f.fee_asset, "maker" if f.maker else "taker", f.client_id]
 
 
 def hms(ms: int) -> str:
@@ -107,9 +114,7 @@ class RunReporter:
             f.quote += fill.quote - (fill.fee if fill.fee_asset == r.money else 0)
             f.fees_quote += fill.fee if fill.fee_asset == r.money else fill.fee * fill.price
         if self._writer is not None and self._trades is not None:
-            self._writer.writerow([iso(fill.time_ms), fill.time_ms, fill.market, fill.side, fmt(fill.price),
-                                   fmt(fill.amount), fmt(fill.quote), fmt(fill.fee), fill.fee_asset,
-                                   "maker" if fill.maker else "taker", fill.client_id])
+            self._writer.writerow(fill_row(fill, iso(fill.time_ms)))
             self._trades.flush()
         if self.out is not None:
             self._print(f"{hms(fill.time_ms)}  {fill.market:<10} FILL {fill.side} {fmt(fill.amount)} {r.stock} @ "

@@ -22,9 +22,9 @@ from botkit.backtest.analysis import Analysis, TradeStats, analyse, duration, fm
 from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsample, write_run_html
 from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
 from botkit.backtest.replay import BacktestResult
+from botkit.configfile import SECRET_WORDS
 from botkit.market.rules import fmt
-
-_SECRET_WORDS = ("secret", "token", "password", "key", "verifier", "code")
+from botkit.run_report import TRADES_COLUMNS, fill_row
 
 
 def iso(ms: int | None) -> str:
@@ -75,7 +75,7 @@ def _config_values(path: str) -> dict[str, Any] | None:
     def clean(d: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
-            if any(w in k.lower() for w in _SECRET_WORDS) or k == "auth":
+            if any(w in k.lower() for w in SECRET_WORDS) or k == "auth":
                 out[k] = "(not shown)"
             elif isinstance(v, dict):
                 out[k] = clean(v)
@@ -178,11 +178,8 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    fills = _write_csv(p, ["time", "time_ms", "market", "side", "price", "amount", "quote", "fee", "fee_asset",
-                           "liquidity", "client_order_id", "type", "reason"], [
-        [when, str(f.time_ms), f.market, f.side, fmt(f.price), fmt(f.amount), fmt(f.quote), fmt(f.fee),
-         f.fee_asset, "maker" if f.maker else "taker", f.client_id, a.order_types.get(f.client_id, ""),
-         a.reasons.get(f.client_id, "")]
+    fills = _write_csv(p, [*TRADES_COLUMNS, "type", "reason"], [
+        [*fill_row(f, when), a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, "")]
         for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
     ])
     paths.append(p)
