@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,9 +44,35 @@ AT_TTL = 2.0
 RT_TTL = 60.0
 
 
+class FakeClock:
+    """Wall and monotonic seconds that move only when the test advances them or when code sleeps on them: a sleep
+    moves the clock by its length at once. Given to the sandbox (token lifetimes, its 1 refresh/s limit) and to the
+    client side (OAuthClient, TokenManager), a wait for an expiry, a rate limit or a backoff takes no wall time;
+    the requests still go over real sockets."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.waits: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
 @dataclass
 class Harness:
-    """What a dialect-independent test needs from an authorization server."""
+    """What a dialect-independent test needs from an authorization server. `clock` is the fake clock the server
+    runs on (the WhiteBIT sandbox), None for a server on real time (oidc-provider, a separate process)."""
 
     name: str
     base_settings: dict[str, Any]
@@ -60,6 +87,29 @@ class Harness:
     resource_base: str
     extra: dict[str, Any] = field(default_factory=dict)
     at_ttl: float = AT_TTL
+    clock: FakeClock | None = None
+
+    async def elapse(self, seconds: float) -> None:
+        """Let `seconds` pass for the server and the client: moved at once on a fake clock, waited otherwise."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await (self.clock.sleep(seconds) if self.clock is not None else asyncio.sleep(seconds))
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic() if self.clock is not None else time.monotonic()
+
+    def client_time(self) -> dict[str, Any]:
+        """Keyword arguments that put an OAuthClient on the server's clock."""
+        return {"clock": self.clock.time} if self.clock is not None else {}
+
+    def manager_time(self) -> dict[str, Any]:
+        """Keyword arguments that put a TokenManager on the server's clock."""
+        c = self.clock
+        return {"clock": c.time, "monotonic": c.monotonic, "sleep": c.sleep} if c is not None else {}
 
     def settings(self, tmp_path: Path, **over: Any) -> AuthSettings:
         data = {**self.base_settings, "token_dir": tmp_path / "tokens", **over}
@@ -137,7 +187,7 @@ async def wb_sandbox_factory() -> AsyncIterator[Callable[..., Awaitable[SandboxH
 
     sandboxes: list[Any] = []
 
-    async def make(**over: Any) -> SandboxHandle:
+    async def make(clock: FakeClock | None = None, **over: Any) -> SandboxHandle:
         try:
             from botkit.sandbox.config import load_sandbox_config
             from botkit.sandbox.server import Sandbox
@@ -149,7 +199,7 @@ async def wb_sandbox_factory() -> AsyncIterator[Callable[..., Awaitable[SandboxH
             runners.append(runner)
             return SandboxHandle(base, oauth, keys)
         cfg = test_config(load_sandbox_config(None).model_copy(update={"oauth": _sandbox_config(**over)}))
-        sb = Sandbox(cfg)
+        sb = Sandbox(cfg, clock=clock.time if clock is not None else time.time)
         await sb.start()
         sandboxes.append(sb)
         return SandboxHandle(sb.base_url, sb.oauth, sb.keys)
@@ -178,8 +228,9 @@ def callback_params(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
-async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: Any) -> Harness:
-    sb = await factory(**over)
+async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], clock: FakeClock | None = None,
+                      **over: Any) -> Harness:
+    sb = await factory(clock=clock, **over)
 
     async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
@@ -228,6 +279,7 @@ async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: 
         revoke_access=revoke_access,
         resource_base=sb.base_url,
         extra={"sandbox": sb},
+        clock=clock,
     )
 
 
@@ -349,6 +401,16 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
 
 @pytest.fixture(params=["whitebit", "rfc6749"])
 async def harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
+    """Both dialects; the WhiteBIT sandbox on a fake clock (waits cost nothing), oidc-provider on real time."""
+    if request.param == "whitebit":
+        return await _wb_harness(wb_sandbox_factory, clock=FakeClock())
+    srv = request.getfixturevalue("rfc_server")
+    return await _rfc_harness(srv)
+
+
+@pytest.fixture(params=["whitebit", "rfc6749"])
+async def real_time_harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
+    """Both dialects on real time: for tests whose clients are other processes (they cannot share a fake clock)."""
     if request.param == "whitebit":
         return await _wb_harness(wb_sandbox_factory)
     srv = request.getfixturevalue("rfc_server")
@@ -375,14 +437,14 @@ async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: An
     from botkit.whitebit.rest import WhiteBitRest
 
     s = h.settings(tmp_path, **over)
-    client = OAuthClient(s, http)
+    client = OAuthClient(s, http, **h.client_time())
     if s.use_metadata:
         await client.discover()
     req = client.authorization_request(s.redirect_uri)
     code, state, iss = await h.authorize(req)
     token = await complete_login(client, req, {"code": code, "state": state, **iss})
     store = store_for(s, environ={})
-    mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml")
+    mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml", **h.manager_time())
     await mgr.install(token)
     rest = WhiteBitRest(h.resource_base, http, tokens=mgr, trading_auth="bearer", registry=h.registry(),
                         retry_max_wait_s=0.5)
@@ -405,8 +467,8 @@ def login() -> Callable[..., Awaitable[Session]]:
 def wb_harness(wb_sandbox_factory: Any) -> Callable[..., Awaitable[Harness]]:
     """A WhiteBIT-dialect harness on a sandbox with config overrides (e.g. rotate_refresh_tokens=False)."""
 
-    async def make(**over: Any) -> Harness:
-        return await _wb_harness(wb_sandbox_factory, **over)
+    async def make(clock: FakeClock | None = None, **over: Any) -> Harness:
+        return await _wb_harness(wb_sandbox_factory, clock=clock, **over)
 
     return make
 
