@@ -32,21 +32,39 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
                           timeout=60, env=env, cwd=ROOT)
 
 
-def test_live_without_credentials_refuses_with_the_fix(tmp_path: Path) -> None:
+def _in_process(args: list[str], monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`botkit run ARGS` through the same entry point, in this process (no interpreter start-up per case)."""
+    from botkit.cli import main
+
+    monkeypatch.chdir(ROOT)
+    for k in [k for k in os.environ if k.startswith("BOTKIT_")]:
+        monkeypatch.delenv(k)
+    try:
+        code = main(["run", *args])
+    except SystemExit as exc:  # argparse refuses a bad option this way
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_live_without_credentials_refuses_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTKIT_")}
     env["PYTHONPATH"] = str(ROOT)
-    r = _cli(["configs/sma_cross.toml", "--mode", "live", "--duration", "1"], env)
+    r = _cli(["configs/sma_cross.toml", "--mode", "live", "--duration", "1"], env)  # the real process: exit status 2
     assert r.returncode == 2
     assert "BOTKIT_RUN__API_KEY" in r.stderr and "BOTKIT_RUN__API_SECRET" in r.stderr
 
     cfg = tmp_path / "secret.toml"
     cfg.write_text((ROOT / "configs" / "sma_cross.toml").read_text() + '\n[run]\napi_secret = "s3cr3t-value"\n')
-    r = _cli([str(cfg), "--mode", "live"], env)
-    assert r.returncode == 2 and "run.api_secret" in r.stderr and "BOTKIT_RUN__API_SECRET" in r.stderr
-    assert "s3cr3t-value" not in r.stderr + r.stdout
+    code, out, err = _in_process([str(cfg), "--mode", "live"], monkeypatch, capsys)
+    assert code == 2 and "run.api_secret" in err and "BOTKIT_RUN__API_SECRET" in err
+    assert "s3cr3t-value" not in err + out
 
-    r = _cli(["configs/sma_cross.toml", "--mode", "sandbox", "--duration", "-3"], env)
-    assert r.returncode == 2 and "--duration" in r.stderr
+    code, out, err = _in_process(["configs/sma_cross.toml", "--mode", "sandbox", "--duration", "-3"], monkeypatch,
+                                 capsys)
+    assert code == 2 and "--duration" in err
 
 
 async def test_live_mode_trades_with_a_key_from_the_environment(
