@@ -263,10 +263,14 @@ class LiveRunner:
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
         source: EventSource | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
         self.source = source
+        # Seconds for the run's own timing: `duration_s`, the status line, the kill-switch re-arm cadence, feed lag.
+        # Tests inject a fake clock (shared with the sandbox's) so a timed run does not wait in real time.
+        self._mono = monotonic
         self.cfg = cfg
         self.run_cfg = cfg.run
         self.mode = cfg.run.mode
@@ -411,7 +415,7 @@ class LiveRunner:
         return self.cfg.out_dir / self.mode
 
     async def run(self) -> RunSummary:
-        t0 = time.monotonic()
+        t0 = self._mono()
         failure: StrategyFailure | None = None
         outcome = "complete"
         try:
@@ -489,7 +493,7 @@ class LiveRunner:
         return RunSummary(
             mode=self.mode,
             strategy=type(self.strategy).__name__,
-            seconds=time.monotonic() - t0,
+            seconds=self._mono() - t0,
             candles=self.candles,
             orders_by_status=by_status,
             fills=engine.fill_count,
@@ -755,20 +759,19 @@ class LiveRunner:
         """Market events one at a time from the queue; between them, `tick` delivers order events and fires timers.
         The deadline and Ctrl-C are checked at least every 100 ms, whatever the strategy and the venue are doing."""
         assert self.loop is not None
-        aloop = asyncio.get_running_loop()
-        deadline = aloop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
+        deadline = self._mono() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
         status_every = self.run_cfg.status_every_s
-        next_status = aloop.time() + status_every if status_every else None
+        next_status = self._mono() + status_every if status_every else None
         # The dead-man switch is re-armed from this loop, never from a side task: if the loop stalls (a strategy
         # that blocks, a hung process), re-arming stops and the exchange cancels the bot's orders.
         kill_every = self.run_cfg.kill_switch_s / 3 if self.run_cfg.kill_switch_s and self._venue_is_live() else None
-        next_kill = aloop.time()
+        next_kill = self._mono()
         stop_wait = asyncio.ensure_future(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
                 timeout = 0.1
                 if deadline is not None:
-                    left = deadline - aloop.time()
+                    left = deadline - self._mono()
                     if left <= 0:
                         break
                     timeout = min(timeout, left)
@@ -788,11 +791,11 @@ class LiveRunner:
                 if self.reauth is not None:
                     break
                 self.loop.tick()
-                if kill_every is not None and aloop.time() >= next_kill:
-                    next_kill = aloop.time() + kill_every
+                if kill_every is not None and self._mono() >= next_kill:
+                    next_kill = self._mono() + kill_every
                     self._rearm_kill_switch()
-                if next_status is not None and aloop.time() >= next_status:
-                    next_status = aloop.time() + status_every
+                if next_status is not None and self._mono() >= next_status:
+                    next_status = self._mono() + status_every
                     self._print_status()
                 if self.source is not None and self.source.finished and self.queue.empty():
                     break  # the replay is over
@@ -812,7 +815,7 @@ class LiveRunner:
             return
         quote = self.rules[self.markets[0]].money
         positions = {m: self.venue.balance(self.rules[m].stock).total for m in self.markets}
-        lag = time.monotonic() - self.last_data_wall if self.last_data_wall is not None else None
+        lag = self._mono() - self.last_data_wall if self.last_data_wall is not None else None
         print(self.reporter.status_line(equity=self._equity_or_none(), quote=quote, positions=positions,
                                         open_orders=len(self.engine.open), feed_lag_s=lag,
                                         token=self._token_status(), pnl=self.reporter.pnl(self.state.last_price)),
@@ -847,17 +850,17 @@ class LiveRunner:
         if loop.stopped:
             return  # after on_stop only order events are delivered, no market data
         if isinstance(ev, CandleClosed):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             if loop.candle(ev.candle):
                 self.candles += 1
         elif isinstance(ev, TradePrinted):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.trade(ev.trade)
         elif isinstance(ev, BookChanged):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.book(ev.book)
         elif isinstance(ev, LastPrice):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             self.state.last[ev.market] = ev.price
         elif isinstance(ev, Stale):
             self.stale_events += 1

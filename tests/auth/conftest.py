@@ -34,6 +34,7 @@ from botkit.auth.oauth import AuthorizationRequest, OAuthClient
 from botkit.auth.settings import AuthSettings
 from botkit.sandbox.keys import ApiKeyRegistry
 from botkit.sandbox.oauth import OAuthClientConfig, OAuthSandbox, OAuthSandboxConfig
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.endpoints import Endpoint, EndpointRegistry
 
 RFC_DIR = Path(__file__).parent / "rfc_server"
@@ -42,31 +43,6 @@ WB_SECRET = "botkit-test-secret-value-0123456789"
 WB_SCOPES = ["users.balances.read", "users.orders.read", "apikeys.read", "apikeys.delete"]
 AT_TTL = 2.0
 RT_TTL = 60.0
-
-
-class FakeClock:
-    """Wall and monotonic seconds that move only when the test advances them or when code sleeps on them: a sleep
-    moves the clock by its length at once. Given to the sandbox (token lifetimes, its 1 refresh/s limit) and to the
-    client side (OAuthClient, TokenManager), a wait for an expiry, a rate limit or a backoff takes no wall time;
-    the requests still go over real sockets."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.waits: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 @dataclass

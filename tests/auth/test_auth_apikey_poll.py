@@ -14,9 +14,8 @@ from botkit.auth.login import complete_login
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
 from botkit.auth.store import store_for
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.apikey import FastApiKey
-
-from .conftest import FakeClock
 
 REDIRECT = "http://127.0.0.1/callback"
 

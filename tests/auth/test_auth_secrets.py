@@ -14,8 +14,7 @@ from botkit.auth import redact
 from botkit.auth.errors import ReauthRequired, TokenStoreRejected
 from botkit.auth.store import StoredCredentials, TokenStore
 from botkit.auth.tokens import TokenSet
-
-from .conftest import FakeClock
+from botkit.sandbox.testing import FakeClock
 
 
 async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path, http, login):

@@ -231,17 +231,22 @@ async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> No
         assert sb.hub.conns == set()  # refused before a socket opened
 
 
-async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_a_run_prints_each_order_event_and_writes_its_trades(tmp_path: Path) -> None:
+    """A 3.5 s run with a status line every second, on a fake clock shared with the sandbox (driven at 5x)."""
     import io
 
+    from .conftest import clocked_sandbox, run_driven
     from .run_strategies import SteadyBuyer
 
     out = io.StringIO()
     cfg = bot_config("SteadyBuyer", duration_s=3.5, status_every_s=1)
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
     strategy = SteadyBuyer()
-    summary = await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        summary = await run_driven(LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False,
+                                              monotonic=clock.monotonic), clock)
     text = out.getvalue()
+    assert text.count("status ") >= 3  # one a second of the run's clock
     market = strategy.placed[0]
     lines = [line for line in text.splitlines() if f"[{market.client_id}]" in line]
     assert [("-> open" in line, " FILL " in line, "-> filled" in line) for line in lines] == [
@@ -302,27 +307,33 @@ async def _stops_fill(sandbox: Sandbox) -> None:
     assert statuses == ["open", "filled"], statuses
 
 
-async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it_stops(
-        sandbox: Sandbox, rest: WhiteBitRest) -> None:
+async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it_stops() -> None:
     """[run] kill_switch_s = 5 on a 7 s run: the resting order survives the run (re-armed from the main loop), and
-    once the bot is gone the exchange's dead-man switch cancels it (the sandbox clock is moved past the deadline)."""
+    once the bot is gone the exchange's dead-man switch cancels it (the clock is moved past the deadline).
+
+    The sandbox and the bot's run timing share one fake clock, driven at 5x: the 7 s run takes about 1.5 s, and a
+    re-arm that stopped would still let the order be cancelled mid-run (its 5 s deadline passes on the same clock)."""
     import asyncio
 
-    strategy = Resting()
-    runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
-                        out=None, handle_signals=False)
-    await runner.run()
-    assert strategy.limit is not None and strategy.limit.status.value == "open"
-    assert isinstance(runner.venue, WhiteBitVenue)
-    assert runner.venue.kill_switch_arms >= 4  # armed at the start, then every 5/3 s
-    rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
-    assert [r["clientOrderId"] for r in rows] == [strategy.limit.client_id]
-    sandbox.set_faults(clock_skew_s=10.0)  # nobody re-arms it now: the deadline passes
-    for _ in range(100):
-        if not await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}):
-            break
-        await asyncio.sleep(0.05)
-    assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
+    from .conftest import clocked_sandbox, run_driven
+
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        strategy = Resting()
+        runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
+                            out=None, handle_signals=False, monotonic=clock.monotonic)
+        summary = await run_driven(runner, clock)
+        assert summary.seconds >= 7  # the whole run, on the clock the exchange's kill switch uses
+        assert strategy.limit is not None and strategy.limit.status.value == "open"
+        assert isinstance(runner.venue, WhiteBitVenue)
+        assert runner.venue.kill_switch_arms >= 4  # armed at the start, then every 5/3 s
+        rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
+        assert [r["clientOrderId"] for r in rows] == [strategy.limit.client_id]
+        clock.advance(10.0)  # nobody re-arms it now: the deadline passes
+        for _ in range(100):
+            if not await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}):
+                break
+            await asyncio.sleep(0.05)
+        assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
 
 
 def test_run_outputs_and_journal_live_under_the_configs_own_folder(monkeypatch: pytest.MonkeyPatch) -> None:
