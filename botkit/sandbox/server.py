@@ -53,7 +53,7 @@ class Sandbox:
     """A local WhiteBIT. Binds to loopback only; `port=0` picks a free port (see `base_url` after `start()`)."""
 
     def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -70,7 +70,8 @@ class Sandbox:
         self.exchange = Exchange(self.config, self.clock)
         self.oauth = OAuthSandbox(self.config.oauth, self.keys, clock=self.clock)
         self.hub = WsHub(self.exchange, self.config.server, self.faults, self.clock)
-        self.rest_limits = RestLimits(self.config.server.rest_limit_scale, self.config.server.rest_limit_window_scale)
+        self.rest_limits = RestLimits(self.config.server.rest_limit_scale, self.config.server.rest_limit_window_scale,
+                                      clock=monotonic)  # REST rate-limit windows
         self.liquidity: dict[str, Liquidity] = {}
         self.faults.on_change.append(self._apply_faults)
         self._apply_faults(self.config.faults)

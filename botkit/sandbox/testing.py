@@ -84,9 +84,11 @@ class FakeClock:
 
 @asynccontextmanager
 async def running_sandbox(config: SandboxConfig | None = None, *, port: int = 0,
-                          clock: Callable[[], float] = time.time) -> AsyncIterator[Sandbox]:
-    """A started sandbox on an ephemeral loopback port, stopped (and its port freed) on exit."""
-    sandbox = Sandbox(config, port=port, clock=clock)
+                          clock: Callable[[], float] = time.time,
+                          monotonic: Callable[[], float] = time.monotonic) -> AsyncIterator[Sandbox]:
+    """A started sandbox on an ephemeral loopback port, stopped (and its port freed) on exit. `clock` (wall time)
+    and `monotonic` (REST rate-limit windows) are the sandbox's clocks: inject a FakeClock's to move them."""
+    sandbox = Sandbox(config, port=port, clock=clock, monotonic=monotonic)
     await sandbox.start()
     try:
         yield sandbox
