@@ -19,9 +19,10 @@ from botkit.auth.tokens import ApiKeyCredentials
 from botkit.market.grants import InsufficientScope
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, run_driven
 from .run_strategies import Prober
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +68,14 @@ def test_live_without_credentials_refuses_with_the_fix(tmp_path: Path, monkeypat
     assert code == 2 and "--duration" in err
 
 
-async def test_live_mode_trades_with_a_key_from_the_environment(
-    sandbox: Sandbox, rest: WhiteBitRest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_live_mode_trades_with_a_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3.5 s live run against the sandbox, both on a fake clock (driven at 5x)."""
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _live_with_env_key(sandbox, clock, rest, monkeypatch)
+
+
+async def _live_with_env_key(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOTKIT_RUN__API_KEY", "demo-key")
     monkeypatch.setenv("BOTKIT_RUN__API_SECRET", "demo-secret")
     cfg = bot_config("Prober", mode="live", duration_s=3.5, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
@@ -77,7 +83,8 @@ async def test_live_mode_trades_with_a_key_from_the_environment(
         update={"scopes": ["orders.create", "orders.delete", "orders.read", "balances.read", "orders_history.read"]})})
     assert cfg.run.api_key is not None and "demo-key" not in repr(cfg.run)
     strategy = Prober()
-    summary = await LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False).run()
+    summary = await run_driven(LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False,
+                                          monotonic=clock.monotonic), clock)
     market = strategy.market
     assert market is not None and market.status.value == "filled"
     hist = (await rest.call("order_history", {"market": "BTC_USDT", "clientOrderId": market.client_id}))["BTC_USDT"]
@@ -86,8 +93,14 @@ async def test_live_mode_trades_with_a_key_from_the_environment(
 
 
 async def test_live_mode_uses_the_stored_fast_api_key_and_its_permissions(
-    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        await _live_with_stored_key(sandbox, clock, tmp_path, monkeypatch)
+
+
+async def _live_with_stored_key(sandbox: Sandbox, clock: FakeClock, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
         monkeypatch.delenv(var, raising=False)
     auth = {"base_url": sandbox.base_url, "client_id": "botkit-demo", "token_dir": str(tmp_path)}
@@ -97,8 +110,8 @@ async def test_live_mode_uses_the_stored_fast_api_key_and_its_permissions(
                                                            time.time())))
     cfg = bot_config("Prober", mode="live", duration_s=2.5, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
     cfg = cfg.model_copy(update={"auth": auth})
-    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False)
-    summary = await runner.run()
+    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False, monotonic=clock.monotonic)
+    summary = await run_driven(runner, clock)
     assert runner.engine is not None and runner.engine.grant.scopes == perms
     assert summary.fills >= 1
 
