@@ -58,6 +58,16 @@ async def clocked_sandbox(**server: Any) -> AsyncIterator[tuple[Sandbox, FakeClo
         yield sb, clock, demo_rest(sb, http)
 
 
+@asynccontextmanager
+async def driving(clock: FakeClock, step_s: float = 0.25, every_s: float = 0.05) -> AsyncIterator[FakeClock]:
+    """Drive `clock` (see `run_driven`) for the duration of the block: for tests that run a bot as a task."""
+    driver = asyncio.create_task(clock.drive(step_s, every_s))
+    try:
+        yield clock
+    finally:
+        driver.cancel()
+
+
 async def run_driven(runner: LiveRunner, clock: FakeClock, step_s: float = 0.25, every_s: float = 0.05) -> RunSummary:
     """Run a bot whose run timing (`monotonic=clock.monotonic`) and exchange share `clock`, advancing it `step_s`
     every `every_s` of real time (5x by default): a 7 s run takes about 1.5 s. The bot's loop looks at the clock at
