@@ -57,12 +57,7 @@ async def clocked():
 
 
 async def _clock_wait(clock: FakeClock | None, seconds: float) -> None:
-    if clock is None:
-        await asyncio.sleep(seconds)
-        return
-    end = clock.now + seconds
-    while clock.now < end:
-        await asyncio.sleep(0.01)
+    await (asyncio.sleep(seconds) if clock is None else clock.wait(seconds))
 
 
 async def _record(clocked, out: Path, seconds: float, spec: RecordSpec, during=None) -> list[WsEvent]:
