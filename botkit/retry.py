@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
@@ -43,21 +42,21 @@ def backoff_wait(max_wait_s: float, retry_after_cap_s: float = 60.0,
 class stop_before_total(stop_base):
     """tenacity's `stop_before_delay` on an injectable clock: stop when the next wait would end `total_s` or more
     after the first attempt started. With `sleep` and `clock` from one fake clock, a test of a 30 s bound takes no
-    time (tenacity's own timer is always the real `time.monotonic`)."""
+    time (tenacity's own timer is always the real `time.monotonic`). One retry loop at a time, like tenacity's own
+    per-object state: `policy()` makes a fresh one for every loop."""
 
     def __init__(self, total_s: float, clock: Clock = time.monotonic) -> None:
         self.total_s = total_s
         self.clock = clock
-        self._starts: weakref.WeakKeyDictionary[RetryCallState, float] = weakref.WeakKeyDictionary()
+        self._start: float | None = None
 
     def started(self, rs: RetryCallState) -> None:
-        """The `before` hook: remember when the first attempt of this call started."""
-        if rs.attempt_number == 1 or rs not in self._starts:
-            self._starts[rs] = self.clock()
+        """The `before` hook: remember when the first attempt of this loop started."""
+        if rs.attempt_number == 1 or self._start is None:
+            self._start = self.clock()
 
     def __call__(self, rs: RetryCallState) -> bool:
-        start = self._starts.get(rs)
-        elapsed = self.clock() - start if start is not None else 0.0
+        elapsed = self.clock() - self._start if self._start is not None else 0.0
         return elapsed + rs.upcoming_sleep >= self.total_s
 
 

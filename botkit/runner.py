@@ -263,13 +263,17 @@ class LiveRunner:
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
         source: EventSource | None = None,
+        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
         self.source = source
-        # Seconds for the run's own timing: `duration_s`, the status line, the kill-switch re-arm cadence, feed lag.
-        # Tests inject a fake clock (shared with the sandbox's) so a timed run does not wait in real time.
+        # Time: `clock` (wall seconds: order and event times in sandbox and live mode, candle closes and history on
+        # the market feed, token expiry in the status line) and `monotonic` (the run's own timing: `duration_s`, the
+        # status line, the kill-switch re-arm cadence, feed lag). Tests inject one fake clock, shared with the
+        # sandbox's, so a timed run does not wait in real time.
+        self._now = clock
         self._mono = monotonic
         self.cfg = cfg
         self.run_cfg = cfg.run
@@ -281,7 +285,8 @@ class LiveRunner:
         self.state = MarketState({m: CandleBuffer.live(keep) for m in self.markets})
         # Paper trading runs on market time (the data's own clock), so it fills exactly where a backtest would;
         # sandbox and live timestamp orders with wall time.
-        self.clock: MarketClock | WallClock = MarketClock(wall_ms()) if self.mode == "paper" else WallClock()
+        self.clock: MarketClock | WallClock = MarketClock(self._wall_ms()) if self.mode == "paper" \
+            else WallClock(clock)
         self.out = out
         self.handle_signals = handle_signals
         self.sandbox: Sandbox | None = sandbox
@@ -304,6 +309,9 @@ class LiveRunner:
         self._where = ""
         self._signals: list[signal.Signals] = []
         self.log = logging.getLogger(f"botkit.strategy.{type(self.strategy).__name__}")
+
+    def _wall_ms(self) -> int:
+        return int(self._now() * 1000)
 
     # ---- credentials and grant ---------------------------------------------------------------------------------------
 
@@ -584,7 +592,7 @@ class LiveRunner:
                 rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
                 self.account = Account(rest, grant, identity_of(key), None, f"sandbox key of account {rc.account!r}")
             venue = WhiteBitVenue(self.account.rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
-                                  clock_ms=wall_ms, ping_interval=rc.ping_interval_s,
+                                  clock_ms=self._wall_ms, ping_interval=rc.ping_interval_s,
                                   max_in_flight=rc.max_in_flight, before_send=self._durable,
                                   on_reauth=self._reauth_needed)
             tokens = self.account.tokens
@@ -685,7 +693,8 @@ class LiveRunner:
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
-                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}")
+                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}",
+                            clock=self._now, monotonic=self._mono)
             feed.subscribe_candles(market, self.run_cfg.interval_s)
             feed.subscribe_lastprice([market])
             if want_trades:
@@ -704,7 +713,7 @@ class LiveRunner:
         n, iv = self.run_cfg.history, self.run_cfg.interval_s
         if n <= 0:
             return
-        now = int(time.time())
+        now = int(self._now())
         current = now - now % iv
         try:
             rows = await feed.request("candles_request", [market, current - n * iv, current, iv])
@@ -826,7 +835,7 @@ class LiveRunner:
         if tokens is None:
             return None
         failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
-        left = f"token expires in {tokens.token.expires_at - time.time():.0f} s" if tokens.token is not None else \
+        left = f"token expires in {tokens.token.expires_at - self._now():.0f} s" if tokens.token is not None else \
             "no token"
         return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
@@ -834,7 +843,7 @@ class LiveRunner:
         tokens = self.account.tokens if self.account is not None else None
         if tokens is None or tokens.token is None:
             return "n/a (paper)" if self.mode == "paper" else "none (API key)"
-        left = tokens.token.expires_at - time.time()
+        left = tokens.token.expires_at - self._now()
         return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:

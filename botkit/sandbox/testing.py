@@ -66,6 +66,10 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now
 
+    def clocks(self) -> dict[str, Callable[[], float]]:
+        """`clock=` and `monotonic=` for the seams that take both (Sandbox, LiveRunner, TokenManager, WsClient)."""
+        return {"clock": self.time, "monotonic": self.monotonic}
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
 

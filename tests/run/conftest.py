@@ -69,9 +69,9 @@ async def driving(clock: FakeClock, step_s: float = 0.25, every_s: float = 0.05)
 
 
 async def run_driven(runner: LiveRunner, clock: FakeClock, step_s: float = 0.25, every_s: float = 0.05) -> RunSummary:
-    """Run a bot whose run timing (`monotonic=clock.monotonic`) and exchange share `clock`, advancing it `step_s`
-    every `every_s` of real time (5x by default): a 7 s run takes about 1.5 s. The bot's loop looks at the clock at
-    least every 0.1 s of real time, so its timers stay within half a clock second of where they are due."""
+    """Run a bot built with `LiveRunner(..., **clock.clocks())` whose exchange runs on `clock` too, advancing it
+    `step_s` every `every_s` of real time (5x by default): a 7 s run takes about 1.5 s. The bot's loop looks at the
+    clock at least every 0.1 s of real time, so its timers stay within half a clock second of where they are due."""
     driver = asyncio.create_task(clock.drive(step_s, every_s))
     try:
         return await runner.run()

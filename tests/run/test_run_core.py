@@ -65,7 +65,7 @@ async def _halts_safely(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, 
     cfg = bot_config("HaltsAfterResting", duration_s=20, journal=str(tmp_path / "j.sqlite"))
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
     runner = LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False,
-                        monotonic=clock.monotonic)
+                        **clock.clocks())
     t0 = clock.monotonic()
     with pytest.raises(RunHalted) as halted:
         await run_driven(runner, clock)
@@ -105,11 +105,11 @@ async def _two_bots(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, tmp_
     first = Resting()
     await run_driven(LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "a.sqlite")),
                                 strategy=first, sandbox=sandbox, out=None, handle_signals=False,
-                                monotonic=clock.monotonic), clock)
+                                **clock.clocks()), clock)
     assert first.limit is not None and first.limit.status.value == "open"  # left resting on the exchange
     second = Resting()
     runner = LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "b.sqlite")), strategy=second,
-                        sandbox=sandbox, out=None, handle_signals=False, monotonic=clock.monotonic)
+                        sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
     summary = await run_driven(runner, clock)
     assert summary.adopted == 0 and summary.orders == 1  # the first bot's order is not this bot's
     assert runner.engine is not None and first.limit.client_id not in runner.engine.open
@@ -181,11 +181,11 @@ async def _rules_from_exchange(sandbox: Sandbox, clock: FakeClock, tmp_path: Pat
     from botkit.config import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        await LiveRunner(cfg, sandbox=sandbox, out=None, handle_signals=False, monotonic=clock.monotonic).run()
+        await LiveRunner(cfg, sandbox=sandbox, out=None, handle_signals=False, **clock.clocks()).run()
     assert "markets.BTC_USDT.money_prec = 4 in the config, but the exchange says 2" in str(err.value)
 
     bare = load_config(_bare_config(tmp_path))  # [markets.BTC_USDT] with no keys: everything from the exchange
-    runner = LiveRunner(bare, sandbox=sandbox, out=None, handle_signals=False, monotonic=clock.monotonic)
+    runner = LiveRunner(bare, sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
     await run_driven(runner, clock)
     rules = runner.rules["BTC_USDT"]
     expected = next(m for m in sandbox.config.markets if m.name == "BTC_USDT")
@@ -220,7 +220,7 @@ async def _oco_refused(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, t
     strategy = OcoTrier()
     cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
     await run_driven(LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False,
-                                monotonic=clock.monotonic), clock)
+                                **clock.clocks()), clock)
     assert [o.status.value for o in strategy.pair] == ["rejected", "rejected"]
     assert all("no one-cancels-other orders" in (o.reject_reason or "") for o in strategy.pair)
     assert await rest.call("order_history", {"limit": 100}) == {}
@@ -265,7 +265,7 @@ async def test_a_run_prints_each_order_event_and_writes_its_trades(tmp_path: Pat
     strategy = SteadyBuyer()
     async with clocked_sandbox() as (sandbox, clock, _rest):
         summary = await run_driven(LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False,
-                                              monotonic=clock.monotonic), clock)
+                                              **clock.clocks()), clock)
     text = out.getvalue()
     assert text.count("status ") >= 3  # one a second of the run's clock
     market = strategy.placed[0]
@@ -339,7 +339,7 @@ async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it
     async with clocked_sandbox() as (sandbox, clock, rest):
         strategy = Resting()
         runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
-                            out=None, handle_signals=False, monotonic=clock.monotonic)
+                            out=None, handle_signals=False, **clock.clocks())
         summary = await run_driven(runner, clock)
         assert summary.seconds >= 7  # the whole run, on the clock the exchange's kill switch uses
         assert strategy.limit is not None and strategy.limit.status.value == "open"

@@ -186,7 +186,7 @@ async def _intents_resolved(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRe
     cfg = bot_config("Recorder", mode="live", duration_s=1.5, journal=str(journal), base_url=sandbox.base_url,
                      ws_url=sandbox.ws_url, api_key="demo-key", api_secret="demo-secret")
     cfg = cfg.model_copy(update={"grant": GrantConfig(scopes=SCOPES)})
-    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, monotonic=clock.monotonic)
+    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, **clock.clocks())
     summary = await run_driven(runner, clock)
 
     assert summary.restored == 2 and summary.adopted == 0
@@ -214,7 +214,7 @@ async def _never_restores(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) ->
         j.record("submit", Order("old-1", MARKET, "buy", "limit", Decimal("0.001"), Decimal("100"), created_ms=1,
                                  updated_ms=1))
     runner = LiveRunner(bot_config("Recorder", duration_s=1, journal=str(journal)), strategy=Recorder(),
-                        sandbox=sandbox, out=None, handle_signals=False, monotonic=clock.monotonic)
+                        sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
     summary = await run_driven(runner, clock)
     assert summary.restored == 0 and summary.journal == str(journal)
     assert runner.engine is not None and "old-1" not in runner.engine.orders

@@ -84,7 +84,7 @@ async def _live_with_env_key(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitR
     assert cfg.run.api_key is not None and "demo-key" not in repr(cfg.run)
     strategy = Prober()
     summary = await run_driven(LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False,
-                                          monotonic=clock.monotonic), clock)
+                                          **clock.clocks()), clock)
     market = strategy.market
     assert market is not None and market.status.value == "filled"
     hist = (await rest.call("order_history", {"market": "BTC_USDT", "clientOrderId": market.client_id}))["BTC_USDT"]
@@ -110,7 +110,7 @@ async def _live_with_stored_key(sandbox: Sandbox, clock: FakeClock, tmp_path: Pa
                                                            time.time())))
     cfg = bot_config("Prober", mode="live", duration_s=2.5, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
     cfg = cfg.model_copy(update={"auth": auth})
-    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False, monotonic=clock.monotonic)
+    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False, **clock.clocks())
     summary = await run_driven(runner, clock)
     assert runner.engine is not None and runner.engine.grant.scopes == perms
     assert summary.fills >= 1

@@ -23,7 +23,7 @@ async def test_paper_fills_locally_and_sends_nothing() -> None:
 async def _paper_fills_locally(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest) -> None:
     strategy = PaperTrader()
     cfg = bot_config("PaperTrader", mode="paper", duration_s=5.0, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
-    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, monotonic=clock.monotonic)
+    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, **clock.clocks())
     summary = await run_driven(runner, clock)
 
     assert len(strategy.orders) == 2

@@ -38,7 +38,7 @@ async def _adopted_and_not_lost(sandbox: Sandbox, clock: FakeClock, rest: WhiteB
 
     strategy = Resting()
     runner = LiveRunner(bot_config("Resting", duration_s=100), strategy=strategy, sandbox=sandbox, out=None,
-                        handle_signals=False, monotonic=clock.monotonic)
+                        handle_signals=False, **clock.clocks())
     task = asyncio.create_task(runner.run())
     try:
         await _until(lambda: runner.engine is not None and "outside-1" in runner.engine.open)
@@ -100,7 +100,7 @@ async def test_long_outage_loses_no_candle() -> None:
 async def _long_outage(sandbox: Sandbox, clock: FakeClock) -> None:
     strategy = Recorder()
     runner = LiveRunner(bot_config("Recorder", duration_s=100), strategy=strategy, sandbox=sandbox, out=None,
-                        handle_signals=False, monotonic=clock.monotonic)
+                        handle_signals=False, **clock.clocks())
     task = asyncio.create_task(runner.run())
     try:
         await _until(lambda: len(strategy.candles) >= 2)
