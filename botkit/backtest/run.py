@@ -181,7 +181,7 @@ def run_backtest(
     for text in warnings:
         (on_warning or _log.warning)(text)
     result = backtest_of(cfg, strategy, series, progress).run()
-    result.warnings = warnings
+    result.warnings = warnings + result.warnings  # the data's, then what the replay found (book gaps)
     return result
 
 
