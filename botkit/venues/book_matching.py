@@ -10,7 +10,9 @@ something fills. The rules, per market (`BookMatcher`):
    (`Fill.ref_price`), so slippage = how much worse than that best price the order filled.
 2. Market and marketable limit orders walk the book level by level (asks upwards for a buy, bids downwards for a
    sell; a limit stops at its price): each level gives a partial fill of at most its visible amount, cut to the
-   market's amount step. What an order takes leaves the book until the data next updates that level. A market order
+   market's amount step. What our orders take stays out of the book: when the data sets that level again, the
+   amount taken is deducted from it, less whatever the level lost meanwhile (taken = min(taken, new amount)), so a
+   repeated snapshot never hands out the same liquidity twice. A market order
    that empties the book is cancelled for the rest; an IOC limit is cancelled for what its price did not reach; a
    post-only order that would take is cancelled ("post_only: would take liquidity").
 3. A limit order that does not cross rests, as a maker, at the back of its level's queue: the volume ahead of it is
@@ -190,8 +192,9 @@ class BookMatcher:
         self.min_sell = INF
         self.active = False  # anything to match: arrivals, resting or stop orders
         self._seq = 0
-        self._step = float(rules.amount_step)
+        self._places = rules.stock_prec + 6  # float amounts are rounded here before they are cut to the step
         self.deals: list[Deal] = []
+        self.taken: dict[tuple[int, float], tuple[float, float]] = {}  # level -> (taken by us, amount we left)
         self.cancels: list[tuple[Order, str, int]] = []
         self.now_ms = 0  # the time of the event being applied
 
@@ -246,6 +249,7 @@ class BookMatcher:
         if flags & RESYNC:
             book.clear()
             book.stale = True
+            self.taken.clear()
             st.resync_times_ms.append(t_ms)
         if book.stale and not flags & SNAPSHOT:
             st.skipped_updates += b - a
@@ -261,6 +265,8 @@ class BookMatcher:
                 book.clear()
                 book.stale = False
             book.apply(sides, prices, amounts, a, b)
+            if self.taken:
+                self._retake()
             book.resync = bool(flags & RESYNC)
             book.version += 1
             if self.stops:
@@ -272,6 +278,8 @@ class BookMatcher:
             book.clear()
             book.stale = False
         book.apply(sides, prices, amounts, a, b)
+        if self.taken:
+            self._retake()
         book.resync = bool(flags & RESYNC)
         book.version += 1
         if rejoin:
@@ -344,7 +352,7 @@ class BookMatcher:
         done = False
         for p in prices:
             price = to_decimal(p)
-            avail = rules.truncate_amount(to_decimal(levels[p]))
+            avail = rules.truncate_amount(to_decimal(round(levels[p], self._places)))
             if quote_left is not None:
                 can = rules.truncate_amount(quote_left / price)
                 if can <= 0:
@@ -356,7 +364,7 @@ class BookMatcher:
             if take <= 0:
                 continue
             out.append(Deal(o, price, take, False, t_ms, False, ref))
-            book.take(-1 if buy else 1, p, float(take))
+            self._took(-1 if buy else 1, p, float(take))
             if quote_left is not None:
                 quote_left -= take * price
             else:
@@ -375,6 +383,31 @@ class BookMatcher:
                    "market: the amount buys less than one amount step" if done else "market: no liquidity on the book")
             self.cancels.append((o, why, t_ms))
         return Decimal(0) if quote_left is not None else base_left
+
+    def _took(self, side: int, price: float, amount: float) -> None:
+        """Our fill took `amount` from a level: out of the book, and remembered for when the data sets it again."""
+        self.book.take(side, price, amount)
+        key = (side, price)
+        before = self.taken.get(key)
+        left = (self.book.bids if side > 0 else self.book.asks).get(price, 0.0)
+        self.taken[key] = ((before[0] if before else 0.0) + amount, left)
+
+    def _retake(self) -> None:
+        """After the data's rows: deduct what we took from the levels the data set again (see rule 2)."""
+        book = self.book
+        taken = self.taken
+        for key, (t, left) in list(taken.items()):
+            side, price = key
+            lv = book.bids if side > 0 else book.asks
+            cur = lv.get(price, 0.0)
+            if cur == left:
+                continue  # the data did not touch it
+            if cur <= 0.0:
+                del taken[key]  # the level is gone: nothing of ours is left in it
+                continue
+            t = min(t, cur)
+            book.take(side, price, t)
+            taken[key] = (t, lv.get(price, 0.0))
 
     def _queue(self, rs: list[Resting], d: float, t_ms: int) -> None:
         """A level holding our orders lost `d`: the volume ahead goes first, the excess fills us, front first."""
@@ -405,12 +438,12 @@ class BookMatcher:
                 got = self._maker(r, min(avail, r.left), t_ms)
                 if got <= 0:
                     break
-                book.take(-r.side, best, got)
+                self._took(-r.side, best, got)
 
     def _maker(self, r: Resting, amount: float, t_ms: int) -> float:
         """A maker fill of up to `amount` (cut to the step) at the order's own price; returns the amount filled."""
         rules = self.rules
-        base = rules.truncate_amount(to_decimal(amount))
+        base = rules.truncate_amount(to_decimal(round(amount, self._places)))
         o = r.order
         left_dec = o.amount - o.filled - sum((d.base for d in self.deals if d.order is o), Decimal(0))
         base = min(base, left_dec)
