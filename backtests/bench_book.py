@@ -22,7 +22,7 @@ from decimal import Decimal
 from botkit.backtest.books import synthetic_book
 from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.market.grants import Grant
-from botkit.market.orders import Fill
+from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules
 from botkit.market.types import BookSnapshot
 from botkit.strategy import Context, Strategy
@@ -40,7 +40,8 @@ class Quoter(Strategy):
     scopes = frozenset({"orders.create", "orders.delete"})
 
     def __init__(self) -> None:
-        self.bid = self.ask = None
+        self.bid: Order | None = None
+        self.ask: Order | None = None
         self.want = True
         self.fills = 0
         self.reads = 0

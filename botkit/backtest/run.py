@@ -198,5 +198,6 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         fill_model=cfg.fill_model(),
         progress=progress,
         on_error=cfg.strategy.on_error,
+        book_depth=cfg.backtest.book_depth,
     )
 

@@ -289,7 +289,11 @@ def test_balances_stay_exact_after_partial_fills() -> None:
 
 def test_book_views_are_lazy_and_say_when_read_too_late() -> None:
     keep: list[BookSnapshot] = []
-    s = Script({0: lambda ctx, b: keep.append(b), 1: lambda ctx, b: keep.append(b) or b.bids})
+    def read_now(ctx: Context, b: BookSnapshot) -> None:
+        keep.append(b)
+        assert b.bids
+
+    s = Script({0: lambda ctx, b: keep.append(b), 1: read_now})
     run(book_events((0, "snap", SNAP), (10, "delta", [(BID, 99.5, 1.0)]), (20, "delta", [(BID, 99.5, 2.0)])), s,
         depth=2)
     with pytest.raises(BookMoved, match="read after the book moved on"):
@@ -324,3 +328,24 @@ def test_a_synthetic_book_replays_with_a_quoting_strategy() -> None:
     for f in res.fills:
         assert f.maker  # resting quotes only
     assert res.book[M].events == 3001 and strategy.reads == 3001
+
+
+def test_book_depth_is_a_checked_config_key(tmp_path: Path) -> None:
+    from botkit.backtest.run import backtest_of
+    from botkit.config import load_config
+    from botkit.configfile import ConfigError
+
+    cfg = tmp_path / "c.toml"
+    body = '[strategy]\nplugin = "x.py:X"\n[markets.BTC_USDT]\n[balances]\nUSDT = "1000"\n[backtest]\n'
+    cfg.write_text(body + "book_depth = 0\n")
+    with pytest.raises(ConfigError, match=r"backtest\.book_depth = 0: Input should be greater than or equal to 1"):
+        load_config(cfg)
+    cfg.write_text(body + "book_depth = 5\n")
+    bt = backtest_of(load_config(cfg), Script(), [_one_series()])
+    assert bt.book_depth == 5
+
+
+def _one_series() -> Any:
+    from botkit.backtest.data import CandleSeries
+    z = np.zeros(1)
+    return CandleSeries(M, 60_000, np.array([T0], dtype=np.int64), z + 1, z + 1, z + 1, z + 1, z, "one candle")
