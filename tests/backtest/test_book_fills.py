@@ -349,3 +349,35 @@ def _one_series() -> Any:
     from botkit.backtest.data import CandleSeries
     z = np.zeros(1)
     return CandleSeries(M, 60_000, np.array([T0], dtype=np.int64), z + 1, z + 1, z + 1, z + 1, z, "one candle")
+
+
+def test_a_stop_triggers_on_the_best_bid_and_its_oco_partner_is_cancelled() -> None:
+    def bracket(ctx: Context, b: BookSnapshot) -> None:
+        ctx.sell(M, "1", "101.5", oco="x")
+        ctx.sell(M, "1", stop="98.5", oco="x")
+
+    s = Script({0: bracket})
+    res = run(book_events(
+        (0, "snap", SNAP),
+        (10, "delta", [(BID, 98.8, 0.4)]),  # best bid 99: no trigger
+        (20, "delta", [(BID, 99.0, 0.0), (BID, 98.8, 0.0)]),  # best bid 98 <= 98.5: the stop walks the bids
+    ), s)
+    tp, sl = sorted(res.orders, key=lambda o: o.type)
+    assert sl.type == "stop_market" and sl.status is OrderStatus.FILLED
+    assert [(f.time_ms - T0, f.price, f.amount, f.ref_price) for f in res.fills] == [(20, D("98.0"), D("1.000"),
+                                                                                     D("98.0"))]
+    assert tp.status is OrderStatus.CANCELLED and tp.reject_reason == "oco: another order of the group filled"
+    assert res.final_balances["BTC"] == D(9) and res.final_balances["USDT"] == D(100000) + D(98) * (1 - D("0.002"))
+
+
+def test_resting_orders_rejoin_the_back_of_the_queue_after_a_resync() -> None:
+    mt = BookMatcher(M, RULES)
+    mt.event(T0, 1, [BID, ASK], [99.0, 100.0], [1.0, 1.0], 0, 2)
+    mt.submit(Order("a", M, "buy", "limit", D("1"), D("99"), created_ms=T0), T0)
+    mt.event(T0 + 1, 0, [BID], [99.0], [0.2], 0, 1)  # 0.8 traded at the touch: 0.2 ahead
+    (r,) = mt.resting
+    assert r.ahead == pytest.approx(0.2)
+    assert not mt.event(T0 + 2, 2, [BID], [99.0], [0.0], 0, 1)  # a gap: stale, skipped (it would have filled us)
+    assert not mt.deals and mt.book.stale and mt.book.best_bid() is None
+    assert mt.event(T0 + 3, 1, [BID, ASK], [99.0, 100.0], [3.0, 1.0], 0, 2)  # the snapshot: at the back again
+    assert r.ahead == 3.0 and not mt.book.stale and mt.stats.resync_times_ms == [T0 + 2]
