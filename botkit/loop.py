@@ -32,6 +32,7 @@ from botkit.strategy import Context, Strategy
 from botkit.venues.simulated import SimulatedVenue
 
 log = logging.getLogger("botkit.loop")
+INF, NAN = float("inf"), float("nan")
 
 ErrorPolicy = Literal["halt", "continue"]
 
@@ -346,11 +347,21 @@ class EventLoop:
                     engine.drain()
                 elif queue:
                     engine.drain()
-                bb, ba = l2._bb, l2._ba
-                mark((bb + ba) * 0.5 if bb > -1e308 and ba < 1e308 else float("nan"))
+                bb, ba = l2._bb, l2._ba  # (-inf / inf: that side is empty)
+                if bb > -INF:
+                    if ba < INF:
+                        mark((bb + ba) * 0.5)
+                    else:
+                        mark(NAN)
+                        ba = None  # type: ignore[assignment]
+                else:
+                    mark(NAN)
+                    bb = None  # type: ignore[assignment]
+                    if ba == INF:
+                        ba = None  # type: ignore[assignment]
                 if live:
                     try:
-                        on_book(ctx, BookView(name, now, l2))
+                        on_book(ctx, BookView(name, now, l2, bb, ba))
                     except Exception as exc:
                         self._failed("on_book", exc)
                 if queue or timers:

@@ -117,23 +117,23 @@ class BookLevels(Protocol):
 
     def top(self, side: int, n: int) -> tuple[tuple[float, float], ...]: ...
 
-    def best_bid(self) -> float | None: ...
-
-    def best_ask(self) -> float | None: ...
-
 
 class BookView(BookSnapshot):
     """A BookSnapshot whose levels are read from the rebuilt book on first use (a replay delivers one per book event
-    and most are never read): `view_depth` levels per side. Read it inside the callback that received it: what was
-    read stays (the tuples are kept); levels first read after the book moved on raise BookMoved."""
+    and most are never read): `view_depth` levels per side; `best_bid`/`best_ask` are plain values. Read it inside
+    the callback that received it: what was read stays (the tuples are kept); levels first read after the book moved
+    on raise BookMoved."""
 
-    __slots__ = ("_src", "_version")
+    __slots__ = ("_src", "_version", "best_ask", "best_bid")
 
-    def __init__(self, market: str, time_ms: int, src: BookLevels) -> None:  # (_bids/_asks: unset until read)
+    def __init__(self, market: str, time_ms: int, src: BookLevels, best_bid: float | None,
+                 best_ask: float | None) -> None:  # (_bids/_asks: unset until read)
         self.market = market
         self.time_ms = time_ms
         self._src = src
         self._version = src.version
+        self.best_bid = best_bid  # type: ignore[misc]  # a value here, a property of the base
+        self.best_ask = best_ask  # type: ignore[misc]
 
     def _levels(self, side: int) -> tuple[tuple[float, float], ...]:
         src = self._src
@@ -157,22 +157,6 @@ class BookView(BookSnapshot):
         except AttributeError:
             self._asks = a = self._levels(-1)
             return a
-
-    @property
-    def best_bid(self) -> float | None:
-        src = self._src
-        if src.version == self._version:
-            return src.best_bid()
-        b = self.bids
-        return b[0][0] if b else None
-
-    @property
-    def best_ask(self) -> float | None:
-        src = self._src
-        if src.version == self._version:
-            return src.best_ask()
-        a = self.asks
-        return a[0][0] if a else None
 
 
 class BookMoved(RuntimeError):

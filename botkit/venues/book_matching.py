@@ -96,6 +96,40 @@ class L2Book:
             ba = min(asks) if asks else INF
         self._bb, self._ba = bb, ba
 
+    def apply_watching(self, sides: list[int], prices: list[float], amounts: list[float], a: int, b: int,
+                       wb: set[float], wa: set[float], touched: dict[tuple[int, float], float]) -> None:
+        """`apply`, also noting in `touched` the amount before the event of each level in `wb` (bids) / `wa` (asks)
+        that a row sets: the levels holding our orders (the matcher's queues) cost nothing when untouched."""
+        bids, asks = self.bids, self.asks
+        bb, ba = self._bb, self._ba
+        lost_b = lost_a = False
+        for i in range(a, b):
+            p = prices[i]
+            q = amounts[i]
+            if sides[i] > 0:
+                if p in wb and (1, p) not in touched:
+                    touched[(1, p)] = bids.get(p, 0.0)
+                if q > 0.0:
+                    bids[p] = q
+                    if p > bb:
+                        bb = p
+                elif bids.pop(p, None) is not None and p == bb:
+                    lost_b = True
+            else:
+                if p in wa and (-1, p) not in touched:
+                    touched[(-1, p)] = asks.get(p, 0.0)
+                if q > 0.0:
+                    asks[p] = q
+                    if p < ba:
+                        ba = p
+                elif asks.pop(p, None) is not None and p == ba:
+                    lost_a = True
+        if lost_b:
+            bb = max(bids) if bids else -INF
+        if lost_a:
+            ba = min(asks) if asks else INF
+        self._bb, self._ba = bb, ba
+
     def take(self, side: int, price: float, amount: float) -> None:
         """Our own fill took `amount` from a level (until the data next sets that level)."""
         levels = self.bids if side > 0 else self.asks
@@ -186,8 +220,9 @@ class BookMatcher:
         self.resting: list[Resting] = []
         self.stops: list[Pending] = []
         self.levels: dict[tuple[int, float], list[Resting]] = {}
-        # (book side, price, our orders there, side)
-        self._watch: list[tuple[dict[float, float], float, list[Resting], int]] = []
+        # prices whose rows the book reports to us (apply_watching): our resting orders' and levels we took from
+        self._wb: set[float] = set()
+        self._wa: set[float] = set()
         self.max_buy = -INF
         self.min_sell = INF
         self.active = False  # anything to match: arrivals, resting or stop orders
@@ -228,10 +263,13 @@ class BookMatcher:
             del self.levels[key]
         self._refresh()
 
+    def _rewatch(self) -> None:
+        keys = [*self.levels, *self.taken]
+        self._wb = {p for side, p in keys if side > 0}
+        self._wa = {p for side, p in keys if side < 0}
+
     def _refresh(self) -> None:
-        book = self.book
-        self._watch = [(book.bids if side > 0 else book.asks, price, rs, side)
-                       for (side, price), rs in self.levels.items()]
+        self._rewatch()
         self.max_buy = max((r.price for r in self.resting if r.side > 0), default=-INF)
         self.min_sell = min((r.price for r in self.resting if r.side < 0), default=INF)
         self.active = bool(self.arrivals or self.resting or self.stops)
@@ -246,10 +284,45 @@ class BookMatcher:
         st = self.stats
         st.events += 1
         st.updates += b - a
+        if flags:
+            return self._special(t_ms, flags, sides, prices, amounts, a, b)
+        if book.stale:
+            st.skipped_updates += b - a
+            st.skipped_events += 1
+            book.version += 1
+            return False
+        if self.arrivals:
+            self._arrive(t_ms)
+        wb, wa = self._wb, self._wa
+        if not wb and not wa:  # nothing of ours in the book: the plain update
+            book.apply(sides, prices, amounts, a, b)
+        else:
+            touched: dict[tuple[int, float], float] = {}
+            bb0, ba0 = book._bb, book._ba
+            book.apply_watching(sides, prices, amounts, a, b, wb, wa, touched)
+            if touched:
+                if self.taken:
+                    self._retake(touched)
+                if self.levels:
+                    self._queues(touched, bb0, ba0, t_ms)
+            if book._ba <= self.max_buy or book._bb >= self.min_sell:
+                self._through(t_ms)
+        book.resync = False
+        book.version += 1
+        if self.stops:
+            self._stops(t_ms)
+        return True
+
+    def _special(self, t_ms: int, flags: int, sides: list[int], prices: list[float], amounts: list[float], a: int,
+                 b: int) -> bool:
+        """A snapshot (replaces the book) or the first event after a gap (resync)."""
+        book = self.book
+        st = self.stats
         if flags & RESYNC:
             book.clear()
             book.stale = True
             self.taken.clear()
+            self._rewatch()
             st.resync_times_ms.append(t_ms)
         if book.stale and not flags & SNAPSHOT:
             st.skipped_updates += b - a
@@ -259,46 +332,43 @@ class BookMatcher:
         rejoin = book.stale
         if self.arrivals:
             self._arrive(t_ms)
-        watch = self._watch
-        if not watch:
-            if flags & SNAPSHOT:
-                book.clear()
-                book.stale = False
-            book.apply(sides, prices, amounts, a, b)
-            if self.taken:
-                self._retake()
-            book.resync = bool(flags & RESYNC)
-            book.version += 1
-            if self.stops:
-                self._stops(t_ms)
-            return True
-        before = [lv.get(p, 0.0) for lv, p, _, _ in watch]
+        before = {key: (book.bids if key[0] > 0 else book.asks).get(key[1], 0.0) for key in self.levels}
         bb0, ba0 = book._bb, book._ba
         if flags & SNAPSHOT:
             book.clear()
             book.stale = False
         book.apply(sides, prices, amounts, a, b)
         if self.taken:
-            self._retake()
+            self._retake(None)
         book.resync = bool(flags & RESYNC)
         book.version += 1
         if rejoin:
             for r in self.resting:
                 r.ahead = (book.bids if r.side > 0 else book.asks).get(r.price, 0.0)
-        else:
-            for (lv, p, rs, side), old in zip(watch, before, strict=True):
-                new = lv.get(p, 0.0)
-                if new < old and rs:
-                    if (p >= bb0) if side > 0 else (p <= ba0):
-                        self._queue(rs, old - new, t_ms)  # at the touch: trades, front first
-                    else:
-                        for r in rs:  # behind the touch: cancels, pro rata
-                            r.ahead *= new / old
+        elif before:
+            self._queues(before, bb0, ba0, t_ms)
         if book._ba <= self.max_buy or book._bb >= self.min_sell:
             self._through(t_ms)
         if self.stops:
             self._stops(t_ms)
         return True
+
+    def _queues(self, old: dict[tuple[int, float], float], bb0: float, ba0: float, t_ms: int) -> None:
+        """Levels that changed in this event (with their amounts before it): move our queues (rule 3)."""
+        book = self.book
+        for key, was in old.items():
+            rs = self.levels.get(key)
+            if not rs:
+                continue
+            side, p = key
+            now = (book.bids if side > 0 else book.asks).get(p, 0.0)
+            if now >= was:
+                continue
+            if (p >= bb0) if side > 0 else (p <= ba0):
+                self._queue(rs, was - now, t_ms)  # at the touch: trades, front first
+            else:
+                for r in rs:  # behind the touch: cancels, pro rata
+                    r.ahead *= now / was
 
     def _arrive(self, t_ms: int) -> None:
         due = [p for p in self.arrivals if p.arrival_ms <= t_ms]
@@ -391,23 +461,33 @@ class BookMatcher:
         before = self.taken.get(key)
         left = (self.book.bids if side > 0 else self.book.asks).get(price, 0.0)
         self.taken[key] = ((before[0] if before else 0.0) + amount, left)
+        (self._wb if side > 0 else self._wa).add(price)
 
-    def _retake(self) -> None:
-        """After the data's rows: deduct what we took from the levels the data set again (see rule 2)."""
+    def _retake(self, touched: dict[tuple[int, float], float] | None) -> None:
+        """After the data's rows: deduct what we took from the levels the data set again (rule 2); `touched`: the
+        levels this event's rows set (None: a snapshot, which sets them all)."""
         book = self.book
         taken = self.taken
-        for key, (t, left) in list(taken.items()):
+        gone = False
+        for key in list(taken if touched is None else touched):
+            entry = taken.get(key)
+            if entry is None:
+                continue
+            t, left = entry
             side, price = key
             lv = book.bids if side > 0 else book.asks
             cur = lv.get(price, 0.0)
-            if cur == left:
-                continue  # the data did not touch it
+            if touched is None and cur == left:
+                continue  # the snapshot left it as we did
             if cur <= 0.0:
                 del taken[key]  # the level is gone: nothing of ours is left in it
+                gone = True
                 continue
             t = min(t, cur)
             book.take(side, price, t)
             taken[key] = (t, lv.get(price, 0.0))
+        if gone:
+            self._rewatch()
 
     def _queue(self, rs: list[Resting], d: float, t_ms: int) -> None:
         """A level holding our orders lost `d`: the volume ahead goes first, the excess fills us, front first."""
