@@ -325,8 +325,8 @@ def test_a_synthetic_book_replays_with_a_quoting_strategy() -> None:
     spec.loader.exec_module(bench)
     _, res, strategy, rows = bench.run_once(3000, 3, 7)
     assert rows == len(synthetic_book(M, 3000, seed=7)) and res.fills
-    for f in res.fills:
-        assert f.maker  # resting quotes only
+    assert all(f.maker == (f.ref_price is None) for f in res.fills)  # takers (a quote crossed on arrival) say so
+    assert sum(f.maker for f in res.fills) > len(res.fills) / 2
     assert res.book[M].events == 3001 and strategy.reads == 3001
 
 
@@ -381,3 +381,25 @@ def test_resting_orders_rejoin_the_back_of_the_queue_after_a_resync() -> None:
     assert not mt.deals and mt.book.stale and mt.book.best_bid() is None
     assert mt.event(T0 + 3, 1, [BID, ASK], [99.0, 100.0], [3.0, 1.0], 0, 2)  # the snapshot: at the back again
     assert r.ahead == 3.0 and mt.book.best_bid() == 99.0 and mt.stats.resync_times_ms == [T0 + 2]
+
+
+def test_two_markets_replay_in_time_order_and_a_halt_keeps_a_partial_result() -> None:
+    eth = MarketRules("ETH_USDT", "ETH", "USDT", stock_prec=3, money_prec=2)
+    a = book_events((0, "snap", SNAP), (20, "delta", [(BID, 99.5, 1.0)]), (40, "delta", [(BID, 99.6, 1.0)]))
+    b = book_events((10, "snap", [(BID, 9.0, 1.0), (ASK, 10.0, 1.0)]), (30, "delta", [(BID, 9.5, 1.0)]))
+    b.market = "ETH_USDT"
+    seen: list[tuple[str, int, float | None]] = []
+
+    class Watch(Strategy):
+        scopes = frozenset()
+
+        def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+            seen.append((book.market, book.time_ms - T0, book.best_bid))
+            if len(seen) == 4:
+                raise RuntimeError("boom")
+
+    res = Backtest(Watch(), [], {M: RULES, "ETH_USDT": eth}, dict(START), grant=Grant.of("orders.create"),
+                   books=[a, b]).run()
+    assert seen == [(M, 0, 99.0), ("ETH_USDT", 10, 9.0), (M, 20, 99.5), ("ETH_USDT", 30, 9.5)]
+    assert res.outcome == "halted" and res.failure is not None and "boom" in res.failure.error
+    assert res.events == 4 and len(res.equity) == 4 and res.equity[0] == pytest.approx(100000 + 10 * 99.5)
