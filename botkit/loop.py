@@ -325,8 +325,8 @@ class EventLoop:
         clock, ctx, name, engine = self.clock, self.ctx, self.names[m], self.engine
         venue = self.venue
         assert venue is not None, "book events need the simulated venue"
-        depth = venue.depth[name]  # (venue.process_book, unrolled: one call less per event)
-        event, settle, l2 = depth.event, venue.settle_book, depth.book
+        process = venue.process_book
+        l2 = venue.depth[name].book
         on_book = self.strategy.on_book
         queue = engine._queue
         timers = ctx.timers
@@ -338,9 +338,7 @@ class EventLoop:
                 now = t_c[j]
                 clock.now = now
                 nf = engine.fill_count
-                live = event(now, f_c[j], side, price, amount, lo_c[j], lo_c[j + 1])
-                if depth.deals or depth.cancels:
-                    settle(depth)
+                live = process(name, now, f_c[j], side, price, amount, lo_c[j], lo_c[j + 1])
                 if engine.fill_count > nf:
                     if fill_events is not None:
                         fill_events.extend([k0 + j] * (engine.fill_count - nf))
