@@ -27,8 +27,9 @@ something fills. The rules, per market (`BookMatcher`):
 4. When the opposite side reaches a resting order's price (best ask <= its buy price, best bid >= its sell price),
    the market traded through it: the queue ahead is gone and the order fills at its price from the opposite
    levels at or better than its price, at most their visible amounts, which it takes out of the book.
-5. A stop-market order triggers when the best bid falls to a sell stop / the best ask rises to a buy stop, and then
-   walks the book as a market order (its slippage reference is the best price at the trigger).
+5. A stop-market order triggers when the best bid falls to a sell stop / the best ask rises to a buy stop (an empty
+   side triggers nothing), and then walks the book as a market order (its slippage reference is the best price at
+   the trigger).
 6. A gap in the update-id chain (`resync` rows) makes the book stale: it is cleared, the updates until the next
    snapshot are skipped and counted, no order fills and no `on_book` is delivered meanwhile. The next snapshot
    rebuilds it and resting orders rejoin at the back of their level's queue.
@@ -542,7 +543,7 @@ class BookMatcher:
         fired = []
         for p in self.stops:
             s = float(p.order.stop_price)  # type: ignore[arg-type]
-            if (p.order.side == "sell" and book._bb <= s) or (p.order.side == "buy" and INF > book._ba >= s):
+            if (p.order.side == "sell" and -INF < book._bb <= s) or (p.order.side == "buy" and INF > book._ba >= s):
                 fired.append(p)
         for p in fired:
             self.stops.remove(p)

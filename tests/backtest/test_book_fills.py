@@ -403,3 +403,14 @@ def test_two_markets_replay_in_time_order_and_a_halt_keeps_a_partial_result() ->
     assert seen == [(M, 0, 99.0), ("ETH_USDT", 10, 9.0), (M, 20, 99.5), ("ETH_USDT", 30, 9.5)]
     assert res.outcome == "halted" and res.failure is not None and "boom" in res.failure.error
     assert res.events == 4 and len(res.equity) == 4 and res.equity[0] == pytest.approx(100000 + 10 * 99.5)
+
+
+def test_a_stop_does_not_trigger_on_an_empty_side() -> None:
+    mt = BookMatcher(M, RULES)
+    mt.event(T0, 1, [BID, ASK], [99.0, 100.0], [1.0, 1.0], 0, 2)
+    mt.submit(Order("s", M, "sell", "stop_market", D("1"), stop_price=D("98"), created_ms=T0), T0)
+    mt.event(T0 + 1, 0, [BID], [99.0], [0.0], 0, 1)  # no bids at all: no price to trigger on
+    assert mt.stops and not mt.deals and not mt.cancels
+    mt.event(T0 + 2, 0, [BID], [97.5], [0.4], 0, 1)  # a bid at 97.5 <= 98: triggers, sells what is there
+    assert [(d.base, d.price) for d in mt.deals] == [(D("0.400"), D("97.5"))] and not mt.stops
+    assert mt.cancels[0][1] == "market: the book had no more liquidity"
