@@ -172,9 +172,10 @@ class Resting:
     order: Order
     side: int
     price: float
-    left: float  # base not filled yet
+    left: float  # base not filled yet (the queue arithmetic)
     ahead: float  # visible volume ahead of it in the queue
     seq: int
+    rest: Decimal  # base not filled yet, exact (kept here: the order's own `filled` may hear of fills later)
 
 
 @dataclass(slots=True)
@@ -401,7 +402,7 @@ class BookMatcher:
                 continue
             self._seq += 1
             ahead = (book.bids if side > 0 else book.asks).get(price, 0.0)
-            r = Resting(o, side, price, float(left), ahead, self._seq)
+            r = Resting(o, side, price, float(left), ahead, self._seq, left)
             self.resting.append(r)
             self.levels.setdefault((side, price), []).append(r)
         self._refresh()
@@ -418,7 +419,7 @@ class BookMatcher:
             prices = sorted(p for p in levels if p <= limit) if buy else sorted(
                 (p for p in levels if p >= limit), reverse=True)
         quote_left = o.amount if o.quote_amount else None
-        base_left = Decimal(0) if o.quote_amount else o.amount - o.filled
+        base_left = Decimal(0) if o.quote_amount else o.amount  # (a new order: nothing filled yet)
         out: list[Deal] = []
         done = False
         for p in prices:
@@ -523,20 +524,16 @@ class BookMatcher:
 
     def _maker(self, r: Resting, amount: float, t_ms: int) -> float:
         """A maker fill of up to `amount` (cut to the step) at the order's own price; returns the amount filled."""
-        rules = self.rules
-        base = rules.truncate_amount(to_decimal(round(amount, self._places)))
-        o = r.order
-        left_dec = o.amount - o.filled - sum((d.base for d in self.deals if d.order is o), Decimal(0))
-        base = min(base, left_dec)
+        base = min(self.rules.truncate_amount(to_decimal(round(amount, self._places))), r.rest)
         if base <= 0:
             return 0.0
-        complete = base == left_dec
-        self.deals.append(Deal(o, o.price, base, True, t_ms, complete))  # type: ignore[arg-type]
-        got = float(base)
-        r.left = float(left_dec - base)
+        r.rest -= base
+        r.left = float(r.rest)
+        complete = r.rest <= 0
+        self.deals.append(Deal(r.order, r.order.price, base, True, t_ms, complete))  # type: ignore[arg-type]
         if complete:
             self._drop(r)
-        return got
+        return float(base)
 
     def _stops(self, t_ms: int) -> None:
         book = self.book
