@@ -313,6 +313,10 @@ def test_report_shows_slippage_in_json_summary_and_trades_csv(tmp_path: Path) ->
     rows = list(csv.DictReader((out / "trades.csv").open()))
     assert [r["slippage"] for r in rows] == ["0", "0.891"] and rows[1]["slippage_bps"] == "100.0000"
     assert "0.891 USDT over 2 taker fills" in summary_table(res)
+    pytest.importorskip("plotly")
+    write_report(res, tmp_path / "h", "test", html=True)
+    page = (tmp_path / "h" / "report.html").read_text()
+    assert "Slippage" in page and "0.891 USDT over 2 taker fills" in page and "Book resyncs" in page
 
 
 def test_a_synthetic_book_replays_with_a_quoting_strategy() -> None:
