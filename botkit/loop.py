@@ -334,11 +334,10 @@ class EventLoop:
         mark = marks.append
         j = -1
         try:
-            for j in range(len(t_c)):
-                now = t_c[j]
+            for j, now, flags, a, b in zip(range(len(t_c)), t_c, f_c, lo_c[:-1], lo_c[1:], strict=True):
                 clock.now = now
                 nf = engine.fill_count
-                live = process(name, now, f_c[j], side, price, amount, lo_c[j], lo_c[j + 1])
+                live = process(name, now, flags, side, price, amount, a, b)
                 if engine.fill_count > nf:
                     if fill_events is not None:
                         fill_events.extend([k0 + j] * (engine.fill_count - nf))
