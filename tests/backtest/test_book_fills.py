@@ -418,3 +418,16 @@ def test_a_stop_does_not_trigger_on_an_empty_side() -> None:
     mt.event(T0 + 2, 0, [BID], [97.5], [0.4], 0, 1)  # a bid at 97.5 <= 98: triggers, sells what is there
     assert [(d.base, d.price) for d in mt.deals] == [(D("0.400"), D("97.5"))] and not mt.stops
     assert mt.cancels[0][1] == "market: the book had no more liquidity"
+
+
+def test_an_order_meets_the_book_of_its_arrival_time() -> None:
+    """Arrival later than placement (a latency) is matched against the book as it is when the order arrives."""
+    mt = BookMatcher(M, RULES)
+    mt.event(T0, 1, [BID, ASK], [99.0, 100.0], [1.0, 1.0], 0, 2)
+    mt.submit(Order("m", M, "sell", "market", D("0.5"), created_ms=T0), T0 + 15)
+    assert mt.arrivals[0].ref == D("99.0")  # the best bid when it was decided
+    mt.event(T0 + 10, 0, [BID], [99.0], [0.2], 0, 1)  # before it arrives: not matched
+    assert not mt.deals and mt.arrivals
+    mt.event(T0 + 20, 0, [BID], [98.0], [3.0], 0, 1)  # arrived at +15: the book of then (0.2 @ 99, nothing at 98)
+    assert [(d.price, d.base, d.time_ms - T0) for d in mt.deals] == [(D("99.0"), D("0.200"), 15)]
+    assert mt.cancels[0][1] == "market: the book had no more liquidity"
