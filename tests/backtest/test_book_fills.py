@@ -431,3 +431,30 @@ def test_an_order_meets_the_book_of_its_arrival_time() -> None:
     mt.event(T0 + 20, 0, [BID], [98.0], [3.0], 0, 1)  # arrived at +15: the book of then (0.2 @ 99, nothing at 98)
     assert [(d.price, d.base, d.time_ms - T0) for d in mt.deals] == [(D("99.0"), D("0.200"), 15)]
     assert mt.cancels[0][1] == "market: the book had no more liquidity"
+
+
+def test_walks_never_take_more_than_the_book_shows_on_random_books() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 8))
+        asks = {round(100 + 0.5 * i, 2): round(float(rng.exponential(1.0)) + 0.001, 3) for i in range(1, n + 1)}
+        bids = {round(100 - 0.5 * i, 2): round(float(rng.exponential(1.0)) + 0.001, 3) for i in range(n)}
+        mt = BookMatcher(M, RULES)
+        levels = [(BID, p, a) for p, a in bids.items()] + [(ASK, p, a) for p, a in asks.items()]
+        mt.event(T0, 1, [x[0] for x in levels], [x[1] for x in levels], [x[2] for x in levels], 0, len(levels))
+        buy = bool(trial % 2)
+        size = D(str(round(float(rng.exponential(3.0)) + 0.001, 3)))
+        amount = (size * 100).quantize(D("0.01")) if buy else size  # a market buy spends quote
+        mt.submit(Order("x", M, "buy" if buy else "sell", "market", amount, created_ms=T0), T0)
+        mt.event(T0 + 1, 0, [BID], [1.0], [1.0], 0, 1)
+        shown = asks if buy else bids
+        took: dict[float, D] = {}
+        for d in mt.deals:
+            took[float(d.price)] = took.get(float(d.price), D(0)) + d.base
+        assert all(v <= D(str(shown[p])) for p, v in took.items())
+        if buy:
+            assert sum((d.base * d.price for d in mt.deals), D(0)) <= amount
+        else:
+            assert sum(took.values(), D(0)) <= min(size, sum((D(str(v)) for v in shown.values()), D(0)))
+        ordered = [float(d.price) for d in mt.deals]
+        assert ordered == sorted(ordered, reverse=not buy)  # best price first
