@@ -113,6 +113,7 @@ class BacktestConfig(_Strict):
     slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
     touch: bool = False
     progress: bool = True
+    book_depth: int = Field(20, ge=1, le=1000, description="order-book replays: levels per side in on_book")
 
 
 class OutputConfig(_Strict):

@@ -181,7 +181,7 @@ def run_backtest(
     for text in warnings:
         (on_warning or _log.warning)(text)
     result = backtest_of(cfg, strategy, series, progress).run()
-    result.warnings = warnings
+    result.warnings = warnings + result.warnings  # the data's, then what the replay found (book gaps)
     return result
 
 
@@ -198,5 +198,6 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         fill_model=cfg.fill_model(),
         progress=progress,
         on_error=cfg.strategy.on_error,
+        book_depth=cfg.backtest.book_depth,
     )
 
