@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botkit.configfile import ConfigError as ConfigError  # the one config error type, re-exported
 from botkit.configfile import env_variables, format_errors, read_toml
+from botkit.execution.oco import OcoMode
 from botkit.execution.risk import RiskLimits
 from botkit.market.grants import WHITEBIT_SCOPES
 from botkit.market.rules import MarketRules
@@ -112,6 +113,10 @@ class DataConfig(_Strict):
 class BacktestConfig(_Strict):
     slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
     touch: bool = False
+    oco: Literal["auto", "native", "emulated"] = Field(
+        "auto", description='one-cancels-other groups: "native" (the simulated venue fills them), "emulated" (the '
+                            'execution layer holds the stop, as on WhiteBIT), "auto" = emulated when [run] mode is '
+                            'sandbox or live, native for paper')
     progress: bool = True
 
 
@@ -273,6 +278,12 @@ class BotConfig(BaseSettings):
             price_band_pct=r.price_band_pct,
             daily_loss_limit=r.daily_loss_limit,
         )
+
+    def oco_mode(self) -> OcoMode:
+        """How a backtest (and a paper run) treats OCO groups: like the venue the config trades on."""
+        if self.backtest.oco != "auto":
+            return self.backtest.oco
+        return "emulated" if self.run.mode in ("sandbox", "live") else "native"
 
     def fill_model(self) -> FillModel:
         """The backtest fill model, also used by paper trading."""

@@ -196,6 +196,7 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         grant=Grant.of(cfg.grant.scopes, "config"),
         risk=cfg.risk_limits(),
         fill_model=cfg.fill_model(),
+        oco=cfg.oco_mode(),
         progress=progress,
         on_error=cfg.strategy.on_error,
     )

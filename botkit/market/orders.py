@@ -132,6 +132,8 @@ class Order:
     updated_ms: int = 0
     reject_reason: str | None = None
     fills: list[Fill] = field(default_factory=list, repr=False)
+    # A stop of an OCO group that the execution layer holds itself (the venue has no OCO): open, not on the exchange.
+    held: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -166,7 +168,7 @@ class Order:
         return Order(
             self.client_id, self.market, self.side, self.type, self.amount, self.price, self.stop_price,
             self.post_only, self.ioc, self.oco_group, self.status, self.filled, self.filled_quote, self.fee,
-            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills),
+            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills), self.held,
         )
 
     @property
