@@ -113,10 +113,10 @@ class DataConfig(_Strict):
 class BacktestConfig(_Strict):
     slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
     touch: bool = False
-    oco: Literal["auto", "native", "emulated"] = Field(
-        "auto", description='one-cancels-other groups: "native" (the simulated venue fills them), "emulated" (the '
-                            'execution layer holds the stop, as on WhiteBIT), "auto" = emulated when [run] mode is '
-                            'sandbox or live, native for paper')
+    oco: OcoMode = Field(
+        "emulated", description='one-cancels-other groups in backtests and paper runs: "emulated" (the execution '
+                                'layer holds the stop, as on WhiteBIT and the sandbox, where every run of a config '
+                                'trades), "native" (the simulated venue\'s own OCO)')
     progress: bool = True
 
 
@@ -280,10 +280,8 @@ class BotConfig(BaseSettings):
         )
 
     def oco_mode(self) -> OcoMode:
-        """How a backtest (and a paper run) treats OCO groups: like the venue the config trades on."""
-        if self.backtest.oco != "auto":
-            return self.backtest.oco
-        return "emulated" if self.run.mode in ("sandbox", "live") else "native"
+        """How a backtest and a paper run treat OCO groups (`[backtest] oco`)."""
+        return self.backtest.oco
 
     def fill_model(self) -> FillModel:
         """The backtest fill model, also used by paper trading."""

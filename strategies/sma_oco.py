@@ -4,7 +4,7 @@ group, so whichever fills first cancels the other. Spot, long only, one position
 
 On WhiteBIT (and the sandbox), which has no spot OCO, the execution layer holds the stop and sends it as a market
 order when a closed candle reaches it (botkit/execution/oco.py); a backtest of a config that runs there does the same
-(`[backtest] oco = "auto"`), so the backtest and the run give the same fills.
+(`[backtest] oco = "emulated"`, the default), so the backtest and the run give the same fills.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class Backtest:
         grant: Grant,
         risk: RiskLimits | None = None,
         fill_model: FillModel | None = None,
-        oco: OcoMode = "native",
+        oco: OcoMode = "emulated",
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
         on_error: ErrorPolicy = "halt",

@@ -159,11 +159,10 @@ def test_a_held_stop_survives_a_restart_through_the_journal(tmp_path: Path):
                                                              "fill"]
 
 
-@pytest.mark.parametrize(("mode", "oco", "want"), [
-    ("sandbox", "auto", "emulated"), ("live", "auto", "emulated"), ("paper", "auto", "native"),
-    ("sandbox", "native", "native"), ("paper", "emulated", "emulated"),
-])
-def test_backtest_oco_mode_follows_the_run_target_unless_set(mode: str, oco: str, want: str):
-    cfg = BotConfig(name="t", strategy={"plugin": "x.py:X"}, markets={"BTC_USDT": {}}, run={"mode": mode},
-                    backtest={"oco": oco})
-    assert cfg.oco_mode() == want
+def test_backtests_emulate_oco_like_whitebit_unless_told_native():
+    cfg = BotConfig(name="t", strategy={"plugin": "x.py:X"}, markets={"BTC_USDT": {}})
+    assert cfg.oco_mode() == "emulated"
+    assert BotConfig(name="t", strategy={"plugin": "x.py:X"}, markets={"BTC_USDT": {}},
+                     backtest={"oco": "native"}).oco_mode() == "native"
+    with pytest.raises(ValueError, match="oco"):
+        BotConfig(name="t", strategy={"plugin": "x.py:X"}, markets={"BTC_USDT": {}}, backtest={"oco": "auto"})

@@ -5,7 +5,7 @@ The shipped strategies/sma_oco.py (SMA cross entries at market, then an OCO brac
 (a) as a backtest of its config on 70 candles of the project's sample data, and (b) with the LiveRunner in sandbox
 mode against an in-process sandbox that replays the same 70 candles. Both take the same engine path for the OCO:
 WhiteBIT has no spot OCO, so the execution layer holds the stop (botkit/execution/oco.py) and, in the backtest,
-`[backtest] oco = "auto"` resolves to "emulated" because the config's run target is the sandbox.
+`[backtest] oco = "emulated"` (the default) makes the simulated venue report no native OCO.
 
 How the sandbox run is made exact, with no wall-clock race:
 - Lock-step replay (`pace = "step"`): the sandbox prints only when the test says so, each print stamped with the
@@ -116,7 +116,7 @@ def config(tmp: Path) -> BotConfig:
                               "max_total": "10000000000"}},
         balances={"USDT": "100000", "BTC": "1"},  # the sandbox's demo account
         fees={"maker": "0.1", "taker": "0.1"},
-        backtest={"touch": True},  # oco = "auto": emulated, the run target being the sandbox
+        backtest={"touch": True},  # oco = "emulated" by default
         run={"mode": "sandbox", "interval": "1m", "history": 0, "staleness_s": 3600, "status_every_s": 0},
         output={"dir": str(tmp / "out")},
     )
