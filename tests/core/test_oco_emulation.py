@@ -166,3 +166,37 @@ def test_backtests_emulate_oco_like_whitebit_unless_told_native():
                      backtest={"oco": "native"}).oco_mode() == "native"
     with pytest.raises(ValueError, match="oco"):
         BotConfig(name="t", strategy={"plugin": "x.py:X"}, markets={"BTC_USDT": {}}, backtest={"oco": "auto"})
+
+
+def test_a_stop_triggered_before_a_restart_is_settled_as_its_market_order(tmp_path: Path):
+    """Journaled after its trigger (no longer held): the venue must settle the market order sent under the stop's
+    client id, and that order's fills are the stop's."""
+    from botkit.market.orders import Fill
+
+    now = [1_000]
+    with SqliteJournal(tmp_path / "j.sqlite") as j:
+        e1 = ExecutionEngine(grant=Grant.of(SCOPES), declared_scopes=Grant.of(SCOPES).scopes,
+                             rules={"BTC_USDT": RULES}, risk=RiskManager(RiskLimits()),
+                             venue=SimulatedVenue({"BTC_USDT": RULES}, {"BTC": D("1")}, supports_oco=False),
+                             clock=lambda: now[0], last_price=lambda m: 100.0, journal=j)
+        stop = e1.place("BTC_USDT", "sell", "1", stop_price="95", oco_group="g")
+        e1.oco.on_prices("BTC_USDT", 1_000, 94.0, 99.0)  # sent; the process dies before the fill
+        assert not stop.held and stop.exchange_id is not None
+    with SqliteJournal(tmp_path / "j.sqlite") as j:
+        (st,) = j.open_orders()
+        assert st.type == "stop_market" and not st.held and st.exchange_id == stop.exchange_id
+        e2 = ExecutionEngine(grant=Grant.of(SCOPES), declared_scopes=Grant.of(SCOPES).scopes,
+                             rules={"BTC_USDT": RULES}, risk=RiskManager(RiskLimits()),
+                             venue=SimulatedVenue({"BTC_USDT": RULES}, {"BTC": D("1")}, supports_oco=False),
+                             clock=lambda: now[0], last_price=lambda m: 100.0, journal=j)
+        e2.restore([st])
+        child = e2.at_venue(st)
+        assert child is not None and child is not st
+        assert (child.client_id, child.type, child.side, child.amount, child.exchange_id) == (
+            st.client_id, "market", "sell", D("1"), st.exchange_id)
+        # what the WhiteBIT venue's reconciliation reports for it
+        e2.order_accepted(child, 2_000, st.exchange_id)
+        assert st.status.value == "open" and child.status.value == "open"
+        e2.order_filled(child, Fill(st.client_id, "BTC_USDT", "sell", D("93"), D("1"), D("93"), D("0.186"), "USDT",
+                                    False, 2_000), True)
+        assert st.status.value == "filled" and st.filled == D("1") and e2.open == {}

@@ -198,10 +198,15 @@ async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_e
     exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open."""
     from .run_strategies import OcoTrier
 
+    import io
+
     strategy = OcoTrier()
     cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
-    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False).run()
+    out = io.StringIO()
+    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
     tp, stop = strategy.pair
+    (line,) = [x for x in out.getvalue().splitlines() if f"[{stop.client_id}]" in x]
+    assert "stop-market" in line and "-> open (held locally, not on the exchange" in line
     assert tp.status.value == "open" and tp.exchange_id is not None and not tp.held
     assert stop.status.value == "open" and stop.held and stop.exchange_id is None and stop.type == "stop_market"
     on_exchange = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
