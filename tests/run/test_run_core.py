@@ -196,9 +196,9 @@ async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_e
         sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path) -> None:
     """WhiteBIT has no spot OCO (and both exits would each lock the full amount): the take-profit goes to the
     exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open."""
-    from .run_strategies import OcoTrier
-
     import io
+
+    from .run_strategies import OcoTrier
 
     strategy = OcoTrier()
     cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
