@@ -17,7 +17,15 @@ from botkit.execution.oco import OcoEmulator
 from botkit.execution.risk import RiskManager, RiskRejection
 from botkit.execution.venue import Venue
 from botkit.market.grants import Grant, InsufficientScope
-from botkit.market.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
+from botkit.market.orders import (
+    STOP_TYPES,
+    ClientIdFactory,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    validate_client_id,
+)
 from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
 from botkit.market.types import Side
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
@@ -27,7 +35,7 @@ log = logging.getLogger("botkit.execution")
 # Each strategy-facing operation and the WhiteBIT endpoints that carry it out: its scopes come from the endpoint
 # registry (botkit/whitebit/endpoints.py), the one scope table, and are checked in every mode, reads included.
 OPERATION_ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "place_order": ("order_new", "order_market", "order_stop_market"),
+    "place_order": ("order_new", "order_market", "order_stop_market", "order_stop_limit"),
     "cancel_order": ("order_cancel",),
     "cancel_all": ("order_cancel",),
     "open_orders": ("open_orders",),
@@ -174,9 +182,11 @@ class ExecutionEngine:
             raise ValueError(f"side must be 'buy' or 'sell', not {side!r}")
         if post_only and ioc:
             raise ValueError("an order cannot be both post_only and ioc (WhiteBIT code 37)")
-        otype: OrderType = "stop_market" if stop_price is not None else ("limit" if price is not None else "market")
-        if otype == "stop_market" and price is not None:
-            raise ValueError("stop orders are stop-market: give stop_price without price")
+        otype: OrderType
+        if stop_price is not None:
+            otype = "stop_limit" if price is not None else "stop_market"
+        else:
+            otype = "limit" if price is not None else "market"
         cid = validate_client_id(client_id) if client_id is not None else self.ids()
         now = self.clock()
         amt = to_decimal(amount, "amount")
@@ -200,9 +210,12 @@ class ExecutionEngine:
         if cid in self.open:
             return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
         emulate = oco_group is not None and not self.venue.supports_oco
+        if otype == "stop_limit" and not emulate and not getattr(self.venue, "supports_stop_limit", False):
+            return self._reject(order, "venue", f"the {self.venue.name} venue does not fill stop-limit orders (the "
+                                "WhiteBIT venue does); use a stop-market (stop= without price)")
         self.orders[cid] = order
         try:
-            if otype == "limit":
+            if otype in ("limit", "stop_limit"):
                 rules.check_limit(amt, px)  # type: ignore[arg-type]
             elif otype == "stop_market":
                 rules.check_limit(amt, stop)  # type: ignore[arg-type]  # base amount; its total at the trigger price
@@ -240,7 +253,7 @@ class ExecutionEngine:
             return self._reject_risk(order, verdict)
         self.open[cid] = order
         self.risk.state.open_orders = len(self.open)
-        if emulate and otype == "stop_market":
+        if emulate and otype in STOP_TYPES:
             self.oco.hold(order, self._market_ms())
             return order
         if emulate:

@@ -74,7 +74,7 @@ ON CONFLICT(client_id) DO UPDATE SET
 _COLUMNS = ("client_id, market, side, type, amount, price, stop_price, flags, status, filled, filled_quote, fee, "
             "exchange_id, created_ms, updated_ms, reject_reason")
 _OPEN = tuple(s.value for s in OrderStatus if not s.is_terminal)
-_TYPES: frozenset[str] = frozenset({"limit", "market", "stop_market"})
+_TYPES: frozenset[str] = frozenset({"limit", "market", "stop_market", "stop_limit"})
 
 
 class JournalError(RuntimeError):

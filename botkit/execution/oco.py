@@ -4,15 +4,16 @@ WhiteBIT has no spot OCO endpoint, and on spot a take-profit limit sell and a st
 each lock the full amount, so the second is refused for balance. So, the way freqtrade's non-exchange stoploss works:
 
 - The group's other orders (the take-profit limit) go to the exchange as usual.
-- A stop-market of the group is *held* here instead: journaled (a restart restores it), and reported as an open order
-  of type ``stop_market`` with ``held = True`` ("held locally, not on the exchange").
+- A stop (stop-market or stop-limit) of the group is *held* here instead: journaled (a restart restores it), and
+  reported as an open order of its type with ``held = True`` ("held locally, not on the exchange").
 - It is checked in market time against the prices the bot sees: each closed candle of its market (its low for a sell
   stop, its high for a buy stop) and each trade the bot receives (when the strategy subscribes to trades), of candles
   or trades that start at or after the market time the stop was placed at. So when one candle reaches both the
   take-profit and the stop, the take-profit resting on the exchange fills first and the stop is cancelled.
 - On trigger the group's other open orders are cancelled; once every cancel is confirmed the stop goes out as a market
-  order under the stop's own client id (its fills are the stop's fills). If one of them turned out filled, the stop is
-  cancelled as OCO-cancelled; if one filled partly, the market order sells only what is left.
+  order (a stop-limit: a limit order at its price) under the stop's own client id (its fills are the stop's fills).
+  If one of them turned out filled, the stop is cancelled as OCO-cancelled; if one filled partly, the stop's order
+  sells only what is left.
 - When another order of the group fills, the held stop is cancelled (reason ``OCO_REASON``); a partial fill shrinks
   the stop's amount to what is left.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from botkit.market.orders import Order, OrderStatus
+from botkit.market.orders import STOP_TYPES, Order, OrderStatus
 
 if TYPE_CHECKING:
     from botkit.execution.engine import ExecutionEngine
@@ -121,7 +122,7 @@ class OcoEmulator:
         themselves (and join their group)."""
         if order.oco_group is None:
             return order
-        if order.type != "stop_market":
+        if order.type not in STOP_TYPES:
             self.member(order)
             return order
         if order.held:
@@ -190,12 +191,15 @@ class OcoEmulator:
         child = self._child(o, left)
         h.child = child
         self.children[o.client_id] = child
-        eng.journal.record("submit", o, f"stop triggered: market {o.side} of {left}")
+        eng.journal.record("submit", o, f"stop triggered: {child.type} {o.side} of {left}")
         eng.venue.submit(child, child.created_ms)
 
     def _child(self, o: Order, amount: Decimal) -> Order:
         rules = self.engine.rules[o.market]
         now = self.engine.clock()
+        if o.type == "stop_limit":  # a triggered stop-limit is a limit order at its price
+            return Order(client_id=o.client_id, market=o.market, side=o.side, type="limit", amount=amount,
+                         price=o.price, created_ms=now, updated_ms=now)
         # A market buy is sized in quote on WhiteBIT: the stop's base amount valued at its trigger price.
         amt = rules.truncate_quote(amount * o.stop_price) if o.side == "buy" else amount  # type: ignore[operator]
         return Order(client_id=o.client_id, market=o.market, side=o.side, type="market", amount=amt,

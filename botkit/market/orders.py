@@ -15,7 +15,8 @@ from typing import Literal
 
 from botkit.market.types import Side
 
-OrderType = Literal["limit", "market", "stop_market"]
+OrderType = Literal["limit", "market", "stop_market", "stop_limit"]
+STOP_TYPES: frozenset[str] = frozenset({"stop_market", "stop_limit"})  # wait for the price to reach `stop_price`
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 

@@ -200,3 +200,31 @@ def test_a_stop_triggered_before_a_restart_is_settled_as_its_market_order(tmp_pa
         e2.order_filled(child, Fill(st.client_id, "BTC_USDT", "sell", D("93"), D("1"), D("93"), D("0.186"), "USDT",
                                     False, 2_000), True)
         assert st.status.value == "filled" and st.filled == D("1") and e2.open == {}
+
+
+def test_a_stop_limit_alone_is_refused_by_the_simulated_venue_saying_what_to_use():
+    data = series(FLAT * 3)
+    s = Script({0: lambda ctx, c: ctx.sell("BTC_USDT", "0.1", "94", stop="95")})
+    res = run(s, [data])
+    (rej,) = res.rejections
+    assert rej.rule == "venue" and "stop-limit" in rej.message and "stop= without price" in rej.message
+    assert s.placed[0].type == "stop_limit" and s.placed[0].status.value == "rejected"
+
+
+def test_a_held_stop_limit_goes_out_as_a_limit_at_its_price():
+    def limit_bracket(ctx, c):
+        held = ctx.position("BTC_USDT")
+        ctx.sell("BTC_USDT", held, "110", oco="g")
+        return ctx.sell("BTC_USDT", held, "94.5", stop="95", oco="g")
+
+    data = series(FLAT + [(100.2, 101.0, 100.0, 100.5), (100.5, 101.0, 100.0, 100.5), (100.0, 101.0, 94.8, 96.0),
+                          (94.0, 94.2, 93.0, 93.5), (93.5, 95.0, 93.0, 94.0)])
+    s = Script({0: enter, 1: limit_bracket})
+    res = run(s, [data])
+    stop = s.placed[1]
+    (sell,) = [f for f in res.fills if f.side == "sell"]
+    # triggered on candle 3 (low 94.8 <= 95); its limit at 94.5 rests through candle 4 (high 94.2) and fills as a
+    # maker at its own price on candle 5 (high 95)
+    assert (sell.client_id, sell.price, sell.maker, sell.time_ms) == (stop.client_id, D("94.5"), True,
+                                                                      int(data.time_ms[5]))
+    assert stop.status.value == "filled" and stop.type == "stop_limit"

@@ -1,5 +1,6 @@
 """OCO emulated by the execution layer on the WhiteBIT venue, against a real sandbox on 127.0.0.1: the cases a
-backtest cannot produce (a partial take-profit fill, a take-profit that fills while its cancel is on the way).
+backtest cannot produce (a partial take-profit fill, a take-profit that fills while its cancel is on the way); and
+the venue's stop-limit orders (WhiteBIT's order/stop_limit).
 
 The sandbox replays a candles file in lock-step (`pace = "step"`), so the market stands still unless the test moves
 it: the take-profit rests as the best ask and only the test's own counterparty (an in-process account of the same
@@ -38,7 +39,9 @@ TP = D("30003.00")  # inside the house spread (30000 +- 6): the best ask once it
 @pytest_asyncio.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
     path = tmp_path / "candles.csv"
-    path.write_text("time_ms,open,high,low,close,volume\n1767571200000,30000,30000,30000,30000,1\n")
+    path.write_text("time_ms,open,high,low,close,volume\n1767571200000,30000,30000,30000,30000,1\n"
+                    "1767571260000,30000,30000,29800,29800,1\n"  # stepped by the stop-limit test only
+                    "1767571320000,29800,29900,29800,29900,1\n")
     cfg = test_config()
     markets = [m.model_copy(update={"liquidity": m.liquidity.model_copy(update={
         "kind": "candles", "file": path, "pace": "step", "level_amount": D("5")})})
@@ -118,3 +121,34 @@ async def test_a_take_profit_filled_while_its_cancel_is_on_the_way_cancels_the_s
     assert stop.status.value == "cancelled" and stop.reject_reason == OCO_REASON and stop.filled == 0
     assert not [o for o in sandbox.exchange.history["demo"] if o.client_order_id == stop.client_id]  # never sent
     assert engine.open == {}
+
+
+async def test_a_stop_limit_waits_on_the_exchange_then_rests_as_a_limit_and_fills_at_its_price(
+        sandbox: Sandbox, engine: ExecutionEngine) -> None:
+    sl = engine.place("BTC_USDT", "sell", "0.01", "29890", stop_price="29900")
+    assert sl.type == "stop_limit" and not sl.held  # no OCO group: the exchange holds it
+    await until("the exchange took it", lambda: sl.status.value == "open", engine)
+    (on_exchange,) = [o for o in sandbox.exchange.account_orders("demo") if o.client_order_id == sl.client_id]
+    assert (on_exchange.type, on_exchange.price, on_exchange.activation_price, on_exchange.activated) == (
+        "stop limit", D("29890"), D("29900"), 0)
+    sandbox.replay_step("BTC_USDT", 4)  # the next candle falls to 29800: triggered, it rests above the market
+    assert on_exchange.activated == 1 and on_exchange.left == D("0.01")
+    await until("the trigger is seen", lambda: engine.venue.queued == 0 and not engine.venue._tasks, engine)  # type: ignore[attr-defined]
+    assert sl.status.value == "open" and sl.filled == 0
+    sandbox.replay_step("BTC_USDT", 4)  # back up to 29900: the print fills the resting order at its own price
+    await until("the fill is seen", lambda: not sl.is_open, engine)
+    assert sl.status.value == "filled" and [(f.price, f.amount) for f in sl.fills] == [(D("29890"), D("0.01"))]
+
+
+async def test_a_held_stop_limit_is_sent_as_a_limit_at_its_price(sandbox: Sandbox, engine: ExecutionEngine) -> None:
+    tp = engine.place("BTC_USDT", "sell", "0.01", TP, oco_group="g")
+    sl = engine.place("BTC_USDT", "sell", "0.01", "29890", stop_price="29900", oco_group="g")
+    assert sl.held and sl.type == "stop_limit"
+    await until("the take-profit rests", lambda: tp.status.value == "open", engine)
+    trigger(engine)
+    await until("the limit was sent and answered", lambda: not sl.is_open, engine)
+    (sent,) = [o for o in sandbox.exchange.history["demo"] if o.client_order_id == sl.client_id]
+    assert (sent.type, sent.side, sent.price, sent.amount) == ("limit", "sell", D("29890"), D("0.01"))
+    # the market (30000, best bid 29994) is still above its limit: it takes the bid, never lower than 29890
+    assert sl.status.value == "filled" and [f.price for f in sl.fills] == [D("29994.00")]
+    assert tp.status.value == "cancelled" and not sl.held and sl.type == "stop_limit"
