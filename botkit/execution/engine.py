@@ -412,7 +412,7 @@ class ExecutionEngine:
     def _market_ms(self) -> int:
         """Market time: a backtest's clock is market time; a live clock tracks it in `now` (set by the loop)."""
         now = getattr(self.clock, "now", None)
-        return now if isinstance(now, int) else self.clock()
+        return int(now) if isinstance(now, int | float) and now else self.clock()
 
     def _close(self, order: Order) -> None:
         self.open.pop(order.client_id, None)
