@@ -123,7 +123,7 @@ def test_plugin_from_entry_point(tmp_path):
     assert out.stdout.strip() == "EP"
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert main(["backtest", f"configs/{config}.toml", "--out", str(tmp_path)]) == 0
@@ -135,7 +135,7 @@ def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatc
     assert len(lines) == report["fills"] + 1
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(ROOT)
     real = shared_data / "candles" / "BTC-PERP_1m.csv"

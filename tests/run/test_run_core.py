@@ -32,7 +32,7 @@ def _fills(path: Path) -> list[tuple[str, ...]]:
         return [tuple(row[c] for c in FILL_COLUMNS) for row in csv.DictReader(fh)]
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 async def test_paper_fills_exactly_where_the_backtest_fills(config: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
