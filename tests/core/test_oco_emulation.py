@@ -228,3 +228,27 @@ def test_a_held_stop_limit_goes_out_as_a_limit_at_its_price():
     assert (sell.client_id, sell.price, sell.maker, sell.time_ms) == (stop.client_id, D("94.5"), True,
                                                                       int(data.time_ms[5]))
     assert stop.status.value == "filled" and stop.type == "stop_limit"
+
+
+def test_trades_the_bot_receives_trigger_a_held_stop_too():
+    """Live, a strategy that subscribes to trades has its held stops checked on each trade, in market time."""
+    import logging
+
+    from botkit import Strategy
+    from botkit.loop import EventLoop, MarketClock
+    from botkit.market.buffer import CandleBuffer, MarketState
+    from botkit.market.types import Trade
+
+    clock = MarketClock(1_000)
+    venue = SimulatedVenue({"BTC_USDT": RULES}, {"BTC": D("1")}, supports_oco=False)
+    engine = ExecutionEngine(grant=Grant.of(SCOPES), declared_scopes=Grant.of(SCOPES).scopes,
+                             rules={"BTC_USDT": RULES}, risk=RiskManager(RiskLimits()), venue=venue, clock=clock,
+                             last_price=lambda m: 100.0)
+    loop = EventLoop(Strategy(), engine, MarketState({"BTC_USDT": CandleBuffer.live(4)}), clock,
+                     logger=logging.getLogger("t"), fills=venue)
+    tp = engine.place("BTC_USDT", "sell", "1", "110", oco_group="g")
+    stop = engine.place("BTC_USDT", "sell", "1", stop_price="95", oco_group="g")
+    loop.trade(Trade("BTC_USDT", 2_000, 96.0, 0.1, "sell"))
+    assert stop.held and tp.is_open
+    loop.trade(Trade("BTC_USDT", 3_000, 95.0, 0.1, "sell"))
+    assert not stop.held and tp.status.value == "cancelled"  # sent at market: the venue fills it on the next candle
