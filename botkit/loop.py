@@ -172,6 +172,8 @@ class EventLoop:
         self._venue_fill: Callable[[str, int, float, float, float, int], None] | None = None
         self.venue = fills
         self.books: list[object] = [_NO_FILLS] * len(self.names)
+        # Stops the execution layer holds for OCO groups (a venue without native OCO): checked on each closed candle.
+        self.watches = [engine.oco.watch(m) for m in self.names]
         if fills is not None:
             self._venue_fill = fills.process_candle
             self.books = [fills.books[m] for m in self.names]
@@ -235,6 +237,7 @@ class EventLoop:
         """Closed candles of market `m`, rows `first`, `first + 1`, ... of its buffer; `k0` is the first one's event
         number. The backtest's hot path: a no-op strategy costs well under a microsecond per candle."""
         clock, ctx, book, name, buf = self.clock, self.ctx, self.books[m], self.names[m], self.buffers[m]
+        watch = self.watches[m]
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -245,6 +248,8 @@ class EventLoop:
                 clock.now = now
                 if book.active:  # type: ignore[attr-defined]
                     self._fill(k0 + i - first, name, t, o, h, lo, now)
+                if watch.active:
+                    self._held_stops(name, t, lo, h)
                 buf.cur = i
                 try:
                     on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
@@ -261,6 +266,7 @@ class EventLoop:
     ) -> None:
         """Closed candles of several markets, already merged into event order."""
         clock, ctx, books, names, bufs = self.clock, self.ctx, self.books, self.names, self.buffers
+        watches = self.watches
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -272,6 +278,8 @@ class EventLoop:
                 clock.now = now
                 if books[m].active:  # type: ignore[attr-defined]
                     self._fill(k0 + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
+                if watches[m].active:
+                    self._held_stops(names[m], t_c[j], l_c[j], h_c[j])
                 bufs[m].cur = rows[j]
                 try:
                     on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
@@ -297,6 +305,9 @@ class EventLoop:
         self.clock.now = trade.time_ms
         self.state.last[trade.market] = trade.price
         self.events += 1
+        m = self.index.get(trade.market)
+        if m is not None and self.watches[m].active:
+            self._held_stops(trade.market, trade.time_ms, trade.price, trade.price)
         try:
             self.strategy.on_trade(self.ctx, trade)
         except Exception as exc:
@@ -399,6 +410,13 @@ class EventLoop:
         self._venue_fill(name, t, o, h, lo, now)  # type: ignore[misc]  # set whenever a book is active
         if self.fill_events is not None and engine.fill_count > nf:
             self.fill_events.extend([k] * (engine.fill_count - nf))
+        if engine._queue:
+            engine.drain()
+
+    def _held_stops(self, name: str, start_ms: int, lo: float, h: float) -> None:
+        """Held OCO stops of `name` that these prices reach are triggered (before the strategy sees the data)."""
+        engine = self.engine
+        engine.oco.on_prices(name, start_ms, lo, h)
         if engine._queue:
             engine.drain()
 

@@ -24,6 +24,7 @@ from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
+from botkit.execution.oco import OcoMode
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.loop import (
@@ -99,6 +100,7 @@ class Backtest:
         grant: Grant,
         risk: RiskLimits | None = None,
         fill_model: FillModel | None = None,
+        oco: OcoMode = "emulated",
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
         on_error: ErrorPolicy = "halt",
@@ -134,6 +136,7 @@ class Backtest:
         self.grant = grant
         self.risk_limits = risk or RiskLimits()
         self.fill_model = fill_model or FillModel()
+        self.oco: OcoMode = oco
         self.progress = progress
         self.on_error: ErrorPolicy = on_error
         self.log = logger or logging.getLogger(f"botkit.strategy.{type(strategy).__name__}")
@@ -150,7 +153,7 @@ class Backtest:
         clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
         state = MarketState({s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
                              for s in self.series})
-        venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model)
+        venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model, supports_oco=self.oco == "native")
         for b in self.books:
             l2 = venue.use_book(b.market).book
             l2.view_depth = self.book_depth
