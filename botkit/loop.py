@@ -343,6 +343,7 @@ class EventLoop:
         timers = ctx.timers
         fill_events = self.fill_events
         mark = marks.append
+        watch = self.watches[m]
         j = -1
         try:
             for j, now, flags, a, b in zip(range(len(t_c)), t_c, f_c, lo_c[:-1], lo_c[1:], strict=True):
@@ -367,6 +368,8 @@ class EventLoop:
                     bb = None  # type: ignore[assignment]
                     if ba == INF:
                         ba = None  # type: ignore[assignment]
+                if live and watch.active:  # held OCO stops: a sell stop on the best bid, a buy stop on the best ask
+                    self._held_stops(name, now, INF if bb is None else bb, -INF if ba is None else ba)
                 if live:
                     try:
                         on_book(ctx, BookView(name, now, l2, bb, ba))
