@@ -27,11 +27,12 @@ from typing import Literal, Protocol
 from botkit.execution.engine import ExecutionEngine
 from botkit.market.buffer import MarketState
 from botkit.market.orders import Fill, Order
-from botkit.market.types import BookSnapshot, Candle, Trade
+from botkit.market.types import BookSnapshot, BookView, Candle, Trade
 from botkit.strategy import Context, Strategy
 from botkit.venues.simulated import SimulatedVenue
 
 log = logging.getLogger("botkit.loop")
+INF, NAN = float("inf"), float("nan")
 
 ErrorPolicy = Literal["halt", "continue"]
 
@@ -170,7 +171,10 @@ class EventLoop:
         self.index = {m: i for i, m in enumerate(self.names)}
         self.buffers = [state.buffers[m] for m in self.names]
         self._venue_fill: Callable[[str, int, float, float, float, int], None] | None = None
+        self.venue = fills
         self.books: list[object] = [_NO_FILLS] * len(self.names)
+        # Stops the execution layer holds for OCO groups (a venue without native OCO): checked on each closed candle.
+        self.watches = [engine.oco.watch(m) for m in self.names]
         if fills is not None:
             self._venue_fill = fills.process_candle
             self.books = [fills.books[m] for m in self.names]
@@ -234,6 +238,7 @@ class EventLoop:
         """Closed candles of market `m`, rows `first`, `first + 1`, ... of its buffer; `k0` is the first one's event
         number. The backtest's hot path: a no-op strategy costs well under a microsecond per candle."""
         clock, ctx, book, name, buf = self.clock, self.ctx, self.books[m], self.names[m], self.buffers[m]
+        watch = self.watches[m]
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -244,6 +249,8 @@ class EventLoop:
                 clock.now = now
                 if book.active:  # type: ignore[attr-defined]
                     self._fill(k0 + i - first, name, t, o, h, lo, now)
+                if watch.active:
+                    self._held_stops(name, t, lo, h)
                 buf.cur = i
                 try:
                     on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
@@ -260,6 +267,7 @@ class EventLoop:
     ) -> None:
         """Closed candles of several markets, already merged into event order."""
         clock, ctx, books, names, bufs = self.clock, self.ctx, self.books, self.names, self.buffers
+        watches = self.watches
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -271,6 +279,8 @@ class EventLoop:
                 clock.now = now
                 if books[m].active:  # type: ignore[attr-defined]
                     self._fill(k0 + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
+                if watches[m].active:
+                    self._held_stops(names[m], t_c[j], l_c[j], h_c[j])
                 bufs[m].cur = rows[j]
                 try:
                     on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
@@ -296,6 +306,9 @@ class EventLoop:
         self.clock.now = trade.time_ms
         self.state.last[trade.market] = trade.price
         self.events += 1
+        m = self.index.get(trade.market)
+        if m is not None and self.watches[m].active:
+            self._held_stops(trade.market, trade.time_ms, trade.price, trade.price)
         try:
             self.strategy.on_trade(self.ctx, trade)
         except Exception as exc:
@@ -310,6 +323,63 @@ class EventLoop:
         except Exception as exc:
             self._failed("on_book", exc)
         self._settle(self.clock.now)
+
+    def book_events(
+        self, m: int, t_c: list[int], lo_c: list[int], f_c: list[int], side: list[int], price: list[float],
+        amount: list[float], k0: int, marks: list[float],
+    ) -> None:
+        """Recorded book events of market `m` (the backtest's order-book hot path): event j is rows lo_c[j] ..
+        lo_c[j + 1] - 1 of side/price/amount at market time t_c[j] (ms), flags f_c[j] (book_matching.SNAPSHOT,
+        RESYNC); `k0` is its first event number. For each event the venue applies the rows and fills what they
+        fill, then the strategy's on_book gets a BookView of the rebuilt book (levels built only if read, the
+        book's `view_depth` per side); none while the book is stale after a gap. `marks` gets each event's mid
+        price (equity)."""
+        clock, ctx, name, engine = self.clock, self.ctx, self.names[m], self.engine
+        venue = self.venue
+        assert venue is not None, "book events need the simulated venue"
+        process = venue.process_book
+        l2 = venue.depth[name].book
+        on_book = self.strategy.on_book
+        queue = engine._queue
+        timers = ctx.timers
+        fill_events = self.fill_events
+        mark = marks.append
+        watch = self.watches[m]
+        j = -1
+        try:
+            for j, now, flags, a, b in zip(range(len(t_c)), t_c, f_c, lo_c[:-1], lo_c[1:], strict=True):
+                clock.now = now
+                nf = engine.fill_count
+                live = process(name, now, flags, side, price, amount, a, b)
+                if engine.fill_count > nf:
+                    if fill_events is not None:
+                        fill_events.extend([k0 + j] * (engine.fill_count - nf))
+                    engine.drain()
+                elif queue:
+                    engine.drain()
+                bb, ba = l2._bb, l2._ba  # (-inf / inf: that side is empty)
+                if bb > -INF:
+                    if ba < INF:
+                        mark((bb + ba) * 0.5)
+                    else:
+                        mark(NAN)
+                        ba = None  # type: ignore[assignment]
+                else:
+                    mark(NAN)
+                    bb = None  # type: ignore[assignment]
+                    if ba == INF:
+                        ba = None  # type: ignore[assignment]
+                if live and watch.active:  # held OCO stops: a sell stop on the best bid, a buy stop on the best ask
+                    self._held_stops(name, now, INF if bb is None else bb, -INF if ba is None else ba)
+                if live:
+                    try:
+                        on_book(ctx, BookView(name, now, l2, bb, ba))
+                    except Exception as exc:
+                        self._failed("on_book", exc)
+                if queue or timers:
+                    self._settle(now)
+        finally:
+            self.events = k0 + j + 1
 
     def tick(self) -> None:
         """Between market events (live): deliver order events the venue reported and fire due timers."""
@@ -344,6 +414,13 @@ class EventLoop:
         self._venue_fill(name, t, o, h, lo, now)  # type: ignore[misc]  # set whenever a book is active
         if self.fill_events is not None and engine.fill_count > nf:
             self.fill_events.extend([k] * (engine.fill_count - nf))
+        if engine._queue:
+            engine.drain()
+
+    def _held_stops(self, name: str, start_ms: int, lo: float, h: float) -> None:
+        """Held OCO stops of `name` that these prices reach are triggered (before the strategy sees the data)."""
+        engine = self.engine
+        engine.oco.on_prices(name, start_ms, lo, h)
         if engine._queue:
             engine.drain()
 

@@ -181,7 +181,7 @@ def run_backtest(
     for text in warnings:
         (on_warning or _log.warning)(text)
     result = backtest_of(cfg, strategy, series, progress).run()
-    result.warnings = warnings
+    result.warnings = warnings + result.warnings  # the data's, then what the replay found (book gaps)
     return result
 
 
@@ -196,7 +196,9 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         grant=Grant.of(cfg.grant.scopes, "config"),
         risk=cfg.risk_limits(),
         fill_model=cfg.fill_model(),
+        oco=cfg.oco_mode(),
         progress=progress,
         on_error=cfg.strategy.on_error,
+        book_depth=cfg.backtest.book_depth,
     )
 

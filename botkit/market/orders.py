@@ -15,7 +15,8 @@ from typing import Literal
 
 from botkit.market.types import Side
 
-OrderType = Literal["limit", "market", "stop_market"]
+OrderType = Literal["limit", "market", "stop_market", "stop_limit"]
+STOP_TYPES: frozenset[str] = frozenset({"stop_market", "stop_limit"})  # wait for the price to reach `stop_price`
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 
@@ -95,7 +96,9 @@ class ClientIdFactory:
 
 @dataclass(slots=True)
 class Fill:
-    """One execution of (part of) an order. `fee` is in `fee_asset`: base on a buy, quote on a sell."""
+    """One execution of (part of) an order. `fee` is in `fee_asset`: base on a buy, quote on a sell. `ref_price`,
+    on a taker fill of the order-book fill model: the best opposite price when the order was decided (slippage is
+    the fill price's distance from it, against the order)."""
 
     client_id: str
     market: str
@@ -107,6 +110,7 @@ class Fill:
     fee_asset: str
     maker: bool
     time_ms: int
+    ref_price: Decimal | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -132,6 +136,8 @@ class Order:
     updated_ms: int = 0
     reject_reason: str | None = None
     fills: list[Fill] = field(default_factory=list, repr=False)
+    # A stop of an OCO group that the execution layer holds itself (the venue has no OCO): open, not on the exchange.
+    held: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -166,7 +172,7 @@ class Order:
         return Order(
             self.client_id, self.market, self.side, self.type, self.amount, self.price, self.stop_price,
             self.post_only, self.ioc, self.oco_group, self.status, self.filled, self.filled_quote, self.fee,
-            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills),
+            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills), self.held,
         )
 
     @property

@@ -19,6 +19,9 @@ The fill model (also in README.md, "Fill model"):
    are cancelled as soon as one of them fills.
 6. Fees as WhiteBIT charges them: maker or taker percent of the amount received, in the asset received.
 7. Fills are whole: candles carry no queue position, so partial fills are not simulated.
+
+Markets replayed from order-book data (`use_book`) fill by the book model instead: level-by-level walks, partial
+fills, queue positions and resyncs, in botkit/venues/book_matching.py (its docstring has the rules).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING
 from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
 from botkit.market.types import Balance
+from botkit.venues.book_matching import BookMatcher
 
 if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward import)
     from botkit.execution.venue import VenueEvents
@@ -81,7 +85,11 @@ class SimulatedVenue:
         rules: dict[str, MarketRules],
         balances: dict[str, Decimal],
         fill_model: FillModel | None = None,
+        *,
+        supports_oco: bool = True,
     ) -> None:
+        # False: OCO groups are emulated by the execution layer, as on WhiteBIT ([backtest] oco = "emulated")
+        self.supports_oco = supports_oco
         self.fill_model = fill_model or FillModel()
         self.books: dict[str, MarketBook] = {m: MarketBook(r) for m, r in rules.items()}
         self._available: dict[str, Decimal] = {a: Decimal(v) for a, v in balances.items()}
@@ -96,6 +104,7 @@ class SimulatedVenue:
         self._events: VenueEvents | None = None
         self._next_id = 0
         self._slip = self.fill_model.slippage_pct / 100
+        self.depth: dict[str, BookMatcher] = {}  # markets that fill on their order book (see use_book)
 
     # ---- Venue protocol ---------------------------------------------------------------------------------------
 
@@ -131,10 +140,20 @@ class SimulatedVenue:
         self._members.setdefault(key, set()).add(order.client_id)
         self._next_id += 1
         ev.order_accepted(order, now_ms, str(self._next_id))
+        depth = self.depth.get(order.market)
+        if depth is not None:
+            depth.submit(order, now_ms)
+            return
         book.arrivals.append(order)
         book.active = True
 
     def cancel(self, order: Order, now_ms: int) -> None:
+        depth = self.depth.get(order.market)
+        if depth is not None:
+            if depth.cancel(order):
+                self._unlock(order)
+                self._ev().order_cancelled(order, now_ms, "cancelled")
+            return
         book = self.books[order.market]
         for lst in (book.arrivals, book.resting):
             if order in lst:
@@ -143,6 +162,45 @@ class SimulatedVenue:
                 book.refresh()
                 self._ev().order_cancelled(order, now_ms, "cancelled")
                 return
+
+    # ---- order-book fills ---------------------------------------------------------------------------------------
+
+    def use_book(self, market: str) -> BookMatcher:
+        """Fill `market`'s orders from its order book (fed by `process_book`) instead of candles."""
+        depth = self.depth.get(market)
+        if depth is None:
+            depth = self.depth[market] = BookMatcher(market, self.books[market].rules)
+        return depth
+
+    def process_book(self, market: str, time_ms: int, flags: int, sides: list[int], prices: list[float],
+                     amounts: list[float], a: int, b: int) -> bool:
+        """Apply one book event (rows a..b-1; flags: book_matching.SNAPSHOT, RESYNC) and fill what it fills. Call
+        before the strategy sees the book. False while the book is stale after a gap (no `on_book` then)."""
+        depth = self.depth[market]
+        live = depth.event(time_ms, flags, sides, prices, amounts, a, b)
+        if depth.deals or depth.cancels:
+            self.settle_book(depth)
+        return live
+
+    def settle_book(self, depth: BookMatcher) -> None:
+        """Book the deals and cancels the matcher decided (balances, fees, order events), in order."""
+        deals, cancels = depth.take_outcome()
+        rules = depth.rules
+        filled_groups: set[str] = set()
+        for d in deals:
+            if not d.order.is_open:
+                continue
+            self._fill(d.order, rules, d.price, d.maker, d.time_ms, d.base, d.complete, d.ref)
+            if d.order.oco_group is not None:
+                filled_groups.add(d.order.oco_group)
+        for order, reason, t_ms in cancels:
+            if order.is_open:
+                self._cancel_expired(order, t_ms, reason)
+        for group in filled_groups:  # one-cancels-other: the first (partial) fill cancels the rest of the group
+            for other in [o for o in depth.open_orders() if o.oco_group == group and o.filled == 0]:
+                depth.cancel(other)
+                self._unlock(other)
+                self._ev().order_cancelled(other, depth.now_ms, "oco: another order of the group filled")
 
     # ---- matching -----------------------------------------------------------------------------------------------
 
@@ -236,27 +294,45 @@ class SimulatedVenue:
             return (p * (1 + self._slip)).quantize(rules.price_step, rounding=ROUND_CEILING)
         return (p * (1 - self._slip)).quantize(rules.price_step, rounding=ROUND_FLOOR)
 
-    def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int) -> None:
-        key = self._lock_key.pop(order.client_id)
-        self._members[key].discard(order.client_id)
-        asset, locked = self._locks.pop(key)
-        self._frozen[asset] -= locked
+    def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
+              base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
+        """Book a fill. Candles fill whole (`base` None: all that is left); the book model passes each part, and
+        `complete` on the last one, which releases what is still locked."""
+        key = self._lock_key[order.client_id]
+        asset, locked = self._locks[key]
         if order.side == "buy":
-            base = rules.truncate_amount(order.amount / price) if order.quote_amount else order.amount
+            if base is None:
+                base = rules.truncate_amount(order.amount / price) if order.quote_amount else order.amount
             quote = base * price
             fee = rules.fee(base, maker)
-            self._available[asset] += locked - quote  # unspent quote returns
-            self._available[rules.stock] += base - fee
+            spent = quote
             fee_asset = rules.stock
+            got = base - fee
         else:
-            base = order.amount
+            if base is None:
+                base = order.amount
             quote = base * price
             fee = rules.fee(quote, maker)
-            self._available[asset] += locked - base
-            self._available[rules.money] += quote - fee
+            spent = base
             fee_asset = rules.money
-        fill = Fill(order.client_id, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms)
-        self._ev().order_filled(order, fill, True)
+            got = quote - fee
+        if complete:
+            del self._lock_key[order.client_id]
+            self._members[key].discard(order.client_id)
+            del self._locks[key]
+            release = locked  # unspent funds return
+        else:
+            if order.side == "sell" or order.quote_amount:
+                release = spent
+            else:  # a limit (stop) buy locked its amount at its limit (stop) price
+                release = base * (order.price if order.type == "limit" else order.stop_price)  # type: ignore[operator]
+            self._locks[key] = (asset, locked - release)
+        self._frozen[asset] -= release
+        self._available[asset] += release - spent
+        self._available[fee_asset] += got
+        fill = Fill(order.client_id, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms,
+                    ref)
+        self._ev().order_filled(order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)
