@@ -26,6 +26,11 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # A `botkit` command run in-process earlier in the suite pins these to WARNING (redact.install): this test
+    # wants their DEBUG lines, so it unpins them for its duration.
+    noisy = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     seen: set[str] = set()
     try:
         s = await login(harness, tmp_path, http)
@@ -61,6 +66,8 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for name, level in noisy.items():
+            logging.getLogger(name).setLevel(level)
     text = buf.getvalue()
     assert "refresh.ok" in text and "HTTP Request" in text  # the log really covered the session, httpx included
     leaked = [x[:6] for x in seen if x and x in text]
