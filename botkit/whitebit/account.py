@@ -5,9 +5,11 @@ Four ways, chosen by what is configured (botkit/auth/README.md):
 (b) the Fast API key that `botkit auth apikey` put in the token store (HMAC), its permissions as stored;
 (c) a partner OAuth session (Flow A) from the store beside a key: Bearer for the account reads WhiteBIT documents
     for it, the key for trading; the key's permissions are re-read from /oauth2/api-key/info when the token can;
-(d) `trading_auth = "bearer"`: the session's token for trading too, on servers that accept it.
-The grant is the union of what the credentials carry. With a session, the token manager keeps it alive (refresh
-ahead of expiry, single-flight, persisted before use) for as long as the bot runs.
+(d) `trading_auth = "bearer"`: the session's token for trading too, and for the private stream's token, on servers
+    that accept it (the sandbox's opt-in `[server] bearer_trading`); no API key is needed anywhere.
+The grant is the union of what the credentials carry; with (d) it is the token's scopes alone, since every call the
+bot makes then goes out with the token (a key in the store is not used). With a session, the token manager keeps it
+alive (refresh ahead of expiry, single-flight, persisted before use) for as long as the bot runs.
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ async def open_account(
             "apikeys.read" in tokens.grant.scopes:
         key_grant = await _reread_key_permissions(rest, key_grant)
         rest.key_grant = key_grant
+    if auth is not None and auth.trading_auth == "bearer" and tokens is not None:
+        parts = [p for p in parts if p.startswith("OAuth session")] + ["Bearer trading"]
+        return Account(rest, Grant(tokens.grant.scopes, " + ".join(parts)), identity, tokens, " + ".join(parts))
     scopes = (key_grant.scopes if key_grant is not None else frozenset()) | (
         tokens.grant.scopes if tokens is not None else frozenset())
     return Account(rest, Grant(scopes, " + ".join(parts)), identity, tokens, " + ".join(parts))

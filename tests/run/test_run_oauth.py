@@ -45,13 +45,16 @@ async def short_tokens() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-async def _login(sandbox: Sandbox, token_dir: Path) -> dict[str, Any]:
+async def _login(sandbox: Sandbox, token_dir: Path, client_id: str = "botkit-demo", *, key: bool = True,
+                 **extra: Any) -> dict[str, Any]:
     """The authorization-code flow against the sandbox (which consents by itself), then the Fast API key beside
-    the session in the token store: what `botkit auth login` + `botkit auth apikey` leave behind."""
-    redirect = next(c for c in sandbox.config.oauth.clients if c.client_id == "botkit-demo").redirect_uris[0]
-    auth = {"base_url": sandbox.base_url, "client_id": "botkit-demo", "token_dir": str(token_dir),
-            "redirect_uri": redirect, "leeway_s": 60}
-    settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": "botkit-demo-secret"})
+    the session in the token store: what `botkit auth login` + `botkit auth apikey` leave behind (`key=False`: the
+    login alone)."""
+    registered = next(c for c in sandbox.config.oauth.clients if c.client_id == client_id)
+    redirect = registered.redirect_uris[0]
+    auth = {"base_url": sandbox.base_url, "client_id": client_id, "token_dir": str(token_dir),
+            "redirect_uri": redirect, "leeway_s": 60, **extra}
+    settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": registered.client_secret.get_secret_value()})
     async with httpx.AsyncClient(timeout=10) as http:
         client = OAuthClient(settings, http)
         req = client.authorization_request(redirect)
@@ -63,8 +66,8 @@ async def _login(sandbox: Sandbox, token_dir: Path) -> dict[str, Any]:
                 break
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
         token = await complete_login(client, req, params)
-    key = ApiKeyCredentials("demo-key", SecretStr("demo-secret"), None, TRADING, time.time())
-    store_for(settings).save(StoredCredentials(token=token, api_key=key))
+    stored_key = ApiKeyCredentials("demo-key", SecretStr("demo-secret"), None, TRADING, time.time()) if key else None
+    store_for(settings).save(StoredCredentials(token=token, api_key=stored_key))
     return auth
 
 
@@ -199,3 +202,64 @@ def test_half_a_minute_on_three_second_tokens_fails_no_call() -> None:
                        capture_output=True, text=True, timeout=180, cwd=root,
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0 and r.stdout.rstrip().endswith("OK"), r.stdout + r.stderr
+
+
+class _CancelsWhatItFinds(SteadyBuyer):
+    """A restarted bot: cancels every open order it knows (restored from the journal), buys on every candle."""
+
+    scopes = frozenset({"orders.create", "orders.delete", "orders.read"})
+
+    def on_candle(self, ctx: Any, candle: Any) -> None:
+        if self.resting is None:
+            self.resting = next(iter(ctx.open_orders()), None)
+            ctx.cancel_all()
+        self.placed.append(ctx.buy(candle.market, "20"))
+
+
+@pytest_asyncio.fixture
+async def bearer_sandbox() -> AsyncIterator[Sandbox]:
+    """Short tokens, and the sandbox's opt-in Bearer trading (not in WhiteBIT's public docs) switched on."""
+    cfg = fast_config(bearer_trading=True)
+    cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"access_ttl": 3.0, "refresh_ttl": 8.0})})
+    async with running_sandbox(cfg) as sb:
+        yield sb
+
+
+async def test_bearer_only_trading_places_fills_cancels_and_reconciles_after_a_restart(
+        bearer_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credential (d): `trading_auth = "bearer"` with no API key in the environment or the store: orders, cancels,
+    balances, reconciliation and the private stream's token all go out with the OAuth access token."""
+    sb = bearer_sandbox
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-trader-secret")
+    auth = await _login(sb, tmp_path / "tokens", "botkit-trader", key=False, trading_auth="bearer")
+    stored = store_for(auth_settings_from_mapping(auth, {})).load()
+    assert stored is not None and stored.api_key is None and stored.token is not None
+    demo_key = sb.keys.get("demo-key")
+    assert demo_key is not None
+    demo_key.enabled = False  # the account's only API key is off: any HMAC request would fail
+
+    first = SteadyBuyer()
+    runner = LiveRunner(_live(sb, auth, tmp_path, 5), strategy=first, out=None, handle_signals=False)
+    summary = await runner.run()
+    assert runner.account is not None and runner.account.rest.signer is None  # nothing could sign with a key
+    tokens = runner.account.tokens
+    assert tokens is not None and runner.account.grant.scopes == tokens.grant.scopes
+    assert summary.rejections == {} and summary.fills >= len(first.candles) - 2 >= 2 and not summary.notes
+    assert first.resting is not None and first.resting.status.value == "open"
+    assert sb.exchange.ws_tokens, "the private stream's token was fetched with the Bearer token"
+    assert runner.venue is not None and runner.venue.ws is not None and runner.venue.ws.connects >= 1  # type: ignore[union-attr]
+    assert tokens.refresh_count >= 1 and sb.oauth.counters.refresh_rejected == 0
+
+    # A restart on the same journal: the resting order is restored, reconciled against the exchange, cancelled.
+    second = _CancelsWhatItFinds()
+    again = LiveRunner(_live(sb, auth, tmp_path, 3), strategy=second, out=None, handle_signals=False)
+    summary2 = await again.run()
+    assert summary2.restored == 1 and summary2.adopted == 0 and summary2.rejections == {}
+    assert second.resting is not None and second.resting.client_id == first.resting.client_id
+    assert summary2.orders_by_status.get("cancelled") == 1 and summary2.fills >= 1 and not summary2.notes
+    mine = [o for o in sb.exchange.history.get("demo", []) if o.client_order_id == first.resting.client_id]
+    assert [o.status for o in mine] == ["CANCELED"]
+    assert sb.exchange.account_orders("demo") == []
+    assert sb.oauth.counters.bearer_rejected == 0
