@@ -575,10 +575,6 @@ class LiveRunner:
             self._check_start(grant, declared)
             base_url, ws_url = rc.base_url, rc.resolved_ws_url()
 
-        if mode != "paper":
-            # The venue reads balances and reconciles open orders: without these it would trade blind.
-            grant.require("the whitebit venue (balances, reconciliation, lost-answer lookups)",
-                          WhiteBitVenue.required_scopes())
         self._where = base_url
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -685,7 +681,15 @@ class LiveRunner:
         return self._equity() if any(self.state.last_price(m) is not None for m in self.markets) else None
 
     def _check_start(self, grant: Grant, declared: frozenset[str]) -> None:
-        grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        """One check for everything the bot will need, so a refusal lists every missing scope at once: the
+        strategy's declared scopes and, except on paper, what the venue itself calls (balances, reconciliation,
+        lost-answer lookups, the private stream's token)."""
+        if self.mode == "paper":
+            grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        else:
+            grant.require(f"strategy {type(self.strategy).__name__} start (its declared scopes and those of the "
+                          "whitebit venue: balances, reconciliation, lost-answer lookups)",
+                          declared | WhiteBitVenue.required_scopes())
 
     async def _start_feeds(self, ws_url: str) -> None:
         if self.source is not None:

@@ -54,7 +54,8 @@ async def _login(sandbox: Sandbox, token_dir: Path, client_id: str = "botkit-dem
     redirect = registered.redirect_uris[0]
     auth = {"base_url": sandbox.base_url, "client_id": client_id, "token_dir": str(token_dir),
             "redirect_uri": redirect, "leeway_s": 60, **extra}
-    settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": registered.client_secret.get_secret_value()})
+    secret = registered.client_secret.get_secret_value()
+    settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": secret})
     async with httpx.AsyncClient(timeout=10) as http:
         client = OAuthClient(settings, http)
         req = client.authorization_request(redirect)
