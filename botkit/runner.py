@@ -332,6 +332,10 @@ class LiveRunner:
                                  ("refresh_ttl", self.run_cfg.sandbox_refresh_ttl_s)) if v is not None}
         if ttl:
             cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update=ttl)})
+        dialect = (self.cfg.auth or {}).get("dialect") if self.run_cfg.credentials == "oauth" else None
+        if dialect is not None and dialect != cfg.oauth.dialect:
+            # The embedded sandbox speaks the dialect the bot's [auth] asks for (`[oauth] dialect` of the sandbox).
+            cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"dialect": dialect})})
         if self._bearer_trading() and not cfg.server.bearer_trading:
             # `[auth] trading_auth = "bearer"` on the embedded sandbox: its opt-in Bearer trading (not in WhiteBIT's
             # public documentation) is switched on, since this run asked for exactly that.
@@ -368,6 +372,8 @@ class LiveRunner:
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
         oauth = OAuthClient(settings, self.http)
+        if settings.use_metadata:
+            await oauth.discover()  # RFC 8414: endpoints from the server's metadata, `iss` required if advertised
         req = oauth.authorization_request(client.redirect_uris[0])
         url = req.url
         for _ in range(10):  # the browser's part: the sandbox consents and redirects to the registered callback

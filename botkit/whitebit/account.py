@@ -93,7 +93,10 @@ async def open_account(
         if (stored is None or stored.token is None) and (require_session or auth.trading_auth == "bearer"):
             raise ReauthRequired("no OAuth session in the token store", command=auth.reauth_command())
         if stored is not None and stored.token is not None:
-            tokens = TokenManager(OAuthClient(auth, http), store, auth)
+            oauth = OAuthClient(auth, http)
+            if auth.use_metadata:
+                await oauth.discover()  # the token endpoint from RFC 8414 metadata, as at login
+            tokens = TokenManager(oauth, store, auth)
             await tokens.load()
             parts.append(f"OAuth session (token store, scopes {tokens.grant})")
             if not identity:

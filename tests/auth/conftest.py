@@ -347,10 +347,54 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
     )
 
 
-@pytest.fixture(params=["whitebit", "rfc6749"])
+async def _sandbox_rfc_harness(factory: Callable[..., Awaitable[SandboxHandle]]) -> Harness:
+    """The sandbox's own RFC 6749 mode (`[oauth] dialect = "rfc6749"`): the same client tests as against
+    oidc-provider, with the sandbox's account reads as the resource server."""
+    wb = await _wb_harness(factory, dialect="rfc6749")
+    sb = wb.extra["sandbox"]
+    redirect = "http://127.0.0.1:8765/callback"
+
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
+        async with httpx.AsyncClient() as browser:
+            url = await browse_until(browser, req.url, redirect)
+        q = callback_params(url)
+        assert q["iss"] == sb.base_url  # RFC 9207 `iss`, advertised in the metadata; the callback checks it
+        return q["code"], q["state"], {"iss": q["iss"]}
+
+    return Harness(
+        name="sandbox-rfc6749",
+        base_settings={
+            "dialect": "rfc6749",
+            "base_url": sb.base_url,
+            "use_metadata": True,
+            "client_id": WB_CLIENT,
+            "client_auth": "client_secret_basic",
+            "scopes": ["users.balances.read", "users.orders.read"],
+            "redirect_uri": redirect,
+            "leeway_s": 1.0,
+            "keepalive": False,
+            "retry_max_wait_s": 1.0,
+            "refresh_min_interval_s": 1.0,
+        },
+        secret=WB_SECRET,
+        ok_endpoint=wb.ok_endpoint,
+        forbidden_endpoint=wb.forbidden_endpoint,
+        missing_scope_endpoint=wb.missing_scope_endpoint,
+        authorize=authorize,
+        counts=wb.counts,
+        queue_refresh_fault=wb.queue_refresh_fault,
+        revoke_access=wb.revoke_access,
+        resource_base=sb.base_url,
+        extra=wb.extra,
+    )
+
+
+@pytest.fixture(params=["whitebit", "rfc6749", "sandbox-rfc6749"])
 async def harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
     if request.param == "whitebit":
         return await _wb_harness(wb_sandbox_factory)
+    if request.param == "sandbox-rfc6749":
+        return await _sandbox_rfc_harness(wb_sandbox_factory)
     srv = request.getfixturevalue("rfc_server")
     return await _rfc_harness(srv)
 

@@ -167,28 +167,45 @@ redirect_uri = "http://127.0.0.1:8765/callback"
     assert "no OAuth session in the token store" in err and f"botkit auth login {cfg}" in err
 
 
-def test_the_shipped_sandbox_oauth_config_logs_in_and_rotates(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """configs/sandbox_oauth.toml on a fresh clone: the real authorization-code flow against the embedded sandbox,
-    then a session kept alive through rotations (lifetimes shortened here from 20 s / 60 s to 3 s / 10 s)."""
+@pytest.mark.parametrize("config", ["sandbox_oauth.toml", "sandbox_oauth_rfc.toml", "sandbox_oauth_bearer.toml"])
+def test_the_shipped_sandbox_oauth_configs_log_in_and_rotate(
+        config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped OAuth configs on a fresh clone, one per dialect (WhiteBIT's, RFC 6749) and Bearer-only trading:
+    the real authorization-code flow against the embedded sandbox, then a session kept alive through rotations
+    (lifetimes shortened here from 20 s / 60 s to 3 s / 10 s)."""
+    import json
+
     from botkit.cli import main
 
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET", "BOTKIT_AUTH__CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
     for name, value in (("SANDBOX_ACCESS_TTL_S", "3"), ("SANDBOX_REFRESH_TTL_S", "10"), ("STATUS_EVERY_S", "2")):
         monkeypatch.setenv(f"BOTKIT_RUN__{name}", value)
     monkeypatch.setenv("BOTKIT_OUTPUT__DIR", str(tmp_path))
-    assert main(["run", "configs/sandbox_oauth.toml", "--duration", "7"]) == 0
+    assert main(["run", f"configs/{config}", "--duration", "7"]) == 0
     out = capsys.readouterr().out
-    assert "logged in to the embedded sandbox as OAuth client 'botkit-demo'" in out
+    client = "botkit-trader" if "bearer" in config else "botkit-demo"
+    assert f"logged in to the embedded sandbox as OAuth client '{client}'" in out
     refreshes = [int(line.split(" refreshes")[0].rsplit(" ", 1)[1]) for line in out.splitlines()
                  if line.startswith("status ") and " refreshes" in line]
     assert len(refreshes) >= 2 and refreshes == sorted(refreshes) and refreshes[-1] >= 2, out
     assert "OAuth session:" in out and "(0 failed)" in out
+    report = json.loads((tmp_path / "sandbox" / "report.json").read_text())
+    assert int(report["session"].split(" refreshes")[0]) >= 2 and "(0 failed)" in report["session"]
+    assert report["outcome"] == "complete" and report["rejections"] == {} and report["fills"] >= 0
     tokens = tmp_path / "sandbox" / "tokens"
     assert tokens.is_dir() and (tokens.stat().st_mode & 0o777) == 0o700
     files = [p for p in tokens.iterdir() if p.is_file() and not p.name.endswith(".lock")]
     assert files and all((p.stat().st_mode & 0o777) == 0o600 for p in files)
+    base_url = next(line for line in out.splitlines() if line.startswith("running ")).split(" on ")[1].split()[0]
+    stored = store_for(auth_settings_from_mapping(
+        {"client_id": client, "base_url": base_url, "token_dir": str(tokens)}, {})).load()
+    assert stored is not None and stored.token is not None
+    assert (stored.api_key is None) == ("bearer" in config)  # Bearer-only trading keeps no key at all
+    if "rfc" in config:
+        assert " " not in "".join(stored.token.scopes) and "users.deals.read" in stored.token.scopes
 
 
 def test_half_a_minute_on_three_second_tokens_fails_no_call() -> None:
