@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
@@ -263,7 +264,11 @@ class LiveRunner:
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
         source: EventSource | None = None,
+        token_clock: TokenClock = SYSTEM_CLOCK,
     ) -> None:
+        """`token_clock`: the OAuth session's clock (botkit/auth/clock.py); tests and benchmarks run token lifetimes
+        faster than the wall with a ScaledClock shared with the sandbox's authorization server."""
+        self.token_clock = token_clock
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
         self.source = source
@@ -371,7 +376,7 @@ class LiveRunner:
         env = {"BOTKIT_AUTH__CLIENT_SECRET": os.environ.get("BOTKIT_AUTH__CLIENT_SECRET")
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
-        oauth = OAuthClient(settings, self.http)
+        oauth = OAuthClient(settings, self.http, clock=self.token_clock)
         if settings.use_metadata:
             await oauth.discover()  # RFC 8414: endpoints from the server's metadata, `iss` required if advertised
         req = oauth.authorization_request(client.redirect_uris[0])
@@ -397,7 +402,8 @@ class LiveRunner:
                   file=self.out, flush=True)
         try:
             return await open_account(self.sandbox.base_url, self.http, env_key=None, env_secret=None,
-                                      config_grant=Grant(perms), auth=settings, require_session=True)
+                                      config_grant=Grant(perms), auth=settings, require_session=True,
+                                      clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -414,7 +420,7 @@ class LiveRunner:
                                       env_secret=self.run_cfg.api_secret,
                                       config_grant=Grant.of(self.cfg.grant.scopes, "config [grant]"),
                                       auth=settings if self.run_cfg.credentials != "apikey" else None,
-                                      require_session=self.run_cfg.credentials == "oauth")
+                                      require_session=self.run_cfg.credentials == "oauth", clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -847,15 +853,15 @@ class LiveRunner:
         if tokens is None:
             return None
         failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
-        left = f"token expires in {tokens.token.expires_at - time.time():.0f} s" if tokens.token is not None else \
-            "no token"
+        t = tokens.token
+        left = f"token expires in {t.expires_at - tokens.clock.time():.0f} s" if t is not None else "no token"
         return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
     def _token_status(self) -> str:
         tokens = self.account.tokens if self.account is not None else None
         if tokens is None or tokens.token is None:
             return "n/a (paper)" if self.mode == "paper" else "none (API key)"
-        left = tokens.token.expires_at - time.time()
+        left = tokens.token.expires_at - tokens.clock.time()
         return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:

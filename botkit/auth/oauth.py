@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import AuthError, AuthorizationFailed, ClientMisconfigured
 from botkit.auth.settings import AuthSettings
 from botkit.auth.tokens import TokenSet, fingerprint
@@ -89,9 +89,10 @@ class AuthorizationRequest:
 class OAuthClient:
     """Talks to one authorization server in the configured dialect."""
 
-    def __init__(self, settings: AuthSettings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: AuthSettings, http: httpx.AsyncClient, *, clock: TokenClock = SYSTEM_CLOCK) -> None:
         self.s = settings
         self.http = http
+        self.clock = clock  # token times (obtained_at, expires_at) are on this clock (botkit/auth/clock.py)
         self._metadata: dict[str, Any] | None = None
 
     # -- endpoints -----------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class OAuthClient:
     async def _post_token(self, url: str, form: dict[str, str], what: str) -> tuple[dict[str, Any], float]:
         headers = self._client_auth(form)
         path = urllib.parse.urlsplit(url).path
-        sent_at = time.time()
+        sent_at = self.clock.time()
         try:
             r = await self.http.post(url, data=form, headers=headers)
         except httpx.TransportError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
@@ -66,9 +67,10 @@ async def open_account(
     config_grant: Grant,
     auth: AuthSettings | None,
     require_session: bool = False,
+    clock: TokenClock = SYSTEM_CLOCK,
 ) -> Account:
     """`require_session`: the bot needs its OAuth session (`[run] credentials = "oauth"`): without one in the store
-    it stops at once, asking for a login, before any request."""
+    it stops at once, asking for a login, before any request. `clock`: the session's clock (botkit/auth/clock.py)."""
     signer: HmacSigner | None = None
     key_grant: Grant | None = None
     parts: list[str] = []
@@ -93,7 +95,7 @@ async def open_account(
         if (stored is None or stored.token is None) and (require_session or auth.trading_auth == "bearer"):
             raise ReauthRequired("no OAuth session in the token store", command=auth.reauth_command())
         if stored is not None and stored.token is not None:
-            oauth = OAuthClient(auth, http)
+            oauth = OAuthClient(auth, http, clock=clock)
             if auth.use_metadata:
                 await oauth.discover()  # the token endpoint from RFC 8414 metadata, as at login
             tokens = TokenManager(oauth, store, auth)
