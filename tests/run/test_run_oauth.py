@@ -39,10 +39,13 @@ TRADING = frozenset({"orders.create", "orders.delete", "orders.read", "balances.
 
 
 @pytest_asyncio.fixture
-async def short_tokens() -> AsyncIterator[Sandbox]:
-    """Access tokens live 3 s and refresh tokens 8 s (WhiteBIT: 300 s / 600 s), rotating on every refresh."""
+async def short_tokens(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    """Access tokens live 3 s and refresh tokens 8 s (WhiteBIT: 300 s / 600 s), rotating on every refresh; the
+    authorization server in WhiteBIT's dialect, or in RFC 6749's when a test asks (indirect parameter)."""
+    dialect = getattr(request, "param", "whitebit")
     cfg = fast_config()
-    cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"access_ttl": 3.0, "refresh_ttl": 8.0})})
+    cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"access_ttl": 3.0, "refresh_ttl": 8.0,
+                                                                       "dialect": dialect})})
     async with running_sandbox(cfg) as sb:
         yield sb
 
@@ -60,6 +63,8 @@ async def _login(sandbox: Sandbox, token_dir: Path, client_id: str = "botkit-dem
     settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": secret})
     async with httpx.AsyncClient(timeout=10) as http:
         client = OAuthClient(settings, http, clock=clock)
+        if settings.use_metadata:
+            await client.discover()
         req = client.authorization_request(redirect)
         url = req.url
         for _ in range(10):
@@ -80,6 +85,8 @@ async def session(short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-demo-secret")
     for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
         monkeypatch.delenv(var, raising=False)
+    if short_tokens.config.oauth.dialect == "rfc6749":
+        return await _login(short_tokens, tmp_path / "tokens", dialect="rfc6749", use_metadata=True)
     return await _login(short_tokens, tmp_path / "tokens")
 
 
@@ -125,15 +132,27 @@ async def _reissue(sandbox: Sandbox, auth: dict[str, Any], clock: ScaledClock) -
                  **{k: v for k, v in auth.items() if k in ("trading_auth",)})
 
 
+@pytest.mark.parametrize("short_tokens", ["whitebit", "rfc6749"], indirect=True)
 async def test_a_dead_grant_halts_the_bot_and_a_restart_asks_for_a_login(
         short_tokens: Sandbox, session: dict[str, Any], tmp_path: Path) -> None:
+    """WhiteBIT's dialect: the grant is revoked on the server (no revocation endpoint is documented). RFC 6749: the
+    user revokes the refresh token through the standard endpoint (RFC 7009), which ends the grant."""
     auth = session
     strategy = SteadyBuyer()
     runner = LiveRunner(_live(short_tokens, auth, tmp_path, 30), strategy=strategy, out=None, handle_signals=False)
     task = asyncio.create_task(runner.run())
     while strategy.resting is None or strategy.resting.status.value != "open":
         await asyncio.sleep(0.05)
-    short_tokens.oauth.revoke_all_refresh_tokens()
+    if short_tokens.config.oauth.dialect == "rfc6749":
+        live = store_for(auth_settings_from_mapping(auth, {})).load()
+        assert live is not None and live.token is not None and live.token.refresh_token is not None
+        async with httpx.AsyncClient() as http:
+            r = await http.post(short_tokens.base_url + "/revoke", auth=("botkit-demo", "botkit-demo-secret"),
+                                data={"token": live.token.refresh_token.get_secret_value(),
+                                      "token_type_hint": "refresh_token"})
+        assert r.status_code == 200 and short_tokens.oauth.counters.revoked == 1
+    else:
+        short_tokens.oauth.revoke_all_refresh_tokens()
     revoked_at = time.monotonic()
     with pytest.raises(RunNeedsReauth) as err:
         await task
@@ -295,6 +314,7 @@ async def test_bearer_only_trading_places_fills_cancels_and_reconciles_after_a_r
     again = LiveRunner(_live(sb, auth, tmp_path, 3), strategy=second, out=None, handle_signals=False)
     summary2 = await again.run()
     assert summary2.restored == 1 and summary2.adopted == 0 and summary2.rejections == {}
+    assert again.venue is not None and again.venue.reconciles >= 1  # type: ignore[union-attr]  # over Bearer
     assert second.resting is not None and second.resting.client_id == first.resting.client_id
     assert summary2.orders_by_status.get("cancelled") == 1 and summary2.fills >= 1 and not summary2.notes
     mine = [o for o in sb.exchange.history.get("demo", []) if o.client_order_id == first.resting.client_id]
