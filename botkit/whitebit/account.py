@@ -116,6 +116,7 @@ async def open_account(
         key_grant = await _reread_key_permissions(rest, key_grant)
         rest.key_grant = key_grant
     if auth is not None and auth.trading_auth == "bearer" and tokens is not None:
+        await _probe_bearer_trading(rest, tokens, base_url)
         parts = [p for p in parts if p.startswith("OAuth session")] + ["Bearer trading"]
         return Account(rest, Grant(tokens.grant.scopes, " + ".join(parts)), identity, tokens, " + ".join(parts))
     scopes = (key_grant.scopes if key_grant is not None else frozenset()) | (
@@ -137,3 +138,26 @@ async def _reread_key_permissions(rest: WhiteBitRest, stored: Grant) -> Grant:
         log.warning("the OAuth API key no longer exists on the server; using the stored permissions")
         return stored
     return Grant(permissions_to_scopes(info.get("permissions") or []), "API key permissions (/oauth2/api-key/info)")
+
+
+async def _probe_bearer_trading(rest: WhiteBitRest, tokens: TokenManager, base_url: str) -> None:
+    """(d) on a server that takes Bearer tokens for account reads only (WhiteBIT, as documented) answers 401 to every
+    trading call, which the client cannot tell from a dead token: after one forced refresh it would give the session
+    up and remove it from the store. One read at start, with a token that is valid right now, tells the two apart
+    before anything can be lost: a 401 here means the server refuses Bearer trading."""
+    ep = rest.registry.get("trade_balance")
+    token = await tokens.access_token()  # refreshed first if due: valid now
+    if rest.limiter is not None:
+        await rest.limiter.acquire(ep)
+    try:
+        r = await rest.http.post(base_url.rstrip("/") + ep.path, content=b"{}",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    except httpx.HTTPError:
+        return  # unreachable now: the venue's own start reports it
+    if r.status_code == 401:
+        raise AccountError(
+            f"{base_url} refused the OAuth access token on a trading endpoint ({ep.path}: HTTP 401), so it does not "
+            "accept Bearer trading (WhiteBIT documents Bearer tokens for account reads only). Set [auth] "
+            "trading_auth = \"hmac\" and trade with an API key (`botkit auth apikey CONFIG`, or BOTKIT_RUN__API_KEY "
+            "and BOTKIT_RUN__API_SECRET); the OAuth session was kept"
+        )

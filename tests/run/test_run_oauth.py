@@ -379,3 +379,25 @@ async def test_a_minute_of_token_time_bearer_trading_every_refresh_single_flight
     assert summary.rejections == {} and not summary.notes and summary.outcome == "complete"
     assert summary.fills >= len(strategy.candles) - 2 >= wall_s - 4
     assert "0 failed" in (summary.session or "")
+
+
+async def test_bearer_trading_on_a_server_that_refuses_it_stops_at_start_and_keeps_the_session(
+        short_tokens: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(d) against a server without Bearer trading (WhiteBIT as documented; the sandbox with `bearer_trading` off):
+    a clear error before anything trades (exit 2), not a 401 that looks like a dead grant and costs the session."""
+    from botkit.runner import RunError
+
+    for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BOTKIT_AUTH__CLIENT_SECRET", "botkit-trader-secret")
+    assert not short_tokens.config.server.bearer_trading
+    auth = await _login(short_tokens, tmp_path / "tokens", "botkit-trader", key=False, trading_auth="bearer")
+    runner = LiveRunner(_live(short_tokens, auth, tmp_path, 5), strategy=SteadyBuyer(), out=None,
+                        handle_signals=False)
+    with pytest.raises(RunError) as err:
+        await runner.run()
+    assert "does not accept Bearer trading" in str(err.value) and 'trading_auth = "hmac"' in str(err.value)
+    assert runner.engine is None  # nothing started
+    stored = store_for(auth_settings_from_mapping(auth, {})).load()
+    assert stored is not None and stored.token is not None  # the session survives the misconfiguration
+    assert short_tokens.oauth.counters.refresh_requests == 0 and not short_tokens.exchange.account_orders("demo")
