@@ -264,14 +264,23 @@ class LiveRunner:
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
         source: EventSource | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         token_clock: TokenClock = SYSTEM_CLOCK,
     ) -> None:
-        """`token_clock`: the OAuth session's clock (botkit/auth/clock.py); tests and benchmarks run token lifetimes
-        faster than the wall with a ScaledClock shared with the sandbox's authorization server."""
+        """`token_clock`: the OAuth session's own clock (wall time, monotonic time and sleep of the token layer,
+        botkit/auth/clock.py), apart from the run's `clock`/`monotonic`: tests and benchmarks run token lifetimes
+        faster than the market with a ScaledClock shared with the sandbox's authorization server."""
         self.token_clock = token_clock
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
         self.source = source
+        # Time: `clock` (wall seconds: order and event times in sandbox and live mode, candle closes and history on
+        # the market feed, token expiry in the status line) and `monotonic` (the run's own timing: `duration_s`, the
+        # status line, the kill-switch re-arm cadence, feed lag). Tests inject one fake clock, shared with the
+        # sandbox's, so a timed run does not wait in real time.
+        self._now = clock
+        self._mono = monotonic
         self.cfg = cfg
         self.run_cfg = cfg.run
         self.mode = cfg.run.mode
@@ -282,7 +291,8 @@ class LiveRunner:
         self.state = MarketState({m: CandleBuffer.live(keep) for m in self.markets})
         # Paper trading runs on market time (the data's own clock), so it fills exactly where a backtest would;
         # sandbox and live timestamp orders with wall time.
-        self.clock: MarketClock | WallClock = MarketClock(wall_ms()) if self.mode == "paper" else WallClock()
+        self.clock: MarketClock | WallClock = MarketClock(self._wall_ms()) if self.mode == "paper" \
+            else WallClock(clock)
         self.out = out
         self.handle_signals = handle_signals
         self.sandbox: Sandbox | None = sandbox
@@ -305,6 +315,9 @@ class LiveRunner:
         self._where = ""
         self._signals: list[signal.Signals] = []
         self.log = logging.getLogger(f"botkit.strategy.{type(self.strategy).__name__}")
+
+    def _wall_ms(self) -> int:
+        return int(self._now() * 1000)
 
     # ---- credentials and grant ---------------------------------------------------------------------------------------
 
@@ -376,7 +389,7 @@ class LiveRunner:
         env = {"BOTKIT_AUTH__CLIENT_SECRET": os.environ.get("BOTKIT_AUTH__CLIENT_SECRET")
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
-        oauth = OAuthClient(settings, self.http, clock=self.token_clock)
+        oauth = OAuthClient(settings, self.http, clock=self.token_clock.time)
         if settings.use_metadata:
             await oauth.discover()  # RFC 8414: endpoints from the server's metadata, `iss` required if advertised
         req = oauth.authorization_request(client.redirect_uris[0])
@@ -432,7 +445,7 @@ class LiveRunner:
         return self.cfg.out_dir / self.mode
 
     async def run(self) -> RunSummary:
-        t0 = time.monotonic()
+        t0 = self._mono()
         failure: StrategyFailure | None = None
         outcome = "complete"
         try:
@@ -510,7 +523,7 @@ class LiveRunner:
         return RunSummary(
             mode=self.mode,
             strategy=type(self.strategy).__name__,
-            seconds=time.monotonic() - t0,
+            seconds=self._mono() - t0,
             candles=self.candles,
             orders_by_status=by_status,
             fills=engine.fill_count,
@@ -602,7 +615,7 @@ class LiveRunner:
                 rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
                 self.account = Account(rest, grant, identity_of(key), None, f"sandbox key of account {rc.account!r}")
             venue = WhiteBitVenue(self.account.rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
-                                  clock_ms=wall_ms, ping_interval=rc.ping_interval_s,
+                                  clock_ms=self._wall_ms, ping_interval=rc.ping_interval_s,
                                   max_in_flight=rc.max_in_flight, before_send=self._durable,
                                   on_reauth=self._reauth_needed)
             tokens = self.account.tokens
@@ -711,7 +724,8 @@ class LiveRunner:
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
-                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}")
+                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}",
+                            clock=self._now, monotonic=self._mono)
             feed.subscribe_candles(market, self.run_cfg.interval_s)
             feed.subscribe_lastprice([market])
             if want_trades:
@@ -730,7 +744,7 @@ class LiveRunner:
         n, iv = self.run_cfg.history, self.run_cfg.interval_s
         if n <= 0:
             return
-        now = int(time.time())
+        now = int(self._now())
         current = now - now % iv
         try:
             rows = await feed.request("candles_request", [market, current - n * iv, current, iv])
@@ -785,20 +799,19 @@ class LiveRunner:
         """Market events one at a time from the queue; between them, `tick` delivers order events and fires timers.
         The deadline and Ctrl-C are checked at least every 100 ms, whatever the strategy and the venue are doing."""
         assert self.loop is not None
-        aloop = asyncio.get_running_loop()
-        deadline = aloop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
+        deadline = self._mono() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
         status_every = self.run_cfg.status_every_s
-        next_status = aloop.time() + status_every if status_every else None
+        next_status = self._mono() + status_every if status_every else None
         # The dead-man switch is re-armed from this loop, never from a side task: if the loop stalls (a strategy
         # that blocks, a hung process), re-arming stops and the exchange cancels the bot's orders.
         kill_every = self.run_cfg.kill_switch_s / 3 if self.run_cfg.kill_switch_s and self._venue_is_live() else None
-        next_kill = aloop.time()
+        next_kill = self._mono()
         stop_wait = asyncio.ensure_future(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
                 timeout = 0.1
                 if deadline is not None:
-                    left = deadline - aloop.time()
+                    left = deadline - self._mono()
                     if left <= 0:
                         break
                     timeout = min(timeout, left)
@@ -818,11 +831,11 @@ class LiveRunner:
                 if self.reauth is not None:
                     break
                 self.loop.tick()
-                if kill_every is not None and aloop.time() >= next_kill:
-                    next_kill = aloop.time() + kill_every
+                if kill_every is not None and self._mono() >= next_kill:
+                    next_kill = self._mono() + kill_every
                     self._rearm_kill_switch()
-                if next_status is not None and aloop.time() >= next_status:
-                    next_status = aloop.time() + status_every
+                if next_status is not None and self._mono() >= next_status:
+                    next_status = self._mono() + status_every
                     self._print_status()
                 if self.source is not None and self.source.finished and self.queue.empty():
                     break  # the replay is over
@@ -842,7 +855,7 @@ class LiveRunner:
             return
         quote = self.rules[self.markets[0]].money
         positions = {m: self.venue.balance(self.rules[m].stock).total for m in self.markets}
-        lag = time.monotonic() - self.last_data_wall if self.last_data_wall is not None else None
+        lag = self._mono() - self.last_data_wall if self.last_data_wall is not None else None
         print(self.reporter.status_line(equity=self._equity_or_none(), quote=quote, positions=positions,
                                         open_orders=len(self.engine.open), feed_lag_s=lag,
                                         token=self._token_status(), pnl=self.reporter.pnl(self.state.last_price)),
@@ -853,15 +866,15 @@ class LiveRunner:
         if tokens is None:
             return None
         failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
-        t = tokens.token
-        left = f"token expires in {t.expires_at - tokens.clock.time():.0f} s" if t is not None else "no token"
+        t = tokens.token  # token times are on the token clock
+        left = f"token expires in {t.expires_at - self.token_clock.time():.0f} s" if t is not None else "no token"
         return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
     def _token_status(self) -> str:
         tokens = self.account.tokens if self.account is not None else None
         if tokens is None or tokens.token is None:
             return "n/a (paper)" if self.mode == "paper" else "none (API key)"
-        left = tokens.token.expires_at - tokens.clock.time()
+        left = tokens.token.expires_at - self.token_clock.time()
         return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:
@@ -877,17 +890,17 @@ class LiveRunner:
         if loop.stopped:
             return  # after on_stop only order events are delivered, no market data
         if isinstance(ev, CandleClosed):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             if loop.candle(ev.candle):
                 self.candles += 1
         elif isinstance(ev, TradePrinted):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.trade(ev.trade)
         elif isinstance(ev, BookChanged):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.book(ev.book)
         elif isinstance(ev, LastPrice):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             self.state.last[ev.market] = ev.price
         elif isinstance(ev, Stale):
             self.stale_events += 1

@@ -95,10 +95,10 @@ async def open_account(
         if (stored is None or stored.token is None) and (require_session or auth.trading_auth == "bearer"):
             raise ReauthRequired("no OAuth session in the token store", command=auth.reauth_command())
         if stored is not None and stored.token is not None:
-            oauth = OAuthClient(auth, http, clock=clock)
+            oauth = OAuthClient(auth, http, clock=clock.time)
             if auth.use_metadata:
                 await oauth.discover()  # the token endpoint from RFC 8414 metadata, as at login
-            tokens = TokenManager(oauth, store, auth)
+            tokens = TokenManager(oauth, store, auth, clock=clock.time, monotonic=clock.monotonic, sleep=clock.sleep)
             await tokens.load()
             parts.append(f"OAuth session (token store, scopes {tokens.grant})")
             if not identity:

@@ -62,7 +62,7 @@ async def _login(sandbox: Sandbox, token_dir: Path, client_id: str = "botkit-dem
     secret = registered.client_secret.get_secret_value()
     settings = auth_settings_from_mapping(auth, {"BOTKIT_AUTH__CLIENT_SECRET": secret})
     async with httpx.AsyncClient(timeout=10) as http:
-        client = OAuthClient(settings, http, clock=clock)
+        client = OAuthClient(settings, http, clock=clock.time)
         if settings.use_metadata:
             await client.discover()
         req = client.authorization_request(redirect)
