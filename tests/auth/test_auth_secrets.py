@@ -26,6 +26,11 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # The CLI pins httpx/httpcore to WARNING for the process (redact.install); an in-process CLI test run earlier in
+    # the session leaves that pin, and this test must see what httpx logs at DEBUG to prove it is scrubbed.
+    noisy = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.DEBUG)
     seen: set[str] = set()
     try:
         s = await login(harness, tmp_path, http)
@@ -61,6 +66,8 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for name, level in noisy.items():
+            logging.getLogger(name).setLevel(level)
     text = buf.getvalue()
     assert "refresh.ok" in text and "HTTP Request" in text  # the log really covered the session, httpx included
     leaked = [x[:6] for x in seen if x and x in text]
