@@ -174,7 +174,8 @@ class EventLoop:
         self.index = {m: i for i, m in enumerate(self.names)}
         self.buffers = [state.buffers[m] for m in self.names]
         self._venue_fill: Callable[[str, int, float, float, float, int], None] | None = None
-        self._venue_trade: Callable[[str, int, float, float, int], None] | None = None
+        self._venue_trade: Callable[[str, int, float, float, int, float, int], None] | None = None
+        self._prev: dict[int, tuple[float, int]] = {}  # each market's last trade (price, side) seen by the venue
         self.venue = fills
         self.books: list[object] = [_NO_FILLS] * len(self.names)
         self.gates: list[Any] = [_NO_FILLS] * len(self.names)  # trade fills: the venue's books
@@ -188,6 +189,7 @@ class EventLoop:
         self.batch_trades = strategy_type.on_trades is not Strategy.on_trades
         self.wants_trades = self.batch_trades or strategy_type.on_trade is not Strategy.on_trade
         self.wants_candles = strategy_type.on_candle is not Strategy.on_candle
+        self.wants_books = strategy_type.on_book is not Strategy.on_book
         # Backtests remember which event each fill happened at (the equity curve is rebuilt from that afterwards).
         self.fill_events: list[int] | None = [] if record_fill_events else None
         self.events = 0  # market events fed so far
@@ -321,13 +323,15 @@ class EventLoop:
         queue = self.engine._queue
         timers = ctx.timers
         sides = SIDE_NAMES
+        prev, prev_side = self._prev.get(m, (math.nan, 0))
         n = 0
         try:
             for t, p, a, sd in zip(t_c, p_c, a_c, s_c, strict=True):
                 n += 1
                 clock.now = t
                 if p <= gate.lo or p >= gate.hi:
-                    self._trade_fill(name, t, p, a, sd)
+                    self._trade_fill(name, t, p, a, sd, prev, prev_side)
+                prev, prev_side = p, sd
                 last[name] = p
                 try:
                     on_trade(ctx, Trade(name, t, p, a, sides[sd]))
@@ -337,6 +341,7 @@ class EventLoop:
                     self._settle(t)
         finally:
             self.events += n
+            self._prev[m] = (prev, prev_side)
 
     def _trades_batched(self, m: int, t_a: np.ndarray, p_a: np.ndarray, a_a: np.ndarray, s_a: np.ndarray) -> None:
         clock, ctx, gate, name = self.clock, self.ctx, self.gates[m], self.names[m]
@@ -372,8 +377,11 @@ class EventLoop:
                 break
             t = int(t_a[j])
             clock.now = t
-            self._trade_fill(name, t, float(p_a[j]), float(a_a[j]), int(s_a[j]))
+            prev = (float(p_a[j - 1]), int(s_a[j - 1])) if j else self._prev.get(m, (math.nan, 0))
+            self._trade_fill(name, t, float(p_a[j]), float(a_a[j]), int(s_a[j]), *prev)
             i = j + 1
+        if n:
+            self._prev[m] = (float(p_a[-1]), int(s_a[-1]))
 
     @staticmethod
     def _next_hit(p_a: np.ndarray, i: int, n: int, lo: float, hi: float) -> int:
@@ -405,16 +413,22 @@ class EventLoop:
     def flush_venue(self, now_ms: float) -> None:
         """Cancels and reports still in flight (latency) reach the strategy: at the end of a replay, all of them."""
         if self.venue is not None:
+            nf = self.engine.fill_count
             self.venue.flush(now_ms)
+            if self.fill_events is not None and self.engine.fill_count > nf:
+                self.fill_events.extend([max(self.events - 1, 0)] * (self.engine.fill_count - nf))
             self._settle(self.clock.now)
 
     def trade(self, trade: Trade) -> None:
         self.clock.now = trade.time_ms
         if self._venue_trade is not None:
             gate = self.gates[self.index[trade.market]]
+            m = self.index[trade.market]
+            code = 1 if trade.side == "buy" else -1 if trade.side == "sell" else 0
             if trade.price <= gate.lo or trade.price >= gate.hi:
-                code = 1 if trade.side == "buy" else -1 if trade.side == "sell" else 0
-                self._trade_fill(trade.market, trade.time_ms, trade.price, trade.amount, code)
+                self._trade_fill(trade.market, trade.time_ms, trade.price, trade.amount, code,
+                                 *self._prev.get(m, (math.nan, 0)))
+            self._prev[m] = (trade.price, code)
         self.state.last[trade.market] = trade.price
         self.events += 1
         try:
@@ -468,8 +482,8 @@ class EventLoop:
         if engine._queue:
             engine.drain()
 
-    def _trade_fill(self, name: str, t: int, p: float, a: float, sd: int) -> None:
-        self._venue_trade(name, t, p, a, sd)  # type: ignore[misc]  # set whenever a gate can open
+    def _trade_fill(self, name: str, t: int, p: float, a: float, sd: int, prev: float, prev_side: int) -> None:
+        self._venue_trade(name, t, p, a, sd, prev, prev_side)  # type: ignore[misc]  # set whenever a gate opens
         if self.engine._queue:
             self.engine.drain()
 

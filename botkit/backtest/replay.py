@@ -20,6 +20,7 @@ import numpy as np
 
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
+from botkit.backtest.tape import Tape, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.portfolio import mark_to_market
@@ -90,7 +91,21 @@ class Backtest:
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
         on_error: ErrorPolicy = "halt",
+        tape: Tape | None = None,
+        timeframe_ms: int = 60_000,
     ) -> None:
+        """With `tape` (trades, and optionally book events, from the store or a recording) the replay feeds those,
+        and `series` is ignored: candles of `timeframe_ms` are built from the trades, for `on_candle`, the equity
+        curve and the report."""
+        self.tape = tape
+        self._starts: list[np.ndarray] = []
+        if tape is not None:
+            if not len(tape.trades):
+                raise BacktestError("no trades to replay: the [data] store or recording has no trades of the "
+                                    "configured markets")
+            built = [candles_from_trades(tr, timeframe_ms) for tr in tape.trades]
+            series = [b[0] for b in built]
+            self._starts = [b[1] for b in built]
         if not series:
             raise BacktestError("no candle data: configure [data] files")
         missing = [s.market for s in series if s.market not in rules]
@@ -141,13 +156,18 @@ class Backtest:
         )
         engine.check_start()
         loop = EventLoop(self.strategy, engine, state, clock, logger=self.log, fills=venue, on_error=self.on_error,
-                         record_fill_events=True)
+                         record_fill_events=self.tape is None)
         outcome, failure = "complete", None
         with market_time_logs(clock):
             try:
                 loop.start()
-                self._feed(loop, ev_m, ev_i, close_t)
+                if self.tape is not None:
+                    feed_tape(loop, self.tape, self.series, self._starts, self.progress)
+                else:
+                    self._feed(loop, ev_m, ev_i, close_t)
+                loop.flush_venue(float("inf"))  # what latency still held back reaches the strategy
                 loop.stop()
+                loop.flush_venue(float("inf"))  # cancels placed in on_stop
             except StrategyHalted as halted:
                 outcome, failure = "halted", halted.failure
                 loop.halt(halted.failure, "strategy error")
@@ -155,11 +175,16 @@ class Backtest:
                 outcome = "interrupted"
         done = loop.events
         keep = max(done, 1) if n else 0  # a halt in on_start still reports the starting equity (one point)
+        fill_k = loop.fill_events or []
+        if self.tape is not None:  # events are trades; the equity curve is on the candles built from them
+            keep = n if outcome == "complete" else min(n, int(np.searchsorted(close_t, clock.now, "right")) + 1)
+            fill_k = np.minimum(np.searchsorted(close_t, [f.time_ms for f in engine.fills], "right"),
+                                max(keep - 1, 0)).tolist()
         if keep < n:
             close_t = close_t[:keep]
             ev_m = ev_m[:keep] if ev_m is not None else None
             ev_i = ev_i[:keep] if ev_i is not None else None
-        result = self._result(engine, venue, ev_m, ev_i, close_t, loop.fill_events or [])
+        result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
         result.events = done
         result.outcome = outcome
         result.failure = failure

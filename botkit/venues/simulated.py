@@ -39,6 +39,7 @@ read through the context are the venue's, so they move at the fill itself.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,13 +290,17 @@ class SimulatedVenue:
                        sides: list[int]) -> None:
         """Fill what these public trades fill, one at a time (the loop's hot path inlines the gate check)."""
         book = self.books[market]
+        prev, prev_side = math.nan, 0
         for t, p, a, sd in zip(times, prices, amounts, sides, strict=True):
             if p <= book.lo or p >= book.hi:
-                self.process_trade(market, t, p, a, sd)
+                self.process_trade(market, t, p, a, sd, prev, prev_side)
+            prev, prev_side = p, sd
 
-    def process_trade(self, market: str, t: int, price: float, amount: float, side: int) -> None:
-        """Fill what one public trade fills (`side`: the taker's, +1 buy, -1 sell, 0 unknown). Call before the
-        strategy sees the trade. The trades fill model: see the module docstring."""
+    def process_trade(self, market: str, t: int, price: float, amount: float, side: int,
+                      prev: float = math.nan, prev_side: int = 0) -> None:
+        """Fill what one public trade fills (`side`: the taker's, +1 buy, -1 sell, 0 unknown; `prev`, `prev_side`:
+        the trade before it, NaN when none). Call before the strategy sees the trade. The trades fill model: see
+        the module docstring."""
         book = self.books[market]
         if book.due <= t:
             self._pending(book, t, t)
@@ -308,21 +313,22 @@ class SimulatedVenue:
                 if order.created_ms + lat > t:
                     still.append(order)
                     continue
-                hit = self._trade_arrival(order, rules, price)
+                hit = self._trade_arrival(order, rules, price, side, prev, prev_side)
                 if hit is not None:
                     triggered.append(hit)
                 elif order.ioc:
                     self._cancel_expired(order, t, "ioc: not marketable on arrival")
                 else:
-                    book.resting.append(order)
+                    book.resting.append(order)  # this trade is matched against it below, as a resting order
                     if order.type == "limit":
                         seen = self.level_size(market, order.side, float(order.price or 0)) \
                             if self.level_size is not None else None
                         book.queue[order.client_id] = self._queue_ahead if seen is None else seen
             book.arrivals = still
+        triggered_ids = {id(x[0]) for x in triggered}
         left = amount  # volume at exactly a resting price, shared by our orders there in time priority
         for order in book.resting:
-            if any(order is x[0] for x in triggered):
+            if id(order) in triggered_ids:
                 continue
             hit, left = self._trade_resting(order, rules, price, left, side, book)
             if hit is not None:
@@ -355,16 +361,23 @@ class SimulatedVenue:
         if book.reports and book.due <= t:
             self._pending(book, -INF, t)
 
-    def _trade_arrival(self, order: Order, rules: MarketRules, price: float
-                       ) -> tuple[Order, Decimal, bool, Decimal | None] | None:
+    def _trade_arrival(self, order: Order, rules: MarketRules, price: float, side: int, prev: float,
+                       prev_side: int) -> tuple[Order, Decimal, bool, Decimal | None] | None:
+        """An order reaching the venue, judged on the market as it was then (the last trade before this one,
+        `prev`): a market order fills at this trade's price; a limit order marketable then fills as a taker at this
+        trade's price, no worse than its limit; else it rests (and this trade is matched against it as such)."""
         if order.type == "market":
             return order, self._slipped(price, order.side, rules), False, None
         if order.type == "limit":
             p = float(order.price)  # type: ignore[arg-type]
-            if (order.side == "buy" and price <= p) or (order.side == "sell" and price >= p):
-                if order.post_only:
-                    return None if order.ioc else (order, order.price, True, None)  # type: ignore[return-value]
-                return order, to_decimal(price), False, None
+            ref, ref_side = (prev, prev_side) if prev == prev else (price, side)  # (prev is NaN: no trade before)
+            # Marketable: through the last price, or at it when that trade's taker was on our side (there was
+            # liquidity to take at that price). Post-only orders never take: they rest.
+            buy = order.side == "buy"
+            if not order.post_only and ((buy and (ref < p or (ref == p and ref_side == 1)))
+                                        or (not buy and (ref > p or (ref == p and ref_side == -1)))):
+                px = min(price, p) if buy else max(price, p)
+                return order, to_decimal(px), False, None
             return None
         s = float(order.stop_price)  # type: ignore[arg-type]
         if (order.side == "sell" and price <= s) or (order.side == "buy" and price >= s):
