@@ -104,3 +104,14 @@ def test_bench_command_smoke() -> None:
     r = run("bench_command.py", "--rows", "2000", "--repeat", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2,000 candles, SMA crossover, whole command: best" in r.stdout and "report.json" in r.stdout
+
+
+def test_bench_replay_smoke() -> None:
+    """The trades replay benchmark at a tiny size: both delivery modes run, give the same fills, and print the
+    rate beside the 500,000 trade events/s target."""
+    out = run("bench_replay.py", "--smoke")
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if "on_trades batches" in ln)
+    assert "target >= 500,000" in line and "20,000 in" in line, line
+    assert "the same in both modes: True" in out.stdout
+    assert "one by one" in out.stdout
