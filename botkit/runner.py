@@ -677,7 +677,9 @@ class LiveRunner:
         if self.source is not None:
             await self.source.start(self.queue.put_nowait)
             return
-        want_trades = _overrides(self.strategy, "on_trade")
+        # Paper trading with the trades fill model fills on the public trades, so it listens to them anyway.
+        want_trades = _overrides(self.strategy, "on_trade") or (self.mode == "paper"
+                                                                and self.cfg.backtest.fills == "trades")
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
