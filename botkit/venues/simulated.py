@@ -23,7 +23,9 @@ The fill model (also in README.md, "Fill model"):
 Other fill models, chosen with ``[backtest] fills``, share the balances, locks, fees and OCO rules above:
 
 - "trades" (`process_trade`): orders become eligible on the first trade printed at or after their arrival. Market
-  orders fill whole at that trade's price (moved by ``slippage_pct``), a marketable limit at that price as a taker.
+  orders fill whole at that trade's price (moved by ``slippage_pct``). A limit order marketable on arrival (through
+  the last trade's price, or at it when that trade's taker was on the order's side) fills whole as a taker at that
+  trade's price, or at the last one's when that is beyond the limit.
   A resting limit fills whole, as a maker at its own price, on a trade through it (buy: price < limit; sell: >); at
   exactly its price only the volume left after the queue ahead of it fills it, in parts (one Fill each, the order
   PARTIALLY_FILLED in between). The queue ahead is the visible size at that level when the order joined if the run
@@ -365,7 +367,8 @@ class SimulatedVenue:
                        prev_side: int) -> tuple[Order, Decimal, bool, Decimal | None] | None:
         """An order reaching the venue, judged on the market as it was then (the last trade before this one,
         `prev`): a market order fills at this trade's price; a limit order marketable then fills as a taker at this
-        trade's price, no worse than its limit; else it rests (and this trade is matched against it as such)."""
+        trade's price, or at `prev` when this one is beyond its limit; else it rests (and this trade is matched
+        against it as such)."""
         if order.type == "market":
             return order, self._slipped(price, order.side, rules), False, None
         if order.type == "limit":
@@ -376,8 +379,8 @@ class SimulatedVenue:
             buy = order.side == "buy"
             if not order.post_only and ((buy and (ref < p or (ref == p and ref_side == 1)))
                                         or (not buy and (ref > p or (ref == p and ref_side == -1)))):
-                px = min(price, p) if buy else max(price, p)
-                return order, to_decimal(px), False, None
+                within = price <= p if buy else price >= p
+                return order, to_decimal(price if within else ref), False, None
             return None
         s = float(order.stop_price)  # type: ignore[arg-type]
         if (order.side == "sell" and price <= s) or (order.side == "buy" and price >= s):
