@@ -1,0 +1,140 @@
+"""The tape as the backtest's event source: book events to `on_book` and as the queue estimate, several markets in
+time order, timers between batches, and the live path (`EventLoop.trade`, what paper trading calls) with latency."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal as D
+
+import numpy as np
+
+from botkit import Context, Strategy
+from botkit.backtest.books import BookEvents
+from botkit.backtest.replay import Backtest
+from botkit.backtest.tape import Tape
+from botkit.execution.engine import ExecutionEngine
+from botkit.execution.risk import RiskLimits, RiskManager
+from botkit.loop import EventLoop, MarketClock
+from botkit.market.buffer import CandleBuffer, MarketState
+from botkit.market.grants import Grant
+from botkit.market.orders import Fill
+from botkit.market.types import BookSnapshot, Trade, TradeBatch
+from botkit.venues.simulated import FillModel, SimulatedVenue
+from tests.backtest.test_trades_fill_model import SELL, TradeScript, tape, trades_run
+from tests.core.helpers import ETH, RULES, T0
+
+GRANT = "orders.create,orders.delete,orders.read,balances.read"
+
+
+def book_events(rows: list[tuple[int, int, int, float, float]], market: str = "BTC_USDT") -> BookEvents:
+    """rows: (ms after T0, snapshot 0/1, side +1 bid/-1 ask, price, amount); one update id per distinct time."""
+    t = np.asarray([(T0 + r[0]) * 1000 for r in rows], np.int64)
+    uid = np.unique(t, return_inverse=True)[1].astype(np.int64) + 1
+    cols = {"time_us": t, "update_id": uid, "prev_update_id": uid - 1,
+            "snapshot": np.asarray([r[1] for r in rows], np.int8), "side": np.asarray([r[2] for r in rows], np.int8),
+            "price": np.asarray([r[3] for r in rows], np.float64),
+            "amount": np.asarray([r[4] for r in rows], np.float64), "resync": np.zeros(len(rows), np.int8)}
+    return BookEvents(market, "test", cols)
+
+
+class BookWatcher(TradeScript):
+    def __init__(self, plan):  # type: ignore[no-untyped-def]
+        super().__init__(plan)
+        self.books: list[BookSnapshot] = []
+
+    def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+        self.books.append(book)
+
+
+def test_book_events_reach_on_book_in_time_and_size_the_queue_ahead():
+    books = book_events([(0, 1, 1, 100.0, 2.0), (0, 1, 1, 99.0, 5.0), (0, 1, -1, 101.0, 1.0),
+                         (15, 0, 1, 100.0, 2.5)])
+    s = BookWatcher({0: lambda ctx, tr: ctx.buy("BTC_USDT", "1", "100")})
+    t = tape([(0, 100.5, 1.0, 1), (10, 100.0, 1.0, SELL), (20, 100.0, 1.0, SELL), (30, 100.0, 1.5, SELL)])
+    t.books["BTC_USDT"] = books
+    trades_run(s, t)  # queue_ahead 0, but the book shows 2.0 bid at 100 when the order joins (at the trade at 10)
+    assert [(b.time_ms - T0, b.bids, b.asks) for b in s.books] == [
+        (0, ((100.0, 2.0), (99.0, 5.0)), ((101.0, 1.0),)), (15, ((100.0, 2.5), (99.0, 5.0)), ((101.0, 1.0),))]
+    # 1.0 at 10 and 1.0 at 20 use up the 2.0 ahead; the trade at 30 fills 1.0 of its 1.5
+    assert [(f.time_ms - T0, f.amount) for _, f in s.fills] == [(30, D("1"))]
+    seen_order = [("b", b.time_ms - T0) for b in s.books] + [("t", tr.time_ms - T0) for tr in s.seen]
+    assert sorted(seen_order, key=lambda x: x[1]) == [("b", 0), ("t", 0), ("t", 10), ("b", 15), ("t", 20), ("t", 30)]
+
+
+class Both(Strategy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+        self.fills: list[Fill] = []
+
+    def on_start(self, ctx: Context) -> None:
+        ctx.buy("BTC_USDT", "1", "99")
+        ctx.buy("ETH_USDT", "1", "9")
+
+    def on_trade(self, ctx: Context, trade: Trade) -> None:
+        self.seen.append((trade.market, trade.time_ms - T0))
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        self.fills.append(fill)
+
+
+def test_several_markets_replay_in_time_order_and_fill_on_their_own_trades():
+    btc = tape([(0, 100.0, 1.0, 1), (20, 98.0, 1.0, SELL), (40, 101.0, 1.0, 1)]).trades[0]
+    eth = tape([(10, 10.0, 1.0, 1), (20, 9.5, 1.0, SELL), (30, 8.0, 1.0, SELL)], market="ETH_USDT").trades[0]
+    s = Both()
+    res = Backtest(s, [], {"BTC_USDT": RULES, "ETH_USDT": ETH}, {"USDT": D("1000")}, grant=Grant.of(GRANT),
+                   fill_model=FillModel(kind="trades"), tape=Tape([btc, eth])).run()
+    assert s.seen == [("BTC_USDT", 0), ("ETH_USDT", 10), ("BTC_USDT", 20), ("ETH_USDT", 20), ("ETH_USDT", 30),
+                      ("BTC_USDT", 40)]
+    assert [(f.market, f.time_ms - T0, f.price) for f in s.fills] == [("BTC_USDT", 20, D("99")),
+                                                                      ("ETH_USDT", 30, D("9"))]
+    assert res.events == 6
+
+
+class Ticker(Strategy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks: list[tuple[int, int]] = []  # (now, trades seen so far)
+        self.n = 0
+
+    def on_start(self, ctx: Context) -> None:
+        ctx.schedule("t", 100)
+
+    def on_trades(self, ctx: Context, trades: TradeBatch) -> None:
+        assert np.all(np.diff(trades.time_ms) >= 0)
+        self.n += len(trades)
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        self.ticks.append((ctx.now - T0, self.n))
+
+
+def test_batches_end_at_timers_so_a_timer_sees_exactly_the_trades_before_it():
+    rows = [(t, 100.0, 1.0, 1) for t in range(0, 450, 30)]  # 0, 30, ..., 420
+    s = Ticker()
+    trades_run(s, tape(rows))
+    # due at 100, 200, 300, 400: each fires after the first trade at or past it (as on_trade delivery would)
+    assert s.ticks == [(120, 5), (210, 8), (300, 11), (420, 15)]
+
+
+def test_the_live_path_paper_uses_applies_latency_to_trade_fills():
+    """Paper trading feeds one Trade at a time through `EventLoop.trade`: the same venue, the same latency."""
+    clock = MarketClock(T0)
+    venue = SimulatedVenue({"BTC_USDT": RULES}, {"USDT": D("1000")},
+                           FillModel(kind="trades", latency_ms=300, fill_latency_ms=100))
+    state = MarketState({"BTC_USDT": CandleBuffer.live(10)})
+    seen: list[tuple[int, Fill]] = []
+
+    class Rec(Strategy):
+        def on_fill(self, ctx: Context, fill: Fill) -> None:
+            seen.append((ctx.now - T0, fill))
+
+    engine = ExecutionEngine(grant=Grant.of(GRANT), declared_scopes=Rec.scopes, rules={"BTC_USDT": RULES},
+                             risk=RiskManager(RiskLimits()), venue=venue, clock=clock, last_price=state.last_price)
+    loop = EventLoop(Rec(), engine, state, clock, logger=logging.getLogger("t"), fills=venue)
+    loop.start()
+    loop.trade(Trade("BTC_USDT", T0, 100.0, 1.0, "buy"))
+    loop.ctx.buy("BTC_USDT", "1", "99.5")
+    for dt, px in ((100, 99.0), (299, 98.0), (300, 99.4), (350, 99.4), (400, 99.4)):
+        loop.trade(Trade("BTC_USDT", T0 + dt, px, 1.0, "sell"))
+    ((when, fill),) = seen
+    assert fill.time_ms == T0 + 300 and when == 400  # arrived at 300 (trades at 100 and 299 missed it), heard at 400
