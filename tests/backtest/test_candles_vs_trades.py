@@ -66,11 +66,11 @@ class Ladder(Strategy):
 def both(strategy: type[Strategy], path, queue_ahead: D = D(0)) -> tuple[BacktestResult, BacktestResult]:
     trades = load_trades(path, M)
     candles, _ = candles_from_trades(trades, 60_000)
-    common = {"grant": Grant.of("orders.create,orders.delete,orders.read,balances.read")}
+    grant = Grant.of("orders.create,orders.delete,orders.read,balances.read")
     bal = {"ETH": D("100"), "XRP": D("100000")}
-    by_candles = Backtest(strategy(), [candles], {M: RULES}, bal, fill_model=FillModel(), **common).run()
+    by_candles = Backtest(strategy(), [candles], {M: RULES}, bal, fill_model=FillModel(), grant=grant).run()
     by_trades = Backtest(strategy(), [], {M: RULES}, bal, tape=Tape([trades]),
-                         fill_model=FillModel(kind="trades", queue_ahead=queue_ahead), **common).run()
+                         fill_model=FillModel(kind="trades", queue_ahead=queue_ahead), grant=grant).run()
     assert by_trades.events == len(trades) and by_candles.events == len(candles)
     return by_candles, by_trades
 
@@ -104,6 +104,7 @@ def test_resting_limits_fill_in_the_same_candle_at_the_same_price_unless_the_can
     same = took = 0
     for cid, a in oc.items():
         b = ot[cid]
+        assert b.price is not None
         for f in b.fills:  # whole (no touches fill), at its price as a maker or no worse as a taker
             assert f.amount == b.amount
             assert f.price == b.price if f.maker else (f.price <= b.price if b.side == "buy" else f.price >= b.price)
@@ -138,6 +139,7 @@ def test_with_no_queue_ahead_orders_also_fill_at_exactly_their_price_in_parts(sh
     assert only_trades
     for cid, a in oc.items():
         b = ot[cid]
+        assert b.price is not None
         if a.fills and a.fills[0].maker:  # a trade-through: the trades model filled by then (in that candle)
             assert b.fills and b.fills[0].time_ms < a.fills[-1].time_ms + 60_000, cid
         for f in b.fills:  # at the order's price in a candle that reached it (or a taker on arrival, no worse)

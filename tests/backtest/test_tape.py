@@ -30,7 +30,7 @@ def book_events(rows: list[tuple[int, int, int, float, float]], market: str = "B
     """rows: (ms after T0, snapshot 0/1, side +1 bid/-1 ask, price, amount); one update id per distinct time."""
     t = np.asarray([(T0 + r[0]) * 1000 for r in rows], np.int64)
     uid = np.unique(t, return_inverse=True)[1].astype(np.int64) + 1
-    cols = {"time_us": t, "update_id": uid, "prev_update_id": uid - 1,
+    cols: dict[str, np.ndarray] = {"time_us": t, "update_id": uid, "prev_update_id": uid - 1,
             "snapshot": np.asarray([r[1] for r in rows], np.int8), "side": np.asarray([r[2] for r in rows], np.int8),
             "price": np.asarray([r[3] for r in rows], np.float64),
             "amount": np.asarray([r[4] for r in rows], np.float64), "resync": np.zeros(len(rows), np.int8)}
@@ -38,7 +38,7 @@ def book_events(rows: list[tuple[int, int, int, float, float]], market: str = "B
 
 
 class BookWatcher(TradeScript):
-    def __init__(self, plan):  # type: ignore[no-untyped-def]
+    def __init__(self, plan):
         super().__init__(plan)
         self.books: list[BookSnapshot] = []
 

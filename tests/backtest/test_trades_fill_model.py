@@ -24,7 +24,7 @@ SELL, BUY = -1, 1
 def tape(rows: list[tuple[int, float, float, int]], market: str = "BTC_USDT") -> Tape:
     """rows: (ms after T0, price, amount, taker side)."""
     n = len(rows)
-    a = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+    a: list[tuple[float, ...]] = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
     return Tape([TradeSeries(market, T0 + np.asarray(a[0], np.int64), np.arange(n, dtype=np.int64),
                              np.asarray(a[1], np.float64), np.asarray(a[2], np.float64), np.asarray(a[3], np.int8),
                              "test")])
