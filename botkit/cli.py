@@ -125,7 +125,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.backtest.data import DataError
     from botkit.backtest.replay import BacktestError
     from botkit.backtest.report import summary_table, write_report
-    from botkit.backtest.run import ProgressBar, run_backtest
+    from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
     from botkit.config import ConfigError, load_config
     from botkit.market.grants import InsufficientScope
     from botkit.plugins import PluginError
@@ -151,7 +151,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
     try:
-        result = run_backtest(cfg, ProgressBar() if show else None, on_warning=warn)
+        bar = ProgressBar(unit="trades" if replays_trades(cfg) else "candles") if show else None
+        result = run_backtest(cfg, bar, on_warning=warn)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -172,8 +173,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         if result.warnings:
             print(f"\n{len(result.warnings)} data warning(s), listed at the start and in report.json")
         rate = result.events / elapsed if elapsed > 0 else 0.0
-        unit = "candles" if result.events == len(result.event_time_ms) else "events (trades, book)"
-        print(f"\n{result.events:,} {unit} in {elapsed:.2f} s ({rate:,.0f}/s)")
+        print(f"\n{result.events:,} {result.event_unit} in {elapsed:.2f} s ({rate:,.0f}/s)")
         print("wrote " + ", ".join(str(p) for p in paths))
     if result.outcome == "interrupted":
         print(f"\ninterrupted (Ctrl-C) after {result.events:,} candles: the report is PARTIAL", file=sys.stderr)

@@ -69,6 +69,7 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)  # data mismatches said before the run
     rules: dict[str, MarketRules] = field(default_factory=dict)  # for the report layer (trades.py, report.py)
     series: list[CandleSeries] = field(default_factory=list)
+    event_unit: str = "candles"  # what `events` counts: "candles", or "trades" / "trades and book events" (a tape)
 
     @property
     def partial(self) -> bool:
@@ -186,6 +187,8 @@ class Backtest:
             ev_i = ev_i[:keep] if ev_i is not None else None
         result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
         result.events = done
+        if self.tape is not None:
+            result.event_unit = "trades and book events" if self.tape.books and loop.wants_books else "trades"
         result.outcome = outcome
         result.failure = failure
         result.strategy_errors = loop.error_count

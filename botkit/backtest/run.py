@@ -78,7 +78,9 @@ class ProgressBar:
         clock: Callable[[], float] = time.perf_counter,
         tty: bool | None = None,
         min_seconds: float = 1.0,
+        unit: str = "candles",
     ) -> None:
+        self.unit = unit  # what is counted: candles, or trades (a replay of trades)
         self.stream = stream  # None: whatever sys.stderr is when the bar starts
         self.clock = clock
         self.tty = tty
@@ -104,7 +106,7 @@ class ProgressBar:
             TextColumn("  "),
             BarColumn(bar_width=30),
             TaskProgressColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} candles"),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + self.unit),
             TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -160,7 +162,7 @@ class ProgressBar:
             rate = self._rate_text() or "n/a"
             tail = "" if done >= total or eta is None else f"  ETA {eta:,.0f} s"
             out = self.stream or sys.stderr
-            out.write(f"  {pct:3d}%  {done:,}/{total:,} candles  {rate}{tail}\n")
+            out.write(f"  {pct:3d}%  {done:,}/{total:,} {self.unit}  {rate}{tail}\n")
             out.flush()
         self.last_quarter = quarter
 
@@ -244,6 +246,11 @@ def timeframe_ms(cfg: BotConfig) -> int:
         return parse_timeframe(cfg.data.timeframe) if cfg.data.timeframe else 60_000
     except ValueError as exc:
         raise DataError("[data] timeframe", None, str(exc), "Fix [data] timeframe in the config.") from None
+
+
+def replays_trades(cfg: BotConfig) -> bool:
+    """The backtest replays trades (a tape) rather than candles."""
+    return cfg.backtest.fills != "candles" and (cfg.data.store is not None or cfg.data.recording is not None)
 
 
 def run_backtest(

@@ -105,7 +105,7 @@ async def test_a_backtest_of_a_recording_replays_exactly_the_recorded_trades(san
     assert len(expect) > 10
     assert sorted(tuple(t) for t in got["trades"]) == sorted(expect)  # the same trades: count, prices, amounts
     assert [t[1] for t in got["trades"]] == [t[1] for t in sorted(expect, key=lambda r: r[0])]
-    assert f"{len(expect):,} events (trades, book)" in out
+    assert f"{len(expect):,} trades in" in out
     prices = [t[1] for t in expect]
     for _, price, amount in got["fills"]:  # fills only at prices the recording printed through
         assert min(prices) <= float(price) <= max(prices) and float(amount) > 0
