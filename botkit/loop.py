@@ -402,8 +402,10 @@ class EventLoop:
 
     def candle_built(self, m: int, i: int, candle: Candle) -> None:
         """Candle `i` of market `m`'s buffer closed (built from trades): `on_candle`, no fills (trades fill)."""
-        self.clock.now = candle.close_time_ms
         self.buffers[m].cur = i
+        if not self.wants_candles:
+            return  # the market clock moves with the trades (a last candle may close after the last one)
+        self.clock.now = candle.close_time_ms
         try:
             self.strategy.on_candle(self.ctx, candle)
         except Exception as exc:

@@ -1,8 +1,9 @@
 """Trades and order-book events as the backtest's event source (a "tape"), from the store or a recording.
 
 One time-ordered stream per run: the public trades of every market (merged by time; ties keep market order), and
-around them two kinds of interruptions, each at its place in time: a candle built from the trades closes (after its
-last trade, delivered to `on_candle` only when the strategy overrides it) and a book event (delivered to `on_book`
+around them two kinds of interruptions, each at its place in time: a candle built from the trades closes (before
+the first trade at or after its close: `ctx.candles()` grows by one, and `on_candle` is called when the strategy
+overrides it) and a book event (delivered to `on_book`
 before the trades at or after its time). Trades themselves go through `EventLoop.trades`, which lets the simulated
 venue fill what they fill and the strategy see them, one by one or in batches.
 """
@@ -94,12 +95,10 @@ def feed_tape(
     n = len(t)
     # Interruptions: (position in the merged stream before which it happens, time, tie order, kind, payload).
     stops: list[Iterator[tuple[int, int, int, int, int]]] = []
-    if loop.wants_candles:
-        for j, cs in enumerate(series):
-            close = cs.time_ms + cs.timeframe_ms  # delivered before the first trade at or after its close
-            pos = np.searchsorted(t, close, "left")
-            stops.append(zip(pos.tolist(), close.tolist(), [0] * len(cs), [j] * len(cs), range(len(cs)),
-                             strict=True))
+    for j, cs in enumerate(series):  # candle closes advance ctx.candles() (and call on_candle if overridden)
+        close = cs.time_ms + cs.timeframe_ms  # delivered before the first trade at or after its close
+        pos = np.searchsorted(t, close, "left")
+        stops.append(zip(pos.tolist(), close.tolist(), [0] * len(cs), [j] * len(cs), range(len(cs)), strict=True))
     books: dict[int, Iterator[tuple[int, Book]]] = {}
     latest: dict[str, Book] = {}  # each market's book as of now
     venue = loop.venue if loop.venue is not None and loop.venue.fill_model.kind == "trades" else None

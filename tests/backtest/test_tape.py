@@ -138,3 +138,23 @@ def test_the_live_path_paper_uses_applies_latency_to_trade_fills():
         loop.trade(Trade("BTC_USDT", T0 + dt, px, 1.0, "sell"))
     ((when, fill),) = seen
     assert fill.time_ms == T0 + 300 and when == 400  # arrived at 300 (trades at 100 and 299 missed it), heard at 400
+
+
+class Looker(Strategy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int, float | None]] = []  # (trade time, closed candles, last close)
+
+    def on_trade(self, ctx: Context, trade: Trade) -> None:
+        c = ctx.candles("BTC_USDT")
+        self.seen.append((trade.time_ms - T0, len(c), float(c.close[-1]) if len(c) else None))
+
+
+def test_candles_built_from_trades_grow_as_they_close_without_look_ahead():
+    rows = [(0, 100.0, 1.0, 1), (30_000, 101.0, 1.0, 1), (60_000, 102.0, 1.0, 1), (61_000, 99.0, 1.0, 1),
+            (185_000, 98.0, 1.0, 1)]
+    s = Looker()
+    trades_run(s, tape(rows))
+    # the first minute closes before the trade at 60 s; the second (102, 99) before the one at 185 s
+    assert s.seen == [(0, 0, None), (30_000, 0, None), (60_000, 1, 101.0), (61_000, 1, 101.0),
+                      (185_000, 2, 99.0)]
