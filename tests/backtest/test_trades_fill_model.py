@@ -214,3 +214,30 @@ def test_batched_and_per_trade_delivery_give_the_same_fills():
     assert [(f.time_ms, f.price, f.amount) for f in a.fills] == [(f.time_ms, f.price, f.amount) for f in b.fills]
     assert one.seen == many.seen == 20_000 == a.events
     assert a.final_balances == b.final_balances
+
+
+def test_a_cancel_after_a_partial_fill_releases_exactly_the_rest_of_the_lock():
+    s = TradeScript({0: lambda ctx, tr: ctx.buy("BTC_USDT", "1", "100"),
+                     2: lambda ctx, tr: ctx.cancel_all("BTC_USDT")})
+    rows = [(0, 100.5, 1.0, BUY), (10, 100.0, 0.3, SELL), (20, 100.2, 1.0, BUY), (30, 99.0, 5.0, SELL)]
+    res = trades_run(s, tape(rows))
+    ((_, fill),) = s.fills
+    assert fill.amount == D("0.3") and s.placed[0].status.value == "cancelled" and s.placed[0].filled == D("0.3")
+    assert res.final_balances["USDT"] == D("10000") - D("30")  # 70 USDT of the 100 locked came back
+    assert res.final_balances["BTC"] == D("10") + D("0.3") - D("0.0003")
+
+
+def test_oco_stop_and_target_on_trades_and_ioc_that_cannot_take():
+    def exits(ctx: Context, tr: Trade) -> None:
+        ctx.sell("BTC_USDT", "1", "110", oco="x")
+        ctx.sell("BTC_USDT", "1", stop="95", oco="x")
+        ctx.buy("BTC_USDT", "1", "90", ioc=True)
+
+    s = TradeScript({0: exits})
+    rows = [(0, 100.0, 1.0, BUY), (10, 99.0, 1.0, SELL), (20, 94.0, 1.0, SELL), (30, 111.0, 1.0, BUY)]
+    res = trades_run(s, tape(rows))
+    ((_, fill),) = s.fills
+    assert fill.price == D("94") and fill.time_ms == T0 + 20 and not fill.maker  # the stop, at the trade price
+    final = {cid: st for _, cid, st, _ in s.updates}
+    assert sorted(final.values()) == ["cancelled", "cancelled", "filled"]  # target cancelled (oco), ioc expired
+    assert res.final_balances["BTC"] == D("9") and res.final_balances["USDT"] == D("10000") + D("94") - D("0.188")  # taker 0.2 %
