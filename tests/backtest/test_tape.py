@@ -158,3 +158,46 @@ def test_candles_built_from_trades_grow_as_they_close_without_look_ahead():
     # the first minute closes before the trade at 60 s; the second (102, 99) before the one at 185 s
     assert s.seen == [(0, 0, None), (30_000, 0, None), (60_000, 1, 101.0), (61_000, 1, 101.0),
                       (185_000, 2, 99.0)]
+
+
+def test_backtest_command_on_a_store_dataset_with_both_fill_models_and_a_window(shared_data, tmp_path, capsys):
+    """Real XRP/ETH trades imported into a store; `botkit backtest --data STORE` replays them (fills = "trades"),
+    or the 1m candles built from them (fills = "candles"); --from/--to cut the window."""
+    import textwrap
+
+    from botkit.backtest.datasets import import_trades
+    from botkit.backtest.store import Store
+    from botkit.cli import main
+
+    store = tmp_path / "store"
+    import_trades(Store(store), shared_data / "trades" / "XRP_ETH_trades.csv", "XRP_ETH")
+    cfg = tmp_path / "xrp.toml"
+    body = textwrap.dedent(f'''
+        [strategy]
+        plugin = "strategies/sma_cross.py:SmaCross"
+        params = {{ fast = 5, slow = 20, fraction = "0.5" }}
+        [markets.XRP_ETH]
+        stock_prec = 0
+        money_prec = 8
+        [balances]
+        ETH = "10"
+        [backtest]
+        fills = "trades"
+        progress = false
+        [output]
+        dir = "{tmp_path / 'out'}"
+        ''')
+    cfg.write_text(body)
+    assert main(["backtest", str(cfg), "--data", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "12,477 trades in" in out and f"store {store} trades/XRP_ETH" in out
+    assert main(["backtest", str(cfg), "--data", str(store), "--from", "2019-10-11T12:00", "--to",
+                 "2019-10-12"]) == 0
+    out = capsys.readouterr().out
+    n = len([1 for line in (shared_data / "trades" / "XRP_ETH_trades.csv").read_text().splitlines()[1:]
+             if 1570795200000 <= int(line.split(",")[0]) < 1570838400000])
+    assert f"{n:,} trades in" in out and 0 < n < 12_477
+    cfg.write_text(body.replace('fills = "trades"', 'fills = "candles"'))
+    assert main(["backtest", str(cfg), "--data", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "candles built from trades" in out and " candles in " in out
