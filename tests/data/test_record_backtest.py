@@ -1,5 +1,6 @@
 """`botkit record` against the real sandbox, then `botkit backtest` of that recording: the strategy's `on_trade`
-runs on exactly the recorded trades, and its orders fill from them (fills = "trades")."""
+runs on exactly the recorded trades (and `on_book` on every recorded book event), and its orders fill from them
+(fills = "trades")."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from botkit.backtest.datasets import book_from_store
+from botkit.backtest.store import Store
 from botkit.cli import main
 from botkit.sandbox.testing import running_sandbox, test_config
 
@@ -33,18 +36,22 @@ class Tape(Strategy):
         super().__init__(params)
         self.seen = []
         self.fills = []
+        self.books = []
 
     def on_trade(self, ctx, trade):
         self.seen.append([trade.time_ms, trade.price, trade.amount, trade.side])
         if len(self.seen) == 1:
             ctx.buy(trade.market, "0.001", f"{trade.price * 0.9995:.2f}")
 
+    def on_book(self, ctx, book):
+        self.books.append([book.time_ms, book.best_bid, book.best_ask])
+
     def on_fill(self, ctx, fill):
         self.fills.append([fill.time_ms, str(fill.price), str(fill.amount)])
 
     def on_stop(self, ctx):
         with open(self.params.out, "w") as fh:
-            json.dump({"trades": self.seen, "fills": self.fills}, fh)
+            json.dump({"trades": self.seen, "fills": self.fills, "books": self.books}, fh)
 '''
 
 
@@ -76,7 +83,7 @@ def recorded_trades(rec: Path) -> list[tuple[int, float, float, str]]:
 
 async def test_a_backtest_of_a_recording_replays_exactly_the_recorded_trades(sandbox, tmp_path, capsys):
     rec = tmp_path / "rec"
-    args = ["record", "--market", "BTC_USDT", "--channels", "trades", "--url", sandbox.ws_url, "--seconds", "2.5",
+    args = ["record", "--market", "BTC_USDT", "--channels", "trades,depth", "--url", sandbox.ws_url, "--seconds", "2.5",
             "--out", str(rec)]
     assert await asyncio.to_thread(main, args) == 0
     capsys.readouterr()
@@ -92,6 +99,8 @@ async def test_a_backtest_of_a_recording_replays_exactly_the_recorded_trades(san
         money_prec = 2
         [balances]
         USDT = "100000"
+        [data]
+        feed = ["trades", "book"]
         [backtest]
         fills = "trades"
         progress = false
@@ -105,7 +114,11 @@ async def test_a_backtest_of_a_recording_replays_exactly_the_recorded_trades(san
     assert len(expect) > 10
     assert sorted(tuple(t) for t in got["trades"]) == sorted(expect)  # the same trades: count, prices, amounts
     assert [t[1] for t in got["trades"]] == [t[1] for t in sorted(expect, key=lambda r: r[0])]
-    assert f"{len(expect):,} trades in" in out
+    books = book_from_store(Store(rec / "store"), "BTC_USDT")
+    n_books = sum(1 for _ in books.events())
+    assert n_books > 5 and len(got["books"]) == n_books  # every recorded book event reached on_book
+    assert all(b[1] is not None and b[2] is not None and b[1] < b[2] for b in got["books"])
+    assert f"{len(expect) + n_books:,} trades and book events in" in out
     prices = [t[1] for t in expect]
     for _, price, amount in got["fills"]:  # fills only at prices the recording printed through
         assert min(prices) <= float(price) <= max(prices) and float(amount) > 0
