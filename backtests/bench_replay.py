@@ -29,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from botkit import Context, Strategy
+from botkit import Context, Strategy, Trade, TradeBatch
 from botkit.backtest.importers import TradeSeries, load_trades
 from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.backtest.tape import Tape
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill
 from botkit.market.rules import MarketRules
-from botkit.market.types import Trade, TradeBatch
 from botkit.venues.simulated import FillModel
 
 TARGET = 500_000
