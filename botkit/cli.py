@@ -151,7 +151,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
     try:
-        bar = ProgressBar(unit="trades" if replays_trades(cfg) else "candles") if show else None
+        unit = "trades" if replays_trades(cfg) else "book events" if cfg.backtest.fills == "book" else "candles"
+        bar = ProgressBar(unit=unit) if show else None
         result = run_backtest(cfg, bar, on_warning=warn)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,7 +9,6 @@ or the token store (see botkit/auth).
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -127,20 +126,13 @@ class BacktestConfig(_Strict):
     slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
     touch: bool = False
     progress: bool = True
+    book_depth: int = Field(20, ge=1, le=1000, description="order-book replays: levels per side in on_book")
     fills: Literal["candles", "trades", "book"] = Field(
-        "candles", description="fill model: candles, trades (needs [data] store or recording) or book")
+        "candles", description="fill model: candles, trades or book (both need [data] store or recording)")
     latency_ms: int = Field(0, ge=0, le=3_600_000, description="decision -> arrival at the simulated exchange")
     fill_latency_ms: int = Field(0, ge=0, le=3_600_000, description="fill -> the strategy sees it")
     queue_ahead: Decimal = Field(Decimal(0), ge=0, description="trades fills without book data: base amount "
                                                                "assumed queued ahead of a new order at its price")
-
-    @field_validator("fills")
-    @classmethod
-    def _available(cls, v: str) -> str:
-        if v == "book" and importlib.util.find_spec("botkit.venues.book_matching") is None:
-            raise ValueError('fills = "book": the order-book fill model is not available yet in this version of '
-                             'botkit; use "candles" or "trades"')
-        return v
 
 
 class OutputConfig(_Strict):

@@ -30,11 +30,12 @@ import numpy as np
 from botkit.execution.engine import ExecutionEngine
 from botkit.market.buffer import MarketState
 from botkit.market.orders import Fill, Order
-from botkit.market.types import SIDE_NAMES, BookSnapshot, Candle, Trade, TradeBatch
+from botkit.market.types import SIDE_NAMES, BookSnapshot, BookView, Candle, Trade, TradeBatch
 from botkit.strategy import Context, Strategy
 from botkit.venues.simulated import SimulatedVenue
 
 log = logging.getLogger("botkit.loop")
+INF, NAN = float("inf"), float("nan")
 
 ErrorPolicy = Literal["halt", "continue"]
 
@@ -447,6 +448,60 @@ class EventLoop:
         except Exception as exc:
             self._failed("on_book", exc)
         self._settle(self.clock.now)
+
+    def book_events(
+        self, m: int, t_c: list[int], lo_c: list[int], f_c: list[int], side: list[int], price: list[float],
+        amount: list[float], k0: int, marks: list[float],
+    ) -> None:
+        """Recorded book events of market `m` (the backtest's order-book hot path): event j is rows lo_c[j] ..
+        lo_c[j + 1] - 1 of side/price/amount at market time t_c[j] (ms), flags f_c[j] (book_matching.SNAPSHOT,
+        RESYNC); `k0` is its first event number. For each event the venue applies the rows and fills what they
+        fill, then the strategy's on_book gets a BookView of the rebuilt book (levels built only if read, the
+        book's `view_depth` per side); none while the book is stale after a gap. `marks` gets each event's mid
+        price (equity)."""
+        clock, ctx, name, engine = self.clock, self.ctx, self.names[m], self.engine
+        venue = self.venue
+        assert venue is not None, "book events need the simulated venue"
+        process = venue.process_book
+        l2 = venue.depth[name].book
+        on_book = self.strategy.on_book
+        queue = engine._queue
+        timers = ctx.timers
+        fill_events = self.fill_events
+        mark = marks.append
+        j = -1
+        try:
+            for j, now, flags, a, b in zip(range(len(t_c)), t_c, f_c, lo_c[:-1], lo_c[1:], strict=True):
+                clock.now = now
+                nf = engine.fill_count
+                live = process(name, now, flags, side, price, amount, a, b)
+                if engine.fill_count > nf:
+                    if fill_events is not None:
+                        fill_events.extend([k0 + j] * (engine.fill_count - nf))
+                    engine.drain()
+                elif queue:
+                    engine.drain()
+                bb, ba = l2._bb, l2._ba  # (-inf / inf: that side is empty)
+                if bb > -INF:
+                    if ba < INF:
+                        mark((bb + ba) * 0.5)
+                    else:
+                        mark(NAN)
+                        ba = None  # type: ignore[assignment]
+                else:
+                    mark(NAN)
+                    bb = None  # type: ignore[assignment]
+                    if ba == INF:
+                        ba = None  # type: ignore[assignment]
+                if live:
+                    try:
+                        on_book(ctx, BookView(name, now, l2, bb, ba))
+                    except Exception as exc:
+                        self._failed("on_book", exc)
+                if queue or timers:
+                    self._settle(now)
+        finally:
+            self.events = k0 + j + 1
 
     def tick(self) -> None:
         """Between market events (live): deliver order events the venue reported and fire due timers."""

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from botkit.backtest.data import DataError
+from botkit.venues.book_matching import RESYNC, SNAPSHOT, L2Book
 
 BOOK_REPAIRS: tuple[str, ...] = ("mark_gaps",)
 BID, ASK = 1, -1
@@ -66,46 +67,42 @@ class BookEvents:
     def from_arrow(cls, table: pa.Table, market: str, source: str) -> BookEvents:
         return cls(market, source, {name: table.column(name).to_numpy() for name in _COLUMNS})
 
-    def events(self) -> Iterator[slice]:
-        """Row slices, one per book event (rows sharing time, update id and kind)."""
+    def event_index(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Events as arrays: row starts (one more than events: the last is len(self)), each event's time_us, and
+        its flags (1: snapshot, 2: resync; botkit.venues.book_matching.SNAPSHOT / RESYNC)."""
         c = self.cols
         n = len(self)
         if n == 0:
-            return
+            z = np.zeros(0, dtype=np.int64)
+            return np.zeros(1, dtype=np.int64), z, z
         key_change = (np.diff(c["time_us"]) != 0) | (np.diff(c["update_id"]) != 0) | (np.diff(c["snapshot"]) != 0)
-        starts = np.concatenate(([0], np.flatnonzero(key_change) + 1, [n]))
-        for a, b in itertools.pairwise(starts.tolist()):
+        starts = np.concatenate(([0], np.flatnonzero(key_change) + 1, [n])).astype(np.int64)
+        first = starts[:-1]
+        flags = (c["snapshot"][first].astype(np.int64) * SNAPSHOT) | (c["resync"][first].astype(np.int64) * RESYNC)
+        return starts, c["time_us"][first].astype(np.int64), flags
+
+    def events(self) -> Iterator[slice]:
+        """Row slices, one per book event (rows sharing time, update id and kind)."""
+        starts = self.event_index()[0].tolist()
+        for a, b in itertools.pairwise(starts):
             yield slice(int(a), int(b))
 
     def rebuild(self) -> Iterator[tuple[int, Book]]:
-        """Apply the events in order; yields (time_us, book) after each. The same Book object is updated in place."""
+        """Apply the events in order; yields (time_us, book) after each. The same Book object is updated in place
+        (the book the simulated venue fills against, botkit.venues.book_matching.L2Book)."""
         book = Book()
         c = self.cols
+        side, price, amount = c["side"].tolist(), c["price"].tolist(), c["amount"].tolist()
         for s in self.events():
             if c["snapshot"][s.start]:
-                book.bids.clear()
-                book.asks.clear()
-            for side, price, amount in zip(c["side"][s].tolist(), c["price"][s].tolist(), c["amount"][s].tolist(),
-                                           strict=True):
-                levels = book.bids if side == BID else book.asks
-                if amount == 0:
-                    levels.pop(price, None)
-                else:
-                    levels[price] = amount
+                book.clear()
+            book.apply(side, price, amount, s.start, s.stop)
             book.update_id = int(c["update_id"][s.start])
             book.resync = bool(c["resync"][s.start])
             yield int(c["time_us"][s.start]), book
 
 
-@dataclass(slots=True)
-class Book:
-    bids: dict[float, float] = field(default_factory=dict)
-    asks: dict[float, float] = field(default_factory=dict)
-    update_id: int = -1
-    resync: bool = False
-
-    def best(self) -> tuple[float | None, float | None]:
-        return (max(self.bids) if self.bids else None, min(self.asks) if self.asks else None)
+Book = L2Book  # one book class: the simulated venue's
 
 
 def _check_repairs(repair: Iterable[str]) -> tuple[str, ...]:
@@ -292,3 +289,49 @@ def load_wide_book(path: str | Path, market: str) -> BookEvents:
     if not any_row:
         raise DataError(src, None, "has no rows", "Check the file (an empty export?).")
     return BookEvents(market, src, out.columns())
+
+
+def synthetic_book(market: str, events: int, *, seed: int = 7, levels: int = 50, tick: float = 0.01,
+                   start_price: float = 100.0, start_us: int = 1_767_571_200_000_000,
+                   rows_per_event: int = 3) -> BookEvents:
+    """SYNTHETIC depth data (benchmarks, tests): a snapshot of `levels` levels per side, then `events` deltas of
+    1..2*rows_per_event-1 level changes each (mean `rows_per_event`) near the top of the book. The mid walks one tick
+    at a time; a level the mid moves onto is removed in the same event, so the book never crosses. Update ids chain
+    (each event's previous id is the last one's). Seeded: the same arguments give the same rows."""
+    rng = np.random.default_rng(seed)
+    steps = np.where(rng.random(events) < 0.05, rng.choice(np.array([-1, 1]), events), 0)
+    mid = round(start_price / tick) + np.cumsum(steps)  # mid in ticks after each event
+    k = rng.integers(1, 2 * rows_per_event, events)  # random rows per event
+    moved = steps != 0
+    n_rows = k + moved
+    total = int(n_rows.sum())
+    ev = np.repeat(np.arange(events), n_rows)
+    first = np.concatenate(([0], np.cumsum(n_rows)[:-1]))
+    pos = np.arange(total) - first[ev]  # row number within its event
+    side = np.where(rng.random(total) < 0.5, BID, ASK).astype(np.int8)
+    dist = np.minimum(1 + rng.geometric(0.25, total), levels)
+    price_t = np.where(side == BID, mid[ev] - dist, mid[ev] + dist)
+    amount = np.round(rng.exponential(2.0, total), 3) + 0.001
+    amount[rng.random(total) < 0.2] = 0.0
+    lead = moved[ev] & (pos == 0)  # a move's first row removes the level the mid moved onto
+    side[lead] = np.where(steps[ev[lead]] > 0, ASK, BID)
+    price_t[lead] = mid[ev[lead]]
+    amount[lead] = 0.0
+    m0 = round(start_price / tick)
+    snap_side = np.concatenate((np.full(levels, BID), np.full(levels, ASK))).astype(np.int8)
+    snap_price = np.concatenate((m0 - np.arange(1, levels + 1), m0 + np.arange(1, levels + 1)))
+    snap_amount = np.round(rng.exponential(2.0, 2 * levels), 3) + 0.001
+    dt = np.maximum(1, rng.exponential(10_000.0, events).astype(np.int64))  # ~10 ms apart
+    t_ev = start_us + np.cumsum(dt)
+    uid_ev = 1_000 + np.arange(1, events + 1, dtype=np.int64)
+    cols: dict[str, npt.NDArray[Any]] = {
+        "time_us": np.concatenate((np.full(2 * levels, start_us), t_ev[ev])).astype(np.int64),
+        "update_id": np.concatenate((np.full(2 * levels, 1_000), uid_ev[ev])).astype(np.int64),
+        "prev_update_id": np.concatenate((np.full(2 * levels, -1), uid_ev[ev] - 1)).astype(np.int64),
+        "snapshot": np.concatenate((np.ones(2 * levels), np.zeros(total))).astype(np.int8),
+        "side": np.concatenate((snap_side, side)).astype(np.int8),
+        "price": np.round(np.concatenate((snap_price, price_t)) * tick, 10),
+        "amount": np.concatenate((snap_amount, amount)),
+        "resync": np.zeros(2 * levels + total, dtype=np.int8),
+    }
+    return BookEvents(market, f"SYNTHETIC book (seed {seed}, {events:,} events)", cols)

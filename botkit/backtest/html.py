@@ -278,11 +278,19 @@ def _metric_rows(rep: dict[str, Any]) -> list[tuple[str, str]]:
     rej_text = str(sum(rej.values()))
     if rej:
         rej_text += " (" + ", ".join(f"{k} {v}" for k, v in rej.items()) + ")"
+    book = rep.get("book") or {}
+    slip = rep.get("slippage")
+    extra = []
+    if slip:
+        extra.append(("Slippage", f"{slip['total_quote']} {q} over {slip['fills']} taker fills, mean "
+                                  f"{slip['mean_bps']:.2f} bps (max {slip['max_bps']:.2f})"))
+    for market, st in book.items():
+        extra.append((f"Book resyncs {market}", f"{st['resyncs']} ({st['skipped_updates']:,} updates skipped)"))
     return [
         ("Strategy", str(rep.get("strategy", ""))),
         ("Markets", ", ".join(rep.get("markets", []))),
         ("Period", f"{rep['period']['start']} -> {rep['period']['end']} ({rep['period'].get('days', 0):.1f} days)"),
-        ("Candles", _num(rep.get("events"))),
+        ("Book events" if book else "Candles", _num(rep.get("events"))),
         ("Start equity", f"{_money(rep.get('start_equity'), prec)} {q}"),
         ("Final equity", f"{_money(rep.get('final_equity'), prec)} {q}"),
         ("Total return", _pct(m.get("total_return"))),
@@ -298,6 +306,7 @@ def _metric_rows(rep: dict[str, Any]) -> list[tuple[str, str]]:
         ("Fees paid", f"{_money(m.get('fees_paid'), prec)} {q}"),
         ("Orders / fills", f"{rep.get('orders')} / {rep.get('fills')}"),
         ("Rejected orders", rej_text),
+        *extra,
     ]
 
 

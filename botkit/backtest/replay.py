@@ -9,6 +9,7 @@ from the fills, not per candle.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from botkit.backtest.books import BookEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.tape import Tape, candles_from_trades, feed_tape
@@ -25,12 +27,21 @@ from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
-from botkit.loop import ErrorPolicy, EventLoop, MarketClock, StrategyFailure, StrategyHalted, market_time_logs
+from botkit.loop import (
+    ErrorPolicy,
+    EventLoop,
+    MarketClock,
+    StrategyFailure,
+    StrategyHalted,
+    iso_ms,
+    market_time_logs,
+)
 from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.grants import Grant
 from botkit.market.orders import ClientIdFactory, Fill, Order
 from botkit.market.rules import MarketRules
 from botkit.strategy import Strategy
+from botkit.venues.book_matching import BookStats
 from botkit.venues.simulated import FillModel, SimulatedVenue
 
 log = logging.getLogger("botkit.backtest")
@@ -68,8 +79,10 @@ class BacktestResult:
     strategy_errors: int = 0  # errors logged and passed over under on_error = "continue"
     warnings: list[str] = field(default_factory=list)  # data mismatches said before the run
     rules: dict[str, MarketRules] = field(default_factory=dict)  # for the report layer (trades.py, report.py)
-    series: list[CandleSeries] = field(default_factory=list)
-    event_unit: str = "candles"  # what `events` counts: "candles", or "trades" / "trades and book events" (a tape)
+    series: list[CandleSeries] = field(default_factory=list)  # book replays: each event's mid price as a "candle"
+    book: dict[str, BookStats] = field(default_factory=dict)  # book replays: events, updates, resyncs per market
+    event_unit: str = "candles"  # what `events` counts: "candles", "book events", or "trades" / "trades and book
+    # events" (a tape)
 
     @property
     def partial(self) -> bool:
@@ -92,21 +105,34 @@ class Backtest:
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
         on_error: ErrorPolicy = "halt",
+        books: Sequence[BookEvents] = (),
+        book_depth: int = 20,
         tape: Tape | None = None,
         timeframe_ms: int = 60_000,
     ) -> None:
-        """With `tape` (trades, and optionally book events, from the store or a recording) the replay feeds those,
-        and `series` is ignored: candles of `timeframe_ms` are built from the trades, for `on_candle`, the equity
-        curve and the report."""
+        """`books`: replay order-book events (the book fill model) instead of candles. `tape` (trades, and optionally
+        book events, from the store or a recording): replay those, with candles of `timeframe_ms` built from the
+        trades for `on_candle`, the equity curve and the report (`series` is then ignored)."""
+        self.books = list(books)
+        self.book_depth = book_depth
         self.tape = tape
         self._starts: list[np.ndarray] = []
         if tape is not None:
+            if self.books:
+                raise BacktestError("one backtest replays either trades or order-book data through the book model")
             if not len(tape.trades):
                 raise BacktestError("no trades to replay: the [data] store or recording has no trades of the "
                                     "configured markets")
             built = [candles_from_trades(tr, timeframe_ms) for tr in tape.trades]
             series = [b[0] for b in built]
             self._starts = [b[1] for b in built]
+        if self.books:
+            if series:
+                raise BacktestError("one backtest replays either candles or order-book data, not both")
+            if book_depth < 1:
+                raise BacktestError(f"book_depth {book_depth} must be at least 1 (levels per side in on_book)")
+            series = [_mark_series(b.market, np.zeros(0, np.int64), np.zeros(0), b.source, b.repairs)
+                      for b in self.books]
         if not series:
             raise BacktestError("no candle data: configure [data] files")
         missing = [s.market for s in series if s.market not in rules]
@@ -137,13 +163,17 @@ class Backtest:
         """Replay every candle through the shared event loop. A strategy error (policy "halt") or Ctrl-C ends the
         replay early: the result then covers the events replayed so far and says why it is partial."""
         t0 = time.perf_counter()
-        ev_m, ev_i, close_t = self._merge()
+        ev_m, ev_i, close_t = self._merge_books() if self.books else self._merge()
         n = len(close_t)
         first = 0 if ev_m is None or not n else int(ev_m[0])
         clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
         state = MarketState({s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
                              for s in self.series})
         venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model)
+        for b in self.books:
+            l2 = venue.use_book(b.market).book
+            l2.view_depth = self.book_depth
+            state.marks[b.market] = l2.mid
         engine = ExecutionEngine(
             grant=self.grant,
             declared_scopes=type(self.strategy).scopes,
@@ -159,11 +189,14 @@ class Backtest:
         loop = EventLoop(self.strategy, engine, state, clock, logger=self.log, fills=venue, on_error=self.on_error,
                          record_fill_events=self.tape is None)
         outcome, failure = "complete", None
+        marks: list[float] = []
         with market_time_logs(clock):
             try:
                 loop.start()
                 if self.tape is not None:
                     feed_tape(loop, self.tape, self.series, self._starts, self.progress)
+                elif self.books:
+                    self._feed_books(loop, ev_m, ev_i, marks)
                 else:
                     self._feed(loop, ev_m, ev_i, close_t)
                 loop.flush_venue(float("inf"))  # what latency still held back reaches the strategy
@@ -175,6 +208,8 @@ class Backtest:
             except KeyboardInterrupt:
                 outcome = "interrupted"
         done = loop.events
+        if self.books:
+            self._mark_series(marks, ev_m, ev_i, close_t)
         keep = max(done, 1) if n else 0  # a halt in on_start still reports the starting equity (one point)
         fill_k = loop.fill_events or []
         if self.tape is not None:  # events are trades; the equity curve is on the candles built from them
@@ -186,9 +221,15 @@ class Backtest:
             ev_m = ev_m[:keep] if ev_m is not None else None
             ev_i = ev_i[:keep] if ev_i is not None else None
         result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
+        result.book = {m: d.stats for m, d in venue.depth.items()}
+        result.warnings = book_warnings(result.book)
+        for text in result.warnings:
+            log.warning(text)
         result.events = done
         if self.tape is not None:
             result.event_unit = "trades and book events" if self.tape.books and loop.wants_books else "trades"
+        elif self.books:
+            result.event_unit = "book events"
         result.outcome = outcome
         result.failure = failure
         result.strategy_errors = loop.error_count
@@ -221,6 +262,56 @@ class Backtest:
                 loop.candles_mixed(ev_m[a:b].tolist(), ev_i[a:b].tolist(), t_c, o_c, h_c, l_c, c_c, v_c, ct_l, a)
             if self.progress is not None:
                 self.progress(b, n)
+
+    def _merge_books(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """Book events of all markets in time order (ties: market order); as `_merge`, with event numbers for rows."""
+        self._book_index = [b.event_index() for b in self.books]
+        for b, (_, t, _) in zip(self.books, self._book_index, strict=True):
+            back = np.flatnonzero(np.diff(t) < 0)
+            if len(back):
+                raise BacktestError(f"{b.market} book events go back in time at event {int(back[0]) + 1} "
+                                    f"({b.source}): sort the data by time")
+        if len(self.books) == 1:
+            return None, None, self._book_index[0][1] // 1000
+        ms = np.concatenate([np.full(len(t), j, dtype=np.int64) for j, (_, t, _) in enumerate(self._book_index)])
+        rows = np.concatenate([np.arange(len(t), dtype=np.int64) for _, t, _ in self._book_index])
+        tu = np.concatenate([t for _, t, _ in self._book_index])
+        order = np.lexsort((ms, tu))
+        return ms[order], rows[order], tu[order] // 1000
+
+    def _feed_books(self, loop: EventLoop, ev_m: np.ndarray | None, ev_i: np.ndarray | None,
+                    marks: list[float]) -> None:
+        """The book replay's event source: runs of one market's events, a chunk of Python lists at a time."""
+        total = sum(len(t) for _, t, _ in self._book_index)
+        if ev_m is None or ev_i is None:
+            runs = [(0, 0, total, 0)]  # (market, first event, end event, first event number)
+        else:
+            cut = np.flatnonzero(np.diff(ev_m)) + 1
+            bounds = np.concatenate(([0], cut, [len(ev_m)])).tolist()
+            runs = [(int(ev_m[a]), int(ev_i[a]), int(ev_i[a]) + b - a, a) for a, b in itertools.pairwise(bounds)]
+        for m, e0, e1, k in runs:
+            starts, t_us, flags = self._book_index[m]
+            c = self.books[m].cols
+            for a in range(e0, e1, CHUNK):
+                b = min(e1, a + CHUNK)
+                r0, r1 = int(starts[a]), int(starts[b])
+                loop.book_events(m, (t_us[a:b] // 1000).tolist(), (starts[a:b + 1] - r0).tolist(),
+                                 flags[a:b].tolist(), c["side"][r0:r1].tolist(), c["price"][r0:r1].tolist(),
+                                 c["amount"][r0:r1].tolist(), k + a - e0, marks)
+                if self.progress is not None:
+                    self.progress(k + b - e0, total)
+
+    def _mark_series(self, marks: list[float], ev_m: np.ndarray | None, ev_i: np.ndarray | None,
+                     close_t: np.ndarray) -> None:
+        """Each market's mid price at its book events (carried over gaps), as the series results are priced on."""
+        mk = np.full(len(close_t), np.nan)
+        mk[:len(marks)] = marks
+        out = []
+        for j, b in enumerate(self.books):
+            mine = slice(None) if ev_m is None else ev_m == j
+            px = _ffill(mk[mine])
+            out.append(_mark_series(b.market, close_t[mine].astype(np.int64), px, b.source, b.repairs))
+        self.series = out
 
     @staticmethod
     def _gather(
@@ -331,3 +422,34 @@ class Backtest:
         idx[idx < 0] = first
         out: np.ndarray = s.close[ev_i[idx]]
         return out
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    """NaN (no two-sided book yet, or stale) takes the previous value; leading NaN the first value."""
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return np.zeros_like(x)
+    idx = np.where(ok, np.arange(len(x)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    idx[idx < 0] = int(np.argmax(ok))
+    out: np.ndarray = x[idx]
+    return out
+
+
+def _mark_series(market: str, t: np.ndarray, px: np.ndarray, source: str, repairs: tuple[str, ...]) -> CandleSeries:
+    px = np.ascontiguousarray(px, dtype=np.float64)
+    return CandleSeries(market, 1, t, px, px, px, px, np.zeros(len(px)), f"{source} (mid prices of the rebuilt book)",
+                        repairs)
+
+
+def book_warnings(stats: dict[str, BookStats]) -> list[str]:
+    """A gap in a book's update-id chain is never hidden: one line per market that had any."""
+    out = []
+    for market, st in stats.items():
+        if st.resync_times_ms:
+            times = ", ".join(iso_ms(t) for t in st.resync_times_ms[:5]) + (" ..." if len(st.resync_times_ms) > 5
+                                                                            else "")
+            out.append(f"{market}: {len(st.resync_times_ms)} gap(s) in the book's update-id chain (resync at "
+                       f"{times}); the book was rebuilt from the next snapshot, {st.skipped_updates:,} updates in "
+                       f"{st.skipped_events:,} events before it were skipped")
+    return out

@@ -23,6 +23,8 @@ from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsampl
 from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
 from botkit.backtest.replay import BacktestResult
 from botkit.configfile import SECRET_WORDS
+from botkit.loop import iso_ms
+from botkit.market.orders import Fill
 from botkit.market.rules import fmt
 from botkit.run_report import TRADES_COLUMNS, fill_row
 
@@ -132,10 +134,15 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
             "open": sum(1 for r in result.round_trips if not r.closed),
         },
         "unvalued_assets": result.unvalued_assets,
+        "slippage": slippage_summary(result.fills),  # taker fills of the book model vs the best price at decision
+        "book": book_dict(result) or None,  # book replays: events, updates, gaps in the update-id chain (resyncs)
         "warnings": list(result.warnings) + span_warnings(m),  # everything worth a look: data, short spans
         "data_warnings": list(result.warnings),  # data mismatches said before the run
         "conventions": {
-            "equity": f"mark-to-market in {result.quote} at each candle close",
+            "equity": f"mark-to-market in {result.quote} at each "
+                      + ("book event's mid price" if result.book else "candle close"),
+            "slippage": "taker fills of the book model: (fill price - best opposite price when the order was "
+                        "decided) x amount, against the order; bps of that reference notional",
             "sharpe_sortino_volatility": CONVENTION,
             "annualisation": "365-day year; Sharpe, Sortino and volatility from daily returns x sqrt(365)",
             "risk_free_rate": 0,
@@ -178,8 +185,8 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    fills = _write_csv(p, [*TRADES_COLUMNS, "type", "reason"], [
-        [*fill_row(f, when), a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, "")]
+    fills = _write_csv(p, [*TRADES_COLUMNS, "type", "reason", "slippage", "slippage_bps"], [
+        [*fill_row(f, when), a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, ""), *_slip_cells(f)]
         for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
     ])
     paths.append(p)
@@ -229,6 +236,46 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     return paths
 
 
+def slippage_of(f: Fill) -> tuple[Decimal, float] | None:
+    """A taker fill of the book model against the best opposite price when its order was decided: (quote lost,
+    basis points), positive when worse than that price. None for fills without a reference (candles, makers)."""
+    ref = f.ref_price
+    if ref is None or ref <= 0:
+        return None
+    diff = f.price - ref if f.side == "buy" else ref - f.price
+    return diff * f.amount, float(diff / ref) * 10_000
+
+
+def _slip_cells(f: Fill) -> list[str]:
+    s = slippage_of(f)
+    return ["", ""] if s is None else [fmt(s[0]), f"{s[1]:.4f}"]
+
+
+def slippage_summary(fills: list[Fill]) -> dict[str, Any] | None:
+    """Totals over the fills that have a reference price: quote lost, per fill, and bps of the reference notional
+    (so the mean is weighted by size)."""
+    total, notional, n, worst = Decimal(0), Decimal(0), 0, 0.0
+    for f in fills:
+        s = slippage_of(f)
+        if s is None:
+            continue
+        n += 1
+        total += s[0]
+        notional += f.ref_price * f.amount  # type: ignore[operator]
+        worst = max(worst, s[1])
+    if not n:
+        return None
+    return {"fills": n, "total_quote": fmt(total), "mean_quote": fmt(total / n),
+            "mean_bps": round(float(total / notional) * 10_000, 4) if notional else None,
+            "max_bps": round(worst, 4)}
+
+
+def book_dict(result: BacktestResult) -> dict[str, Any]:
+    return {m: {"events": st.events, "updates": st.updates, "resyncs": len(st.resync_times_ms),
+                "resync_times": [iso_ms(t) for t in st.resync_times_ms], "skipped_updates": st.skipped_updates,
+                "skipped_events": st.skipped_events} for m, st in result.book.items()}
+
+
 def _price(v: Decimal | None) -> str:
     """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable."""
     if v is None:
@@ -271,7 +318,7 @@ def summary_table(result: BacktestResult) -> str:
         ("Markets", ", ".join(result.markets)),
         ("Period", f"{iso(int(result.event_time_ms[0]))} -> {iso(int(result.event_time_ms[-1]))} ({days:.1f} days)"
          if result.events else "n/a"),
-        ("Candles", f"{result.events:,}"),
+        ("Book events" if result.book else "Candles", f"{result.events:,}"),
         ("Start equity", f"{fmt_money(m.start_equity, prec)} {q}"),
         ("Final equity", f"{fmt_money(float(result.equity[-1]), prec)} {q}" if result.events else "n/a"),
         ("Total return", _pct(m.total_return)),
@@ -288,6 +335,13 @@ def summary_table(result: BacktestResult) -> str:
         ("Orders / fills", f"{len(result.orders)} / {len(result.fills)}"),
         ("Rejected orders", rejection_line(a.rejections)),
     ]
+    slip = slippage_summary(result.fills)
+    if slip is not None:
+        rows.append(("Slippage", f"{slip['total_quote']} {q} over {slip['fills']} taker fills: mean "
+                                 f"{slip['mean_quote']} {q} / {slip['mean_bps']:.2f} bps (max {slip['max_bps']:.2f})"))
+    for market, st in result.book.items():
+        rows.append((f"Book resyncs {market}" if len(result.book) > 1 else "Book resyncs",
+                     f"{len(st.resync_times_ms)} ({st.skipped_updates:,} updates skipped until a snapshot)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"  {k:<{width}}  {v}" for k, v in rows]
     rt, lt = a.round_trip_stats, a.lot_stats

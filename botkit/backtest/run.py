@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+from botkit.backtest.books import BookEvents
 from botkit.backtest.checks import data_warnings
 from botkit.backtest.data import CandleSeries, DataError, load_candles, parse_timeframe
 from botkit.backtest.replay import Backtest, BacktestError, BacktestResult
@@ -186,8 +187,9 @@ def _sentence(text: str) -> str:
 
 def load_tape(cfg: BotConfig) -> Tape:
     """Trades (and, with [data] feed = ["trades", "book"], book events) of every market from [data] store or
-    [data] recording, in the [data] start/end window. A recording goes into the store first (rebuilt only when
-    its files changed). Missing data is a DataError naming the dataset and how to get it."""
+    [data] recording, in the [data] start/end window; with fills = "book", the book events only (no trades). A
+    recording goes into the store first (rebuilt only when its files changed). Missing data is a DataError naming
+    the dataset and how to get it."""
     from botkit.backtest.datasets import book_from_store, trades_from_store
     from botkit.backtest.store import Store
 
@@ -215,12 +217,27 @@ def load_tape(cfg: BotConfig) -> Tape:
         store = Store(root)
         where = f"store {root}"
     else:
-        raise BacktestError('fills = "trades" replays trades: set [data] store (a directory of `botkit data '
-                            'import`) or [data] recording (a `botkit record` directory), or pass --data DIR')
+        raise BacktestError(f'fills = "{cfg.backtest.fills}" replays recorded data: set [data] store (a directory of '
+                            '`botkit data import`) or [data] recording (a `botkit record` directory), or pass '
+                            '--data DIR')
     start, end = _ms(d.start), _ms(d.end)
     trades = []
     books = {}
+    book_fills = cfg.backtest.fills == "book"
     for market in cfg.markets:
+        if book_fills or "book" in d.feed:
+            why = 'fills = "book"' if book_fills else '[data] feed has "book"'
+            try:
+                books[market] = book_from_store(store, market, start * 1000 if start is not None else None,
+                                                end * 1000 if end is not None else None)
+            except FileNotFoundError:
+                raise DataError(where, None, f"no book dataset for {market} ({why})",
+                                _sentence(_import_hint("book", market, root))) from None
+            if not len(books[market]):
+                raise DataError(where, None, f"the book of {market} is empty in the window "
+                                f"{d.start or 'start'} .. {d.end or 'end'}", "Widen [data] start/end.")
+        if book_fills:
+            continue
         try:
             tr = trades_from_store(store, market, start, end)
         except FileNotFoundError:
@@ -230,13 +247,6 @@ def load_tape(cfg: BotConfig) -> Tape:
             raise DataError(where, None, f"the trades of {market} are empty in the window "
                             f"{d.start or 'start'} .. {d.end or 'end'}", "Widen [data] start/end or record longer.")
         trades.append(dataclasses.replace(tr, source=f"{where} trades/{market}"))
-        if "book" in d.feed:
-            try:
-                books[market] = book_from_store(store, market, start * 1000 if start is not None else None,
-                                                end * 1000 if end is not None else None)
-            except FileNotFoundError:
-                raise DataError(where, None, f"no book dataset for {market} ([data] feed has \"book\")",
-                                _sentence(_import_hint("book", market, root))) from None
     return Tape(trades, books)
 
 
@@ -249,8 +259,8 @@ def timeframe_ms(cfg: BotConfig) -> int:
 
 
 def replays_trades(cfg: BotConfig) -> bool:
-    """The backtest replays trades (a tape) rather than candles."""
-    return cfg.backtest.fills != "candles" and (cfg.data.store is not None or cfg.data.recording is not None)
+    """The backtest replays trades (a tape) rather than candles or book events."""
+    return cfg.backtest.fills == "trades"
 
 
 def run_backtest(
@@ -262,9 +272,11 @@ def run_backtest(
     if not cfg.balances:
         raise BacktestError("[balances] is empty: a backtest needs starting balances, e.g. [balances] USDT = \"10000\"")
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
-    if cfg.data.store is not None or cfg.data.recording is not None or cfg.backtest.fills == "trades":
+    if cfg.data.store is not None or cfg.data.recording is not None or cfg.backtest.fills != "candles":
         tape = load_tape(cfg)
-        if cfg.backtest.fills == "candles":  # candle fills on candles built from the trades
+        if cfg.backtest.fills == "book":  # the order-book model replays the book events (on_book), not trades
+            result = backtest_of(cfg, strategy, [], progress, books=list(tape.books.values())).run()
+        elif cfg.backtest.fills == "candles":  # candle fills on candles built from the trades
             series = [candles_from_trades(tr, timeframe_ms(cfg))[0] for tr in tape.trades]
             result = backtest_of(cfg, strategy, series, progress).run()
         else:
@@ -275,14 +287,15 @@ def run_backtest(
     for text in warnings:
         (on_warning or _log.warning)(text)
     result = backtest_of(cfg, strategy, series, progress).run()
-    result.warnings = warnings
+    result.warnings = warnings + result.warnings  # the data's, then what the replay found (book gaps)
     return result
 
 
 def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
-                progress: Callable[[int, int], None] | None = None, tape: Tape | None = None) -> Backtest:
-    """The Backtest a config describes, on series already loaded (a sweep loads them once per worker), or on a
-    tape of trades (`load_tape`)."""
+                progress: Callable[[int, int], None] | None = None, tape: Tape | None = None,
+                books: list[BookEvents] | None = None) -> Backtest:
+    """The Backtest a config describes, on series already loaded (a sweep loads them once per worker), on a tape
+    of trades (`load_tape`), or on book events (the order-book model)."""
     return Backtest(
         strategy,
         series,
@@ -293,6 +306,8 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         fill_model=cfg.fill_model(),
         progress=progress,
         on_error=cfg.strategy.on_error,
+        book_depth=cfg.backtest.book_depth,
+        books=books or (),
         tape=tape,
         timeframe_ms=timeframe_ms(cfg),
     )

@@ -7,6 +7,7 @@ into a fixed-size buffer (twice the capacity, compacted when full), so memory st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,10 +116,16 @@ class MarketState:
         self.buffers = buffers
         self.order = list(buffers)
         self.last: dict[str, float] = {}
+        # markets priced from a rebuilt order book: their mid price, read when asked (a replay of book data)
+        self.marks: dict[str, Callable[[], float | None]] = {}
 
     def candles(self, market: str, n: int | None) -> CandleArrays:
         return self.buffers[market].arrays(n)
 
     def last_price(self, market: str) -> float | None:
         px = self.last.get(market)
+        if px is None and self.marks:
+            mark = self.marks.get(market)
+            if mark is not None:
+                return mark()
         return px if px is not None else self.buffers[market].close()

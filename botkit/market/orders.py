@@ -95,7 +95,9 @@ class ClientIdFactory:
 
 @dataclass(slots=True)
 class Fill:
-    """One execution of (part of) an order. `fee` is in `fee_asset`: base on a buy, quote on a sell."""
+    """One execution of (part of) an order. `fee` is in `fee_asset`: base on a buy, quote on a sell. `ref_price`,
+    on a taker fill of the order-book fill model: the best opposite price when the order was decided (slippage is
+    the fill price's distance from it, against the order)."""
 
     client_id: str
     market: str
@@ -107,6 +109,7 @@ class Fill:
     fee_asset: str
     maker: bool
     time_ms: int
+    ref_price: Decimal | None = None
 
 
 @dataclass(slots=True, eq=False)

@@ -31,7 +31,8 @@ Other fill models, chosen with ``[backtest] fills``, share the balances, locks, 
   PARTIALLY_FILLED in between). The queue ahead is the visible size at that level when the order joined if the run
   has book data (`level_size`), else ``queue_ahead`` (base units). Only trades whose taker is on the other side (or
   of unknown side) consume a queue. Stops trigger on trade prices.
-- "book": botkit/venues/book_matching.py (when present).
+- "book" (`process_book`, markets replayed from order-book data, `use_book`): level-by-level walks, partial fills,
+  queue positions and resyncs, in botkit/venues/book_matching.py (its docstring has the rules).
 
 Latency, in market time and in every model: an order placed at t reaches the venue at t + ``latency_ms`` (it is
 accepted and its funds are locked at once, but matched only from then on; a cancel also takes effect then), and
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
 from botkit.market.types import Balance
+from botkit.venues.book_matching import BookMatcher
 
 if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward import)
     from botkit.execution.venue import VenueEvents
@@ -144,6 +146,7 @@ class SimulatedVenue:
         self._done: dict[str, Decimal] = {}  # client id -> base filled so far (partial fills)
         # The visible size at (market, side, price) now, when book data feeds the run; else `queue_ahead` is used.
         self.level_size: Callable[[str, str, float], float | None] | None = None
+        self.depth: dict[str, BookMatcher] = {}  # markets that fill on their order book (see use_book)
 
     # ---- Venue protocol ---------------------------------------------------------------------------------------
 
@@ -179,6 +182,10 @@ class SimulatedVenue:
         self._members.setdefault(key, set()).add(order.client_id)
         self._next_id += 1
         ev.order_accepted(order, now_ms, str(self._next_id))
+        depth = self.depth.get(order.market)
+        if depth is not None:
+            depth.submit(order, now_ms + self._lat)
+            return
         book.arrivals.append(order)
         book.active = True
         book.lo, book.hi = INF, -INF
@@ -192,6 +199,13 @@ class SimulatedVenue:
         self._cancel_now(book, order, now_ms)
 
     def _cancel_now(self, book: MarketBook, order: Order, now_ms: int) -> None:
+        depth = self.depth.get(order.market)
+        if depth is not None:
+            if depth.cancel(order):
+                self._unlock(order)
+                self._report(book, now_ms, self._ev().order_cancelled, order, now_ms, "cancelled")
+                book.refresh()
+            return
         for lst in (book.arrivals, book.resting):
             if order in lst:
                 lst.remove(order)
@@ -229,6 +243,52 @@ class SimulatedVenue:
             due = max(due, book.reports[-1][0])
         book.reports.append((due, fn, args))
         book.due = min(book.due, due)
+
+    # ---- order-book fills ---------------------------------------------------------------------------------------
+
+    def use_book(self, market: str) -> BookMatcher:
+        """Fill `market`'s orders from its order book (fed by `process_book`) instead of candles."""
+        depth = self.depth.get(market)
+        if depth is None:
+            depth = self.depth[market] = BookMatcher(market, self.books[market].rules)
+        return depth
+
+    def process_book(self, market: str, time_ms: int, flags: int, sides: list[int], prices: list[float],
+                     amounts: list[float], a: int, b: int) -> bool:
+        """Apply one book event (rows a..b-1; flags: book_matching.SNAPSHOT, RESYNC) and fill what it fills. Call
+        before the strategy sees the book. False while the book is stale after a gap (no `on_book` then)."""
+        book = self.books[market]
+        if book.due <= time_ms:
+            self._pending(book, time_ms, time_ms)  # cancels that arrived by now (latency)
+        depth = self.depth[market]
+        live = depth.event(time_ms, flags, sides, prices, amounts, a, b)
+        if depth.deals or depth.cancels:
+            self.settle_book(depth)
+        if book.reports and book.due <= time_ms:
+            self._pending(book, -INF, time_ms)  # what the strategy hears before this event's on_book
+        return live
+
+    def settle_book(self, depth: BookMatcher) -> None:
+        """Book the deals and cancels the matcher decided (balances, fees, order events), in order."""
+        deals, cancels = depth.take_outcome()
+        rules = depth.rules
+        filled_groups: set[str] = set()
+        for d in deals:
+            if not d.order.is_open:
+                continue
+            self._fill(d.order, rules, d.price, d.maker, d.time_ms, d.base, d.complete, d.ref)
+            if d.order.oco_group is not None:
+                filled_groups.add(d.order.oco_group)
+        for order, reason, t_ms in cancels:
+            if order.is_open:
+                self._cancel_expired(order, t_ms, reason)
+        book = self.books[depth.market]
+        for group in filled_groups:  # one-cancels-other: the first (partial) fill cancels the rest of the group
+            for other in [o for o in depth.open_orders() if o.oco_group == group and o.client_id not in self._done]:
+                depth.cancel(other)
+                self._unlock(other)
+                self._report(book, depth.now_ms, self._ev().order_cancelled, other, depth.now_ms,
+                             "oco: another order of the group filled")
 
     # ---- matching -----------------------------------------------------------------------------------------------
 
@@ -348,7 +408,7 @@ class SimulatedVenue:
                         book.resting.remove(order)
                     elif order in book.arrivals:
                         book.arrivals.remove(order)
-                self._fill(order, rules, px, maker, t, None if whole else part)
+                self._fill(order, rules, px, maker, t, None if whole else part, whole)
                 if order.oco_group is not None:
                     done_groups.add(order.oco_group)
             for group in done_groups:
@@ -458,57 +518,48 @@ class SimulatedVenue:
         return (p * (1 - self._slip)).quantize(rules.price_step, rounding=ROUND_FLOOR)
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
-              part: Decimal | None = None) -> None:
-        """Fill the rest of `order`, or `part` of it (base, less than the rest): one Fill each time. A partial fill
-        releases its share of the order's lock; the last one releases what is left."""
+              base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
+        """Book a fill. Candles fill whole (`base` None: all that is left); the trades and book models pass each
+        part, and `complete` on the last one, which releases what is still locked. What the order has filled so far
+        is counted here (`_done`): the engine's `order.filled` lags behind by `fill_latency_ms`."""
         cid = order.client_id
-        done = self._done.pop(cid, Decimal(0))
-        rest = order.amount - done
-        if part is not None and part < rest:
-            key = self._lock_key[cid]
-            asset, locked = self._locks[key]
-            base = part
-            if order.side == "buy":
-                quote = base * price
-                used = base * order.price if order.type == "limit" else quote  # type: ignore[operator]
-                fee = rules.fee(base, maker)
-                self._available[asset] += used - quote
-                self._available[rules.stock] += base - fee
-                fee_asset = rules.stock
-            else:
-                used = base
-                quote = base * price
-                fee = rules.fee(quote, maker)
-                self._available[rules.money] += quote - fee
-                fee_asset = rules.money
-            used = min(used, locked)
-            self._frozen[asset] -= used
-            self._locks[key] = (asset, locked - used)
-            self._done[cid] = done + base
-            fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms)
-            self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, False)
-            return
-        key = self._lock_key.pop(cid)
-        self._members[key].discard(cid)
-        asset, locked = self._locks.pop(key)
-        self._frozen[asset] -= locked
+        key = self._lock_key[cid]
+        asset, locked = self._locks[key]
+        if base is None:
+            base = order.amount - self._done.get(cid, Decimal(0))
+            if order.side == "buy" and order.quote_amount:
+                base = rules.truncate_amount(order.amount / price)
         if order.side == "buy":
-            base = rules.truncate_amount(order.amount / price) if order.quote_amount else rest
             quote = base * price
             fee = rules.fee(base, maker)
-            self._available[asset] += locked - quote  # unspent quote returns
-            self._available[rules.stock] += base - fee
+            spent = quote
             fee_asset = rules.stock
+            got = base - fee
         else:
-            base = rest
             quote = base * price
             fee = rules.fee(quote, maker)
-            self._available[asset] += locked - base
-            self._available[rules.money] += quote - fee
+            spent = base
             fee_asset = rules.money
-        self.books[order.market].queue.pop(cid, None)
-        fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms)
-        self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, True)
+            got = quote - fee
+        if complete:
+            del self._lock_key[cid]
+            self._members[key].discard(cid)
+            del self._locks[key]
+            self._done.pop(cid, None)
+            self.books[order.market].queue.pop(cid, None)
+            release = locked  # unspent funds return
+        else:
+            if order.side == "sell" or order.quote_amount:
+                release = spent
+            else:  # a limit (stop) buy locked its amount at its limit (stop) price
+                release = base * (order.price if order.type == "limit" else order.stop_price)  # type: ignore[operator]
+            self._locks[key] = (asset, locked - release)
+            self._done[cid] = self._done.get(cid, Decimal(0)) + base
+        self._frozen[asset] -= release
+        self._available[asset] += release - spent
+        self._available[fee_asset] += got
+        fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms, ref)
+        self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)

@@ -106,6 +106,19 @@ def test_bench_command_smoke() -> None:
     assert "2,000 candles, SMA crossover, whole command: best" in r.stdout and "report.json" in r.stdout
 
 
+def test_bench_book_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_book.py at a tiny size: figures beside the target; without --smoke a missed target exits 1."""
+    out = run("bench_book.py", "--smoke", "--events", "2000")
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("depth updates/s"))
+    assert "target >= 200,000" in line
+    assert "book events/s" in out.stdout and "fills" in out.stdout
+    bench = load("bench_book.py")
+    monkeypatch.setattr(bench, "TARGET_UPDATES_PER_S", 10**12)  # no machine meets this
+    assert bench.main(["--events", "2000", "--repeat", "1"]) == 1
+    assert "missed: depth updates/s" in capsys.readouterr().out
+
+
 def test_bench_replay_smoke() -> None:
     """The trades replay benchmark at a tiny size: both delivery modes run, give the same fills, and print the
     rate beside the 500,000 trade events/s target."""
