@@ -201,3 +201,67 @@ def test_backtest_command_on_a_store_dataset_with_both_fill_models_and_a_window(
     assert main(["backtest", str(cfg), "--data", str(store)]) == 0
     out = capsys.readouterr().out
     assert "candles built from trades" in out and " candles in " in out
+
+
+def test_latency_in_the_book_model_and_fills_book_from_the_command(shared_data, tmp_path, capsys):
+    """The book model with latency: an order decided at event t arrives at t + latency_ms and is matched against the
+    book as it was then (before the first event at or after its arrival), its fills carrying the arrival time; the
+    strategy hears of them fill_latency_ms later (at the first event from then on). `fills = "book"` with a store replays
+    its book dataset (here the real Binance BTCUSDT snapshot + updates)."""
+    import textwrap
+
+    from botkit.backtest.datasets import import_book
+    from botkit.backtest.store import Store
+    from botkit.cli import main
+    from tests.backtest.test_book_fills import RULES as BOOK_RULES
+    from tests.backtest.test_book_fills import SNAP, START
+    from tests.backtest.test_book_fills import T0 as B0
+    from tests.backtest.test_book_fills import book_events as book_rows
+
+    seen: list[tuple[int, Fill]] = []
+
+    class Taker(Strategy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+            self.n += 1
+            if self.n == 1:
+                ctx.buy("BTC_USDT", "1000")  # market buy, 1,000 USDT
+
+        def on_fill(self, ctx: Context, fill: Fill) -> None:
+            seen.append((ctx.now - B0, fill))
+
+    ev = book_rows((0, "snap", SNAP), (100, "delta", [(-1, 100.0, 0.7)]), (250, "delta", [(-1, 100.0, 20.0)]),
+                   (400, "delta", [(1, 99.0, 1.5)]), (600, "delta", [(1, 99.0, 1.4)]))
+    for lat, flat, filled_at, heard_at in ((0, 0, 0, 100), (200, 0, 200, 250), (200, 300, 200, 600)):
+        seen.clear()
+        Backtest(Taker(), [], {"BTC_USDT": BOOK_RULES}, dict(START), grant=Grant.of(GRANT), books=[ev],
+                 fill_model=FillModel(latency_ms=lat, fill_latency_ms=flat)).run()
+        assert seen and {f.time_ms - B0 for _, f in seen} == {filled_at}, (lat, flat, seen)
+        assert {w for w, _ in seen} == {heard_at}, (lat, flat)
+
+    store = tmp_path / "store"
+    depth = shared_data / "depth"
+    import_book(Store(store), [depth / "binance_BTCUSDT_depth_snapshot.csv",
+                               depth / "binance_BTCUSDT_depth_updates.csv"], "BTC_USDT", repair=["mark_gaps"])
+    cfg = tmp_path / "book.toml"
+    cfg.write_text(textwrap.dedent(f'''
+        [strategy]
+        plugin = "strategies/sma_cross.py:SmaCross"
+        [markets.BTC_USDT]
+        stock_prec = 3
+        money_prec = 2
+        [balances]
+        USDT = "100000"
+        [backtest]
+        fills = "book"
+        latency_ms = 5
+        progress = false
+        [output]
+        dir = "{tmp_path / 'out'}"
+        '''))
+    assert main(["backtest", str(cfg), "--data", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert " book events in " in out
