@@ -206,8 +206,8 @@ def test_backtest_command_on_a_store_dataset_with_both_fill_models_and_a_window(
 def test_latency_in_the_book_model_and_fills_book_from_the_command(shared_data, tmp_path, capsys):
     """The book model with latency: an order decided at event t arrives at t + latency_ms and is matched against the
     book as it was then (before the first event at or after its arrival), its fills carrying the arrival time; the
-    strategy hears of them fill_latency_ms later (at the first event from then on). `fills = "book"` with a store replays
-    its book dataset (here the real Binance BTCUSDT snapshot + updates)."""
+    strategy hears of them fill_latency_ms later (at the first event from then on). `fills = "book"` with a store
+    replays its book dataset (here the real Binance BTCUSDT snapshot + updates)."""
     import textwrap
 
     from botkit.backtest.datasets import import_book
