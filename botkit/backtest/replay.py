@@ -22,7 +22,7 @@ import numpy as np
 from botkit.backtest.books import BookEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
-from botkit.backtest.tape import Tape, candles_from_trades, feed_tape
+from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.portfolio import mark_to_market
@@ -167,8 +167,10 @@ class Backtest:
         n = len(close_t)
         first = 0 if ev_m is None or not n else int(ev_m[0])
         clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
-        state = MarketState({s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
-                             for s in self.series})
+        buffers = {s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
+                   for s in self.series}
+        state = MarketState(buffers) if self.tape is None else \
+            TapeState(buffers, clock, {s.market: s.time_ms + s.timeframe_ms for s in self.series})
         venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model)
         for b in self.books:
             l2 = venue.use_book(b.market).book

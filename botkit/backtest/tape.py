@@ -2,8 +2,8 @@
 
 One time-ordered stream per run: the public trades of every market (merged by time; ties keep market order), and
 around them two kinds of interruptions, each at its place in time: a candle built from the trades closes (before
-the first trade at or after its close: `ctx.candles()` grows by one, and `on_candle` is called when the strategy
-overrides it) and a book event (delivered to `on_book`
+the first trade at or after its close, when the strategy overrides `on_candle`; `ctx.candles()` shows the candles
+closed by the market time in any case, see `TapeState`) and a book event (delivered to `on_book`
 before the trades at or after its time). Trades themselves go through `EventLoop.trades`, which lets the simulated
 venue fill what they fill and the strategy see them, one by one or in batches.
 """
@@ -20,6 +20,7 @@ from botkit.backtest.books import Book, BookEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.importers import TradeSeries
 from botkit.loop import EventLoop
+from botkit.market.buffer import CandleArrays, CandleBuffer, MarketState
 from botkit.market.types import BookSnapshot, Candle
 
 CHUNK = 1 << 16  # trades handed to the loop at a time
@@ -39,6 +40,23 @@ class Tape:
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.trades)
+
+
+class TapeState(MarketState):
+    """The market data a trades replay's context reads: candles built from the trades are visible once market time
+    has reached their close. Worked out when read, so a replay of sparse trades (a candle every few trades) is not
+    cut at every candle for a strategy that has no `on_candle`."""
+
+    def __init__(self, buffers: dict[str, CandleBuffer], clock: Callable[[], int],
+                 closes: dict[str, np.ndarray]) -> None:
+        super().__init__(buffers)
+        self._clock = clock
+        self._closes = closes
+
+    def candles(self, market: str, n: int | None) -> CandleArrays:
+        buf = self.buffers[market]
+        buf.cur = int(np.searchsorted(self._closes[market], self._clock(), "right")) - 1
+        return buf.arrays(n)
 
 
 def candles_from_trades(trades: TradeSeries, timeframe_ms: int) -> tuple[CandleSeries, np.ndarray]:
@@ -95,10 +113,12 @@ def feed_tape(
     n = len(t)
     # Interruptions: (position in the merged stream before which it happens, time, tie order, kind, payload).
     stops: list[Iterator[tuple[int, int, int, int, int]]] = []
-    for j, cs in enumerate(series):  # candle closes advance ctx.candles() (and call on_candle if overridden)
-        close = cs.time_ms + cs.timeframe_ms  # delivered before the first trade at or after its close
-        pos = np.searchsorted(t, close, "left")
-        stops.append(zip(pos.tolist(), close.tolist(), [0] * len(cs), [j] * len(cs), range(len(cs)), strict=True))
+    if loop.wants_candles:  # (without on_candle, TapeState moves ctx.candles() along lazily)
+        for j, cs in enumerate(series):
+            close = cs.time_ms + cs.timeframe_ms  # delivered before the first trade at or after its close
+            pos = np.searchsorted(t, close, "left")
+            stops.append(zip(pos.tolist(), close.tolist(), [0] * len(cs), [j] * len(cs), range(len(cs)),
+                             strict=True))
     books: dict[int, Iterator[tuple[int, Book]]] = {}
     latest: dict[str, Book] = {}  # each market's book as of now
     venue = loop.venue if loop.venue is not None and loop.venue.fill_model.kind == "trades" else None
