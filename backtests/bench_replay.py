@@ -13,8 +13,8 @@ regularly. The SYNTHETIC trades (a random walk made here) or, with --file, real 
 - `on_trade`: one Trade object per trade (the live-style API; shown for comparison, no target).
 
 Each fill costs the execution layer a cancel and two new orders (~0.1 ms), so the rate depends on fills per trade:
-the default tape fills about once per 850 trades; `--file ../shared/data/trades/XRP_ETH_trades.csv --half-spread 1`
-about once per 780; a tighter spread (more fills) is slower. Both replays must give the same fills (the maker
+the default tape and `--file ../shared/data/trades/XRP_ETH_trades.csv --half-spread 1` both fill about 1.3 times per
+1,000 trades; a tighter spread (more fills) is slower. Both replays must give the same fills (the maker
 decides only on order events), else exit 2. Exit 1 when the target is missed (not with --smoke, which runs a tiny
 tape to prove the script works).
 """
