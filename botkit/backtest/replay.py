@@ -118,6 +118,9 @@ class Backtest:
         self.tape = tape
         self._starts: list[np.ndarray] = []
         if tape is not None:
+            if fill_model is None or fill_model.kind != "trades":
+                raise BacktestError('a replay of trades fills from them: give FillModel(kind="trades") (for candle '
+                                    "fills, build candles with candles_from_trades and replay those)")
             if self.books:
                 raise BacktestError("one backtest replays either trades or order-book data through the book model")
             if not len(tape.trades):
