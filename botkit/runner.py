@@ -266,6 +266,9 @@ class LiveRunner:
     ) -> None:
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
+        if cfg.run.mode == "paper" and cfg.backtest.fills == "book":
+            raise RunError('[backtest] fills = "book" is for backtests on recorded depth; paper trading fills on '
+                           'candles or trades: set fills = "candles" or "trades" for `botkit run`')
         self.source = source
         self.cfg = cfg
         self.run_cfg = cfg.run

@@ -265,3 +265,24 @@ def test_latency_in_the_book_model_and_fills_book_from_the_command(shared_data, 
     assert main(["backtest", str(cfg), "--data", str(store)]) == 0
     out = capsys.readouterr().out
     assert " book events in " in out
+
+
+def test_paper_trading_refuses_the_book_fill_model(tmp_path, capsys):
+    import textwrap
+
+    from botkit.cli import main
+
+    cfg = tmp_path / "paper.toml"
+    cfg.write_text(textwrap.dedent('''
+        [strategy]
+        plugin = "strategies/sma_cross.py:SmaCross"
+        [markets.BTC_USDT]
+        [balances]
+        USDT = "1000"
+        [backtest]
+        fills = "book"
+        [run]
+        mode = "paper"
+        '''))
+    assert main(["run", str(cfg)]) == 2
+    assert 'fills = "book" is for backtests' in capsys.readouterr().err
