@@ -191,6 +191,7 @@ def test_backtest_command_on_a_store_dataset_with_both_fill_models_and_a_window(
     assert main(["backtest", str(cfg), "--data", str(store)]) == 0
     out = capsys.readouterr().out
     assert "12,477 trades in" in out and f"store {store} trades/XRP_ETH" in out
+    assert "  Trades             12,477" in out  # the summary counts trades, not candles
     assert main(["backtest", str(cfg), "--data", str(store), "--from", "2019-10-11T12:00", "--to",
                  "2019-10-12"]) == 0
     out = capsys.readouterr().out
