@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botkit.configfile import ConfigError as ConfigError  # the one config error type, re-exported
 from botkit.configfile import env_variables, format_errors, read_toml
+from botkit.execution.oco import OcoMode
 from botkit.execution.risk import RiskLimits
 from botkit.market.grants import WHITEBIT_SCOPES
 from botkit.market.rules import MarketRules
@@ -125,6 +126,10 @@ class DataConfig(_Strict):
 class BacktestConfig(_Strict):
     slippage_pct: Decimal = Field(Decimal(0), ge=0, le=50)
     touch: bool = False
+    oco: OcoMode = Field(
+        "emulated", description='one-cancels-other groups in backtests and paper runs: "emulated" (the execution '
+                                'layer holds the stop, as on WhiteBIT and the sandbox, where every run of a config '
+                                'trades), "native" (the simulated venue\'s own OCO)')
     progress: bool = True
     book_depth: int = Field(20, ge=1, le=1000, description="order-book replays: levels per side in on_book")
     fills: Literal["candles", "trades", "book"] = Field(
@@ -296,6 +301,10 @@ class BotConfig(BaseSettings):
             price_band_pct=r.price_band_pct,
             daily_loss_limit=r.daily_loss_limit,
         )
+
+    def oco_mode(self) -> OcoMode:
+        """How a backtest and a paper run treat OCO groups (`[backtest] oco`)."""
+        return self.backtest.oco
 
     def fill_model(self) -> FillModel:
         """The backtest fill model, also used by paper trading."""

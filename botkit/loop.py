@@ -180,6 +180,9 @@ class EventLoop:
         self.venue = fills
         self.books: list[object] = [_NO_FILLS] * len(self.names)
         self.gates: list[Any] = [_NO_FILLS] * len(self.names)  # trade fills: the venue's books
+        # Stops the execution layer holds for OCO groups (a venue without native OCO): checked on each closed candle
+        # and trade.
+        self.watches = [engine.oco.watch(m) for m in self.names]
         if fills is not None and fills.fill_model.kind == "candles":
             self._venue_fill = fills.process_candle
             self.books = [fills.books[m] for m in self.names]
@@ -251,6 +254,7 @@ class EventLoop:
         """Closed candles of market `m`, rows `first`, `first + 1`, ... of its buffer; `k0` is the first one's event
         number. The backtest's hot path: a no-op strategy costs well under a microsecond per candle."""
         clock, ctx, book, name, buf = self.clock, self.ctx, self.books[m], self.names[m], self.buffers[m]
+        watch = self.watches[m]
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -261,6 +265,8 @@ class EventLoop:
                 clock.now = now
                 if book.active:  # type: ignore[attr-defined]
                     self._fill(k0 + i - first, name, t, o, h, lo, now)
+                if watch.active:
+                    self._held_stops(name, t, lo, h)
                 buf.cur = i
                 try:
                     on_candle(ctx, Candle(name, t, now, o, h, lo, c, v))
@@ -277,6 +283,7 @@ class EventLoop:
     ) -> None:
         """Closed candles of several markets, already merged into event order."""
         clock, ctx, books, names, bufs = self.clock, self.ctx, self.books, self.names, self.buffers
+        watches = self.watches
         on_candle = self.strategy.on_candle
         queue = self.engine._queue
         timers = ctx.timers
@@ -288,6 +295,8 @@ class EventLoop:
                 clock.now = now
                 if books[m].active:  # type: ignore[attr-defined]
                     self._fill(k0 + j, names[m], t_c[j], o_c[j], h_c[j], l_c[j], now)
+                if watches[m].active:
+                    self._held_stops(names[m], t_c[j], l_c[j], h_c[j])
                 bufs[m].cur = rows[j]
                 try:
                     on_candle(ctx, Candle(names[m], t_c[j], now, o_c[j], h_c[j], l_c[j], c_c[j], v_c[j]))
@@ -319,6 +328,7 @@ class EventLoop:
 
     def _trades_each(self, m: int, t_c: list[int], p_c: list[float], a_c: list[float], s_c: list[int]) -> None:
         clock, ctx, gate, name = self.clock, self.ctx, self.gates[m], self.names[m]
+        watch = self.watches[m]
         on_trade = self.strategy.on_trade
         last = self.state.last
         queue = self.engine._queue
@@ -332,6 +342,8 @@ class EventLoop:
                 clock.now = t
                 if p <= gate.lo or p >= gate.hi:
                     self._trade_fill(name, t, p, a, sd, prev, prev_side)
+                if watch.active:
+                    self._held_stops(name, t, p, p)
                 prev, prev_side = p, sd
                 last[name] = p
                 try:
@@ -346,6 +358,7 @@ class EventLoop:
 
     def _trades_batched(self, m: int, t_a: np.ndarray, p_a: np.ndarray, a_a: np.ndarray, s_a: np.ndarray) -> None:
         clock, ctx, gate, name = self.clock, self.ctx, self.gates[m], self.names[m]
+        watch = self.watches[m]
         deliver = self.strategy.on_trades if self.wants_trades else None
         last = self.state.last
         engine = self.engine
@@ -354,7 +367,10 @@ class EventLoop:
         d = 0  # the next trade the strategy has not seen
         i = 0  # the next trade the venue has not seen
         while True:
-            j = self._next_hit(p_a, i, n, gate.lo, gate.hi)
+            lo, hi = gate.lo, gate.hi
+            if watch.active:  # held OCO stops (emulated OCO): a trade at or through one is a hit too
+                lo, hi = self._held_bounds(watch, lo, hi)
+            j = self._next_hit(p_a, i, n, lo, hi)
             while d < j:  # trades d..j-1 change nothing at the venue: one batch (cut at timers)
                 e = j
                 if timers:
@@ -378,11 +394,28 @@ class EventLoop:
                 break
             t = int(t_a[j])
             clock.now = t
-            prev = (float(p_a[j - 1]), int(s_a[j - 1])) if j else self._prev.get(m, (math.nan, 0))
-            self._trade_fill(name, t, float(p_a[j]), float(a_a[j]), int(s_a[j]), *prev)
+            p = float(p_a[j])
+            if p <= gate.lo or p >= gate.hi:
+                prev = (float(p_a[j - 1]), int(s_a[j - 1])) if j else self._prev.get(m, (math.nan, 0))
+                self._trade_fill(name, t, p, float(a_a[j]), int(s_a[j]), *prev)
+            if watch.active:
+                self._held_stops(name, t, p, p)
             i = j + 1
         if n:
             self._prev[m] = (float(p_a[-1]), int(s_a[-1]))
+
+    @staticmethod
+    def _held_bounds(watch: Any, lo: float, hi: float) -> tuple[float, float]:
+        """The trade gate widened by the held OCO stops: sells trigger at or below, buys at or above their stop."""
+        for h in watch.stops:
+            if h.triggered:
+                continue
+            s = float(h.order.stop_price)
+            if h.order.side == "sell":
+                lo = max(lo, s)
+            else:
+                hi = min(hi, s)
+        return lo, hi
 
     @staticmethod
     def _next_hit(p_a: np.ndarray, i: int, n: int, lo: float, hi: float) -> int:
@@ -425,15 +458,18 @@ class EventLoop:
     def trade(self, trade: Trade) -> None:
         self.clock.now = trade.time_ms
         if self._venue_trade is not None:
-            gate = self.gates[self.index[trade.market]]
-            m = self.index[trade.market]
+            mi = self.index[trade.market]
+            gate = self.gates[mi]
             code = 1 if trade.side == "buy" else -1 if trade.side == "sell" else 0
             if trade.price <= gate.lo or trade.price >= gate.hi:
                 self._trade_fill(trade.market, trade.time_ms, trade.price, trade.amount, code,
-                                 *self._prev.get(m, (math.nan, 0)))
-            self._prev[m] = (trade.price, code)
+                                 *self._prev.get(mi, (math.nan, 0)))
+            self._prev[mi] = (trade.price, code)
         self.state.last[trade.market] = trade.price
         self.events += 1
+        m = self.index.get(trade.market)
+        if m is not None and self.watches[m].active:
+            self._held_stops(trade.market, trade.time_ms, trade.price, trade.price)
         try:
             self.strategy.on_trade(self.ctx, trade)
         except Exception as exc:
@@ -469,6 +505,7 @@ class EventLoop:
         timers = ctx.timers
         fill_events = self.fill_events
         mark = marks.append
+        watch = self.watches[m]
         j = -1
         try:
             for j, now, flags, a, b in zip(range(len(t_c)), t_c, f_c, lo_c[:-1], lo_c[1:], strict=True):
@@ -493,6 +530,8 @@ class EventLoop:
                     bb = None  # type: ignore[assignment]
                     if ba == INF:
                         ba = None  # type: ignore[assignment]
+                if live and watch.active:  # held OCO stops: a sell stop on the best bid, a buy stop on the best ask
+                    self._held_stops(name, now, INF if bb is None else bb, -INF if ba is None else ba)
                 if live:
                     try:
                         on_book(ctx, BookView(name, now, l2, bb, ba))
@@ -543,6 +582,13 @@ class EventLoop:
         self._venue_trade(name, t, p, a, sd, prev, prev_side)  # type: ignore[misc]  # set whenever a gate opens
         if self.engine._queue:
             self.engine.drain()
+
+    def _held_stops(self, name: str, start_ms: int, lo: float, h: float) -> None:
+        """Held OCO stops of `name` that these prices reach are triggered (before the strategy sees the data)."""
+        engine = self.engine
+        engine.oco.on_prices(name, start_ms, lo, h)
+        if engine._queue:
+            engine.drain()
 
     def _settle(self, now: int) -> None:
         """After a callback: deliver queued order events, then due timers (and what they cause)."""

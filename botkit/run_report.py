@@ -98,6 +98,8 @@ class RunReporter:
         price = f" @ {fmt(order.price)}" if order.price is not None else ""
         stop = f" stop {fmt(order.stop_price)}" if order.stop_price is not None else ""
         why = f" ({order.reject_reason})" if order.reject_reason else ""
+        if order.held:
+            why += " (held locally, not on the exchange: sent at market when reached)"
         self._print(f"{hms(self.clock())}  {order.market:<10} {order.side:<4} {what:<11} {size}{price}{stop}"
                     f"  -> {order.status.value}{why}  [{order.client_id}]")
 

@@ -575,7 +575,8 @@ class LiveRunner:
             await self._rules_from_exchange(base_url)
         if mode == "paper":
             venue: WhiteBitVenue | SimulatedVenue = SimulatedVenue(
-                self.rules, dict(self.cfg.balances), self.cfg.fill_model())
+                self.rules, dict(self.cfg.balances), self.cfg.fill_model(),
+                supports_oco=self.cfg.oco_mode() == "native")
         else:
             if self.account is None:  # sandbox: the sandbox account's key
                 from pydantic import SecretStr
@@ -623,7 +624,9 @@ class LiveRunner:
             self.restored = self.journal.open_orders(venue=self.journal.venue)
             self.engine.restore(self.restored)
             for order in self.restored:
-                venue.track(order)
+                at_venue = self.engine.at_venue(order)  # None: an OCO stop held by the execution layer
+                if at_venue is not None:
+                    venue.track(at_venue)
             if self.restored:
                 log.info("restored %d open order(s) from the journal %s", len(self.restored), self.journal.path)
         if isinstance(venue, WhiteBitVenue):

@@ -77,7 +77,7 @@ class MarketStats:
 class Analysis:
     lots: list[Lot]
     reasons: dict[str, str]  # client id -> why it filled
-    order_types: dict[str, str]  # client id -> limit / market / stop_market
+    order_types: dict[str, str]  # client id -> limit / market / stop_market / stop_limit
     round_trip_stats: TradeStats
     lot_stats: TradeStats
     markets: list[MarketStats]

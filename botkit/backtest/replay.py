@@ -25,6 +25,7 @@ from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
+from botkit.execution.oco import OcoMode
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.loop import (
@@ -102,6 +103,7 @@ class Backtest:
         grant: Grant,
         risk: RiskLimits | None = None,
         fill_model: FillModel | None = None,
+        oco: OcoMode = "emulated",
         progress: Callable[[int, int], None] | None = None,
         logger: logging.Logger | None = None,
         on_error: ErrorPolicy = "halt",
@@ -156,6 +158,7 @@ class Backtest:
         self.grant = grant
         self.risk_limits = risk or RiskLimits()
         self.fill_model = fill_model or FillModel()
+        self.oco: OcoMode = oco
         self.progress = progress
         self.on_error: ErrorPolicy = on_error
         self.log = logger or logging.getLogger(f"botkit.strategy.{type(strategy).__name__}")
@@ -174,7 +177,7 @@ class Backtest:
                    for s in self.series}
         state = MarketState(buffers) if self.tape is None else \
             TapeState(buffers, clock, {s.market: s.time_ms + s.timeframe_ms for s in self.series})
-        venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model)
+        venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model, supports_oco=self.oco == "native")
         for b in self.books:
             l2 = venue.use_book(b.market).book
             l2.view_depth = self.book_depth

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from botkit.market.orders import Fill, Order
+from botkit.market.orders import STOP_TYPES, Fill, Order
 from botkit.market.rules import MarketRules
 
 END_OF_DATA = "end of data"
@@ -280,10 +280,10 @@ def fill_reasons(orders: Iterable[Order]) -> dict[str, str]:
     """Why each order filled, by client id: its stop ("stop"), a limit sharing an OCO group with a stop
     ("take-profit"), anything else ("signal": the strategy asked for it)."""
     orders = list(orders)
-    stop_groups = {o.oco_group for o in orders if o.oco_group is not None and o.type == "stop_market"}
+    stop_groups = {o.oco_group for o in orders if o.oco_group is not None and o.type in STOP_TYPES}
     out: dict[str, str] = {}
     for o in orders:
-        if o.type == "stop_market":
+        if o.type in STOP_TYPES:
             out[o.client_id] = "stop"
         elif o.type == "limit" and o.oco_group is not None and o.oco_group in stop_groups:
             out[o.client_id] = "take-profit"

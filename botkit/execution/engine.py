@@ -13,10 +13,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from botkit.execution.oco import OcoEmulator
 from botkit.execution.risk import RiskManager, RiskRejection
 from botkit.execution.venue import Venue
 from botkit.market.grants import Grant, InsufficientScope
-from botkit.market.orders import ClientIdFactory, Fill, Order, OrderStatus, OrderType, validate_client_id
+from botkit.market.orders import (
+    STOP_TYPES,
+    ClientIdFactory,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    validate_client_id,
+)
 from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
 from botkit.market.types import Side
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
@@ -26,7 +35,7 @@ log = logging.getLogger("botkit.execution")
 # Each strategy-facing operation and the WhiteBIT endpoints that carry it out: its scopes come from the endpoint
 # registry (botkit/whitebit/endpoints.py), the one scope table, and are checked in every mode, reads included.
 OPERATION_ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "place_order": ("order_new", "order_market", "order_stop_market"),
+    "place_order": ("order_new", "order_market", "order_stop_market", "order_stop_limit"),
     "cancel_order": ("order_cancel",),
     "cancel_all": ("order_cancel",),
     "open_orders": ("open_orders",),
@@ -131,7 +140,10 @@ class ExecutionEngine:
         self.rejection_counts: dict[str, int] = {}
         self.status_counts: dict[str, int] = {}  # closed orders by final status
         self.sink: EventSink | None = None
+        self._at_venue: dict[str, Order | None] = {}
         self._queue: deque[tuple[Order | None, Fill | None]] = deque()
+        # One-cancels-other on a venue without it: stops of a group are held here (botkit/execution/oco.py).
+        self.oco = OcoEmulator(self)
         venue.bind(self)
 
     # ---- grant --------------------------------------------------------------------------------------------------
@@ -170,9 +182,11 @@ class ExecutionEngine:
             raise ValueError(f"side must be 'buy' or 'sell', not {side!r}")
         if post_only and ioc:
             raise ValueError("an order cannot be both post_only and ioc (WhiteBIT code 37)")
-        otype: OrderType = "stop_market" if stop_price is not None else ("limit" if price is not None else "market")
-        if otype == "stop_market" and price is not None:
-            raise ValueError("stop orders are stop-market: give stop_price without price")
+        otype: OrderType
+        if stop_price is not None:
+            otype = "stop_limit" if price is not None else "stop_market"
+        else:
+            otype = "limit" if price is not None else "market"
         cid = validate_client_id(client_id) if client_id is not None else self.ids()
         now = self.clock()
         amt = to_decimal(amount, "amount")
@@ -195,12 +209,13 @@ class ExecutionEngine:
         )
         if cid in self.open:
             return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
-        if oco_group is not None and not self.venue.supports_oco:
-            return self._reject(order, "venue", f"the {self.venue.name} venue has no one-cancels-other orders (they "
-                                "are simulated in backtests and paper runs only); place the orders without oco=")
+        emulate = oco_group is not None and not self.venue.supports_oco
+        if otype == "stop_limit" and not emulate and not getattr(self.venue, "supports_stop_limit", False):
+            return self._reject(order, "venue", f"the {self.venue.name} venue does not fill stop-limit orders (the "
+                                "WhiteBIT venue does); use a stop-market (stop= without price)")
         self.orders[cid] = order
         try:
-            if otype == "limit":
+            if otype in ("limit", "stop_limit"):
                 rules.check_limit(amt, px)  # type: ignore[arg-type]
             elif otype == "stop_market":
                 rules.check_limit(amt, stop)  # type: ignore[arg-type]  # base amount; its total at the trigger price
@@ -238,6 +253,11 @@ class ExecutionEngine:
             return self._reject_risk(order, verdict)
         self.open[cid] = order
         self.risk.state.open_orders = len(self.open)
+        if emulate and otype in STOP_TYPES:
+            self.oco.hold(order, self._market_ms())
+            return order
+        if emulate:
+            self.oco.member(order)
         self.journal.record("submit", order)
         self.venue.submit(order, now)
         return order
@@ -249,16 +269,14 @@ class ExecutionEngine:
         target = self.open.get(cid)
         if target is None:
             return False
-        self.journal.record("cancel", target)
-        self.venue.cancel(target, self.clock())
+        self._cancel(target)
         return True
 
     def cancel_all(self, market: str | None = None) -> int:
         self.require("cancel_all")
         targets = [o for o in self.open.values() if market is None or o.market == market]
         for o in targets:
-            self.journal.record("cancel", o)
-            self.venue.cancel(o, self.clock())
+            self._cancel(o)
         return len(targets)
 
     def adopt(self, order: Order) -> None:
@@ -280,9 +298,15 @@ class ExecutionEngine:
             self.orders[order.client_id] = order
             self.open[order.client_id] = order
             self.journal.record("restored", order)
+            self._at_venue[order.client_id] = self.oco.restore(order) if not self.venue.supports_oco else order
             n += 1
         self.risk.state.open_orders = len(self.open)
         return n
+
+    def at_venue(self, order: Order) -> Order | None:
+        """What the venue must settle for a restored order: itself, the market order a triggered OCO stop sent, or
+        None for a stop this layer holds (it never reached the exchange)."""
+        return self._at_venue.pop(order.client_id, order)
 
     def cancel_own_orders(self, reason: str) -> int:
         """Cancel every open order of this bot, as far as the credentials allow (the strategy need not have declared
@@ -294,8 +318,7 @@ class ExecutionEngine:
             return 0
         targets = list(self.open.values())
         for o in targets:
-            self.journal.record("cancel", o, reason)
-            self.venue.cancel(o, self.clock())
+            self._cancel(o, reason)
         return len(targets)
 
     def open_orders(self, market: str | None = None) -> list[Order]:
@@ -304,12 +327,24 @@ class ExecutionEngine:
     # ---- venue events (VenueEvents) ---------------------------------------------------------------------------
 
     def order_accepted(self, order: Order, time_ms: int, exchange_id: str) -> None:
+        parent = self.oco.parent_of(order)
+        if parent is not None:  # the market order of a triggered OCO stop: the stop stays open, now on the exchange
+            order.exchange_id = parent.exchange_id = exchange_id
+            order.transition(OrderStatus.OPEN, time_ms)
+            self.journal.record("accepted", parent, exchange_id)
+            return
         order.exchange_id = exchange_id
         order.transition(OrderStatus.OPEN, time_ms)
         self.journal.record("accepted", order, exchange_id)
         self._queue.append((order.snapshot(), None))
 
     def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:
+        parent = self.oco.parent_of(order)
+        if parent is not None:  # its fills are the stop's
+            order.apply_fill(fill, complete)
+            if complete:
+                self.oco.child_closed(order)
+            order = parent
         order.apply_fill(fill, complete)
         self.fill_count += 1
         if self.keep_closed:
@@ -318,16 +353,34 @@ class ExecutionEngine:
         self._queue.append((order.snapshot(), fill))
         if complete:
             self._close(order)
+        if self.oco.members and self.oco.is_member(order):
+            self.oco.on_member(order)
 
     def order_cancelled(self, order: Order, time_ms: int, reason: str) -> None:
+        parent = self.oco.parent_of(order)
+        if parent is not None:
+            order.transition(OrderStatus.CANCELLED, time_ms)
+            self.oco.child_closed(order)
+            order = parent
         order.transition(OrderStatus.CANCELLED, time_ms)
         order.reject_reason = None if reason == "cancelled" else reason
         self.journal.record("cancelled", order, reason)
         self._queue.append((order.snapshot(), None))
         self._close(order)
+        if self.oco.members and self.oco.is_member(order):
+            self.oco.on_member(order)
 
     def order_rejected(self, order: Order, time_ms: int, reason: str) -> None:
+        parent = self.oco.parent_of(order)
+        if parent is not None:  # an open stop cannot become "rejected": it is cancelled, saying why
+            order.reject(reason, time_ms)
+            self.oco.child_closed(order)
+            log.warning("stop %s triggered but its market order was refused: %s", parent.client_id, reason)
+            self.order_cancelled(parent, time_ms, f"stop triggered; its market order was refused: {reason}")
+            return
         self._reject(order, reason.split(":", 1)[0], reason)
+        if self.oco.members and self.oco.is_member(order):
+            self.oco.on_member(order)
 
     # ---- delivery -----------------------------------------------------------------------------------------------
 
@@ -348,6 +401,18 @@ class ExecutionEngine:
         return bool(self._queue)
 
     # ---- internals ----------------------------------------------------------------------------------------------
+
+    def _cancel(self, order: Order, reason: str = "") -> None:
+        if self.oco.holds(order):
+            self.oco.cancel(order, "cancelled")
+            return
+        self.journal.record("cancel", order, reason)
+        self.venue.cancel(order, self.clock())
+
+    def _market_ms(self) -> int:
+        """Market time: a backtest's clock is market time; a live clock tracks it in `now` (set by the loop)."""
+        now = getattr(self.clock, "now", None)
+        return int(now) if isinstance(now, int | float) and now else self.clock()
 
     def _close(self, order: Order) -> None:
         self.open.pop(order.client_id, None)

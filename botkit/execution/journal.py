@@ -74,7 +74,7 @@ ON CONFLICT(client_id) DO UPDATE SET
 _COLUMNS = ("client_id, market, side, type, amount, price, stop_price, flags, status, filled, filled_quote, fee, "
             "exchange_id, created_ms, updated_ms, reject_reason")
 _OPEN = tuple(s.value for s in OrderStatus if not s.is_terminal)
-_TYPES: frozenset[str] = frozenset({"limit", "market", "stop_market"})
+_TYPES: frozenset[str] = frozenset({"limit", "market", "stop_market", "stop_limit"})
 
 
 class JournalError(RuntimeError):
@@ -167,7 +167,8 @@ class SqliteJournal:
         """Upsert the order and append the event atomically. An intent ("submit") joins the open group of intents
         that `flush()` commits with an fsync; other records commit at once (or with the open group)."""
         o = order
-        flags = json.dumps({"post_only": o.post_only, "ioc": o.ioc, "oco_group": o.oco_group}, sort_keys=True)
+        flags = json.dumps({"post_only": o.post_only, "ioc": o.ioc, "oco_group": o.oco_group, "held": o.held},
+                           sort_keys=True)
         row = (o.client_id, o.market, o.side, o.type, str(o.amount), _dec(o.price), _dec(o.stop_price), flags,
                o.status.value, str(o.filled), str(o.filled_quote), str(o.fee), o.exchange_id, o.created_ms,
                o.updated_ms, o.reject_reason, self.run_id, self.venue)
@@ -265,6 +266,7 @@ class SqliteJournal:
                 post_only=bool(flags.get("post_only")), ioc=bool(flags.get("ioc")), oco_group=flags.get("oco_group"),
                 status=OrderStatus(r[8]), filled=Decimal(r[9]), filled_quote=Decimal(r[10]), fee=Decimal(r[11]),
                 exchange_id=r[12], created_ms=int(r[13]), updated_ms=int(r[14]), reject_reason=r[15],
+                held=bool(flags.get("held")),
             )
         except (ValueError, InvalidOperation, TypeError, json.JSONDecodeError) as exc:
             raise JournalError(f"order journal {self.path}: row {cid!r} is corrupt ({exc}); "

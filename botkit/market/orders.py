@@ -15,7 +15,8 @@ from typing import Literal
 
 from botkit.market.types import Side
 
-OrderType = Literal["limit", "market", "stop_market"]
+OrderType = Literal["limit", "market", "stop_market", "stop_limit"]
+STOP_TYPES: frozenset[str] = frozenset({"stop_market", "stop_limit"})  # wait for the price to reach `stop_price`
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 
@@ -135,6 +136,8 @@ class Order:
     updated_ms: int = 0
     reject_reason: str | None = None
     fills: list[Fill] = field(default_factory=list, repr=False)
+    # A stop of an OCO group that the execution layer holds itself (the venue has no OCO): open, not on the exchange.
+    held: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -169,7 +172,7 @@ class Order:
         return Order(
             self.client_id, self.market, self.side, self.type, self.amount, self.price, self.stop_price,
             self.post_only, self.ioc, self.oco_group, self.status, self.filled, self.filled_quote, self.fee,
-            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills),
+            self.exchange_id, self.created_ms, self.updated_ms, self.reject_reason, list(self.fills), self.held,
         )
 
     @property

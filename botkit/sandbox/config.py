@@ -44,11 +44,19 @@ class LiquidityConfig(_Strict):
     level_amount: Decimal = Field(default=Decimal("0.5"), gt=0)
     trade_amount: Decimal = Field(default=Decimal("0.01"), gt=0)
     history_minutes: int = Field(default=1440, ge=0, le=100_000)
+    # "time": a replay prints at `speed` times real time; "step": only when told (POST /_sandbox/replay,
+    # Sandbox.replay_step), stamped with the data's own times moved whole days ahead: a lock-step replay.
+    pace: Literal["time", "step"] = "time"
+    # The house quotes its first level at the last print itself on both sides (bid = ask = last), so a market
+    # order fills at exactly the replayed price; further levels are `level_step` apart.
+    zero_spread: bool = False
 
     @model_validator(mode="after")
     def _file_needed(self) -> LiquidityConfig:
         if self.kind != "synthetic" and self.file is None:
             raise ValueError(f"kind = {self.kind!r} replays a recorded file; set `file` to its path")
+        if self.pace == "step" and self.kind == "synthetic":
+            raise ValueError('pace = "step" replays a recorded file; set kind = "candles" or "trades" and `file`')
         if self.file is not None and not self.file.is_file():
             raise ValueError(f"file {str(self.file)!r} does not exist; give the path of a candles or trades CSV")
         return self

@@ -142,7 +142,10 @@ class Exchange:
 
     def __init__(self, config: SandboxConfig, clock: Callable[[], float]) -> None:
         self.config = config
-        self.clock = clock
+        self.wall_clock = clock
+        # Market time: the server's clock, or, while a lock-step replay runs, the replayed data's time (trades,
+        # orders and candles are stamped with it, so they land in the replayed candles).
+        self.replay_time: float | None = None
         self.listeners: list[Listener] = []
         self.markets: dict[str, MarketState] = {}
         self.balances: dict[str, dict[str, Balance]] = {}
@@ -157,9 +160,13 @@ class Exchange:
         self.asset_ids: dict[str, int] = {}
         self.reset()
 
+    def clock(self) -> float:
+        return self.replay_time if self.replay_time is not None else self.wall_clock()
+
     # ---- state ---------------------------------------------------------------------------------------------------
 
     def reset(self) -> None:
+        self.replay_time = None
         self.markets = {m.name: MarketState(m.rules()) for m in self.config.markets}
         self.balances = {
             a.name: {asset: Balance(available=amount) for asset, amount in a.balances.items()}
@@ -650,7 +657,7 @@ class Exchange:
         key = (account, m.rules.name)
         if timeout is None:
             ks = self.kill_switches.pop(key, None)
-            now = int(self.clock())
+            now = int(self.wall_clock())  # fired by the server's pulse, on its clock
             return {"market": m.rules.name, "startTime": now, "cancellationTime": now, "types": ks.types if ks else []}
         try:
             seconds = int(str(timeout))
@@ -661,7 +668,7 @@ class Exchange:
         kinds = types if isinstance(types, list) and types else ["spot"]
         if any(t not in ("spot", "margin", "futures") for t in kinds):
             raise validation_error(30, "types", "Types may contain only spot, margin, futures.")
-        now = int(self.clock())
+        now = int(self.wall_clock())  # fired by the server's pulse, on its clock
         ks = KillSwitch(m.rules.name, now, now + seconds, list(kinds))
         self.kill_switches[key] = ks
         return self._ks_body(ks)
@@ -691,12 +698,12 @@ class Exchange:
 
     def issue_ws_token(self, account: str, ttl: float) -> str:
         token = secrets.token_urlsafe(24)
-        self.ws_tokens[token] = (account, self.clock() + ttl)
+        self.ws_tokens[token] = (account, self.wall_clock() + ttl)
         return token
 
     def account_for_ws_token(self, token: Any) -> str | None:
         entry = self.ws_tokens.get(token) if isinstance(token, str) else None
-        if entry is None or entry[1] < self.clock():
+        if entry is None or entry[1] < self.wall_clock():
             return None
         return entry[0]
 
@@ -730,6 +737,7 @@ class Exchange:
                 return
             if best.house:
                 m.book.remove(best)
+                best.left = ZERO  # gone: a requote at this price places a new quote (zero spread requotes at it)
                 continue
             taker = Order(self._next_house, "", m.rules.name, taker_side, "limit", best.price, best.left, self.clock(),
                           left=best.left, house=True)

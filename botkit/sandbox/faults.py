@@ -141,7 +141,8 @@ ADMIN_HEADER = "X-Sandbox-Admin"
 
 
 def admin_routes(
-    faults: Faults, reset: Callable[[], None], actions: dict[str, Callable[[], None]], token: str
+    faults: Faults, reset: Callable[[], None], actions: dict[str, Callable[[], None]], token: str,
+    replay: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> list[web.RouteDef]:
     """Routes under /_sandbox/ for tests and demos: loopback callers with the admin token only; POST bodies must be
     `application/json`."""
@@ -197,9 +198,24 @@ def admin_routes(
         reset()
         return web.json_response({"status": "reset"})
 
+    async def post_replay(request: web.Request) -> web.Response:
+        """A lock-step replay's next prints: {"market": "BTC_USDT", "prints": 1}."""
+        guard(request, body=True)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or replay is None:
+            return web.json_response({"error": 'body must be a JSON object {"market": ..., "prints": n}'}, status=400)
+        try:
+            return web.json_response(replay(body.get("market"), body.get("prints", 1)))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+
     return [
         web.get("/_sandbox/faults", get_faults),
         web.post("/_sandbox/faults", post_faults),
         web.delete("/_sandbox/faults", delete_faults),
+        web.post("/_sandbox/replay", post_replay),
         web.post("/_sandbox/reset", post_reset),
     ]

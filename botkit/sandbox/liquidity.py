@@ -2,6 +2,13 @@
 
 The house book is rebuilt around each new print, and user orders that a print crosses fill at their own prices
 first, so the book a client sees is always consistent with the trades the sandbox prints.
+
+A replay runs at `speed` times real time (`pace = "time"`), or in lock-step (`pace = "step"`): it prints only when
+told (`step`), each print stamped with the data's own time moved whole days ahead (the exchange's market time
+follows it, so trades, orders and candles land in the replayed candles; being ahead of the wall clock, no client
+timer closes a candle before the replay does). A candles file gives four prints per candle: the open, then the
+extremes, then the close; a driver that steps one print (the open), lets a bot act, then steps three, gives the bot
+the backtest's order of events: orders placed on a closed candle meet the next candle's open first.
 """
 
 from __future__ import annotations
@@ -105,6 +112,8 @@ class ReplaySource:
         self.speed = cfg.speed
         self.loop = cfg.loop
         self.prints = load_prints(cfg.kind, cfg.file, cfg.trade_amount)
+        with cfg.file.open(newline="", encoding="utf-8") as fh:
+            self.start_s = _time_s(next(csv.DictReader(fh)))  # the data's time of print offset 0
         self.length = self.prints[-1].offset + 1.0
         self.index = 0
         self.base = 0.0  # data offset at which the current pass started
@@ -125,6 +134,16 @@ class ReplaySource:
             self.index += 1
 
 
+DAY = 86400.0
+
+
+class _Silent:
+    """The time-driven source of a lock-step replay: nothing is ever due by time."""
+
+    def due(self, elapsed: float) -> list[Print]:
+        return []
+
+
 class Liquidity:
     """Drives one market: feeds due prints to the exchange and requotes the house book around the last one."""
 
@@ -141,9 +160,16 @@ class Liquidity:
         hi = max(lo, int((self.cfg.level_amount * Decimal("1.5")).scaleb(prec).to_integral_value(rounding=ROUND_DOWN)))
         self._qty_range = (lo, hi, prec)
         self.source: PrintSource
+        self.stepped: ReplaySource | None = None
+        self.shift = 0.0  # stepped replays: data time + shift = market time
         if self.cfg.kind == "synthetic":
             self.source = SyntheticSource(self.cfg, self.rng)
             self._warm_up(started)
+        elif self.cfg.pace == "step":
+            self.stepped = ReplaySource(self.cfg)
+            self.source = _Silent()
+            # Whole days ahead of the wall clock (candles of every interval up to a day keep their boundaries).
+            self.shift = math.ceil((started + DAY - self.stepped.start_s) / DAY) * DAY
         else:
             self.source = ReplaySource(self.cfg)
             first = self.source.due(0.0)
@@ -164,6 +190,28 @@ class Liquidity:
         if not prints:
             self.exchange.print_trade(self.market, self.cfg.start_price, self.cfg.trade_amount, "buy", at=now)
 
+    def step(self, prints: int) -> int:
+        """A lock-step replay: the next `prints` prints, at their own (shifted) times. Returns how many were left to
+        print (fewer than asked at the end of the file)."""
+        src = self.stepped
+        if src is None:
+            raise ValueError(f"market {self.market} does not replay in lock-step; set its liquidity pace = \"step\"")
+        n = 0
+        while n < prints and src.index < len(src.prints):
+            p = src.prints[src.index]
+            src.index += 1
+            n += 1
+            self.exchange.replay_time = src.start_s + p.offset + self.shift
+            self.exchange.print_trade(self.market, p.price, p.amount, p.side)
+            if n == prints or src.index == len(src.prints):
+                self._requote()
+        return n
+
+    @property
+    def replay_left(self) -> int:
+        """Prints a lock-step replay has not printed yet."""
+        return len(self.stepped.prints) - self.stepped.index if self.stepped is not None else 0
+
     def tick(self, now: float) -> bool:
         prints = self.source.due(now - self.started)
         for p in prints:
@@ -181,7 +229,8 @@ class Liquidity:
         bids: list[tuple[Decimal, Decimal]] = []
         asks: list[tuple[Decimal, Decimal]] = []
         lo, hi, prec = self._qty_range
-        for i in range(1, self.cfg.levels + 1):
+        first = 0 if self.cfg.zero_spread else 1  # zero spread: bid = ask = the last print
+        for i in range(first, self.cfg.levels + first):
             bid = (last - gap * i).quantize(step, rounding=ROUND_FLOOR)
             ask = (last + gap * i).quantize(step, rounding=ROUND_CEILING)
             for levels, price in ((bids, bid), (asks, ask)):

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -139,6 +140,17 @@ class Sandbox:
         if self._runner is not None:
             self._start_liquidity()
 
+    def replay_step(self, market: Any, prints: Any = 1) -> dict[str, Any]:
+        """The next `prints` prints of `market`'s lock-step replay (`pace = "step"`); in-process twin of
+        POST /_sandbox/replay. ValueError names what is wrong."""
+        liq = self.liquidity.get(market) if isinstance(market, str) else None
+        if liq is None:
+            raise ValueError(f"market {market!r} is not a sandbox market (it has {sorted(self.liquidity)})")
+        if isinstance(prints, bool) or not isinstance(prints, int) or not 1 <= prints <= 100_000:
+            raise ValueError(f"prints = {prints!r}: give a whole number from 1 to 100000")
+        printed = liq.step(prints)
+        return {"market": market, "printed": printed, "left": liq.replay_left, "time": self.exchange.replay_time}
+
     def set_faults(self, **changes: object) -> FaultsConfig:
         """In-process twin of POST /_sandbox/faults."""
         return self.faults.update(dict(changes))
@@ -189,6 +201,7 @@ class Sandbox:
                     "drop_websockets": self.hub.drop_all,
                 },
                 self.admin_token,
+                self.replay_step,
             )
         )
         return app

@@ -655,7 +655,7 @@ class WsHub:
     def _push_candle(self, conn: Conn) -> None:
         assert conn.candles is not None
         market, interval = conn.candles
-        now = self.clock()
+        now = self.exchange.clock()  # market time (a lock-step replay's data time)
         rows = candles(self.exchange.markets[market].trades, interval, now - (now % interval))
         if rows and rows[-1] != conn.candle_sent:
             conn.candle_sent = rows[-1]

@@ -125,7 +125,11 @@ class SimulatedVenue:
         rules: dict[str, MarketRules],
         balances: dict[str, Decimal],
         fill_model: FillModel | None = None,
+        *,
+        supports_oco: bool = True,
     ) -> None:
+        # False: OCO groups are emulated by the execution layer, as on WhiteBIT ([backtest] oco = "emulated")
+        self.supports_oco = supports_oco
         self.fill_model = fill_model or FillModel()
         self.books: dict[str, MarketBook] = {m: MarketBook(r) for m, r in rules.items()}
         self._available: dict[str, Decimal] = {a: Decimal(v) for a, v in balances.items()}

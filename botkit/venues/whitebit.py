@@ -89,8 +89,10 @@ class WhiteBitVenue:
         return frozenset().union(*(DEFAULT_REGISTRY.get(e).scopes for e in cls.ENDPOINTS))
 
     name = "whitebit"
-    # WhiteBIT's public API has no OCO endpoint for spot (docs/whitebit.md §2.4): refused before journaling
+    # WhiteBIT's public API has no OCO endpoint for spot (docs/whitebit.md §2.4): the execution layer emulates it
+    # (botkit/execution/oco.py)
     supports_oco = False
+    supports_stop_limit = True  # order/stop_limit
 
     def __init__(
         self,
@@ -272,6 +274,11 @@ class WhiteBitVenue:
         elif o.type == "market":
             endpoint = "order_market"
             params = {"market": o.market, "side": o.side, "amount": fmt(o.amount), "clientOrderId": o.client_id}
+        elif o.type == "stop_limit":
+            # Base amount and limit price, like order/new; triggered at `activation_price` (docs/whitebit.md §2.4).
+            endpoint = "order_stop_limit"
+            params = {"market": o.market, "side": o.side, "amount": fmt(o.amount), "price": fmt(o.price),  # type: ignore[arg-type]
+                      "activation_price": fmt(o.stop_price or ZERO), "clientOrderId": o.client_id}
         else:
             # WhiteBIT's stop-market takes a buy's amount in quote to spend (like a market buy): the base amount the
             # strategy asked for, valued at the trigger price, cut to the quote's precision.
@@ -376,7 +383,7 @@ class WhiteBitVenue:
         for its trigger: its fills and its end come from the streams and reconciliation."""
         if tr.order.type == "market":
             return True
-        if tr.order.type == "stop_market":
+        if tr.order.type in ("stop_market", "stop_limit"):
             return False
         return _dec(resp.get("left")) == 0 or bool(tr.order.ioc)
 
@@ -602,11 +609,17 @@ class WhiteBitVenue:
             return
         side_raw = r.get("side")
         side: Side = "sell" if side_raw in ("sell", 1) else "buy"
-        otype: OrderType = "market" if str(r.get("type")) in ("market", "2") else "limit"
+        raw_type = str(r.get("type"))
+        otype: OrderType = ("market" if raw_type in ("market", "2", "stock market", "202") else
+                            "stop_limit" if raw_type in ("stop limit", "3") else
+                            "stop_market" if raw_type in ("stop market", "4") else "limit")
         ts = r.get("timestamp", r.get("ctime"))
         t_ms = int(float(ts) * 1000) if ts is not None else self.clock_ms()
+        activation = r.get("activation_price")
         order = Order(client_id=cid, market=market, side=side, type=otype, amount=_dec(r.get("amount")),
-                      price=_dec(r.get("price")) if otype == "limit" else None, created_ms=t_ms, updated_ms=t_ms)
+                      price=_dec(r.get("price")) if otype in ("limit", "stop_limit") else None,
+                      stop_price=_dec(activation) if otype in ("stop_limit", "stop_market") and activation else None,
+                      created_ms=t_ms, updated_ms=t_ms)
         if not self.adopt(order):
             self._foreign.add(xid)  # someone else's (another bot's): never ours, never reported
             return

@@ -16,6 +16,7 @@ import pytest
 from botkit.backtest.books import ASK, BID, BookEvents, load_binance_depth, synthetic_book
 from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.backtest.report import report_dict, summary_table, write_report
+from botkit.execution.oco import OcoMode
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill, Order, OrderStatus
 from botkit.market.rules import MarketRules
@@ -83,9 +84,10 @@ class Script(Strategy):
         self.updates.append(order)
 
 
-def run(events: BookEvents, strategy: Strategy, depth: int = 20) -> BacktestResult:
+def run(events: BookEvents, strategy: Strategy, depth: int = 20, oco: OcoMode = "emulated") -> BacktestResult:
     return Backtest(strategy, [], {M: RULES}, dict(START), grant=Grant.of(",".join(sorted(Strategy.scopes | {
-        "orders.create", "orders.delete", "orders.read", "balances.read"}))), books=[events], book_depth=depth).run()
+        "orders.create", "orders.delete", "orders.read", "balances.read"}))), books=[events], book_depth=depth,
+        oco=oco).run()
 
 
 # ---- walking the book -----------------------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ def test_a_stop_triggers_on_the_best_bid_and_its_oco_partner_is_cancelled() -> N
         (0, "snap", SNAP),
         (10, "delta", [(BID, 98.8, 0.4)]),  # best bid 99: no trigger
         (20, "delta", [(BID, 99.0, 0.0), (BID, 98.8, 0.0)]),  # best bid 98 <= 98.5: the stop walks the bids
-    ), s)
+    ), s, oco="native")
     tp, sl = sorted(res.orders, key=lambda o: o.type)
     assert sl.type == "stop_market" and sl.status is OrderStatus.FILLED
     assert [(f.time_ms - T0, f.price, f.amount, f.ref_price) for f in res.fills] == [(20, D("98.0"), D("1.000"),
@@ -458,3 +460,24 @@ def test_walks_never_take_more_than_the_book_shows_on_random_books() -> None:
             assert sum(took.values(), D(0)) <= min(size, sum((D(str(v)) for v in shown.values()), D(0)))
         ordered = [float(d.price) for d in mt.deals]
         assert ordered == sorted(ordered, reverse=not buy)  # best price first
+
+
+def test_an_emulated_oco_stop_triggers_on_the_best_bid_and_goes_out_as_a_market_order() -> None:
+    """The WhiteBIT way (`[backtest] oco = "emulated"`): the stop is held by the execution layer, triggered by the
+    best bid, the take-profit is cancelled, and the market order walks the book it was decided on (as any order
+    here: matched at the next event, against the book of its decision time, and stamped with that time)."""
+    def bracket(ctx: Context, b: BookSnapshot) -> None:
+        ctx.sell(M, "1", "101.5", oco="x")
+        ctx.sell(M, "1", stop="98.5", oco="x")
+
+    s = Script({0: bracket})
+    res = run(book_events(
+        (0, "snap", SNAP),
+        (10, "delta", [(BID, 98.8, 0.4)]),  # best bid 99: no trigger
+        (20, "delta", [(BID, 99.0, 0.0), (BID, 98.8, 0.0)]),  # best bid 98 <= 98.5: triggered here
+        (30, "delta", [(BID, 97.5, 2.0)]),  # the market sell is matched here, on the book of its decision
+    ), s)
+    tp, sl = sorted(res.orders, key=lambda o: o.type)
+    assert sl.type == "stop_market" and sl.status is OrderStatus.FILLED
+    assert [(f.time_ms - T0, f.price, f.amount) for f in res.fills] == [(20, D("98.0"), D("1.000"))]
+    assert tp.status is OrderStatus.CANCELLED

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from decimal import Decimal as D
 
 import numpy as np
+import pytest
 
 from botkit import Context, Strategy
 from botkit.backtest.importers import TradeSeries
 from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.backtest.tape import Tape
+from botkit.execution.oco import OcoMode
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill, Order
 from botkit.market.types import Trade, TradeBatch
@@ -58,11 +60,11 @@ class TradeScript(Strategy):
         self.updates.append((ctx.now, order.client_id, order.status.value, order.filled))
 
 
-def trades_run(strategy: Strategy, t: Tape, **model: object) -> BacktestResult:
+def trades_run(strategy: Strategy, t: Tape, oco: OcoMode = "emulated", **model: object) -> BacktestResult:
     fm = FillModel(kind="trades", **model)  # type: ignore[arg-type]
     return Backtest(strategy, [], {"BTC_USDT": RULES}, {"USDT": D("10000"), "BTC": D("10")},
                     grant=Grant.of("orders.create,orders.delete,orders.read,balances.read"), fill_model=fm,
-                    tape=t).run()
+                    tape=t, oco=oco).run()
 
 
 def test_a_queue_position_fill_arrives_only_after_the_volume_ahead_of_it_traded():
@@ -227,18 +229,65 @@ def test_a_cancel_after_a_partial_fill_releases_exactly_the_rest_of_the_lock():
     assert res.final_balances["BTC"] == D("10") + D("0.3") - D("0.0003")
 
 
-def test_oco_stop_and_target_on_trades_and_ioc_that_cannot_take():
+@pytest.mark.parametrize("oco", ["native", "emulated"])
+def test_oco_stop_and_target_on_trades_and_ioc_that_cannot_take(oco: OcoMode):
+    """A stop of an OCO group triggers on a trade at or through it. Native (the simulated venue's OCO): it fills at
+    that trade. Emulated (the execution layer holds the stop, as on WhiteBIT): the trigger cancels the target and
+    sends a market order, which fills at the next trade."""
+
     def exits(ctx: Context, tr: Trade) -> None:
         ctx.sell("BTC_USDT", "1", "110", oco="x")
         ctx.sell("BTC_USDT", "1", stop="95", oco="x")
         ctx.buy("BTC_USDT", "1", "90", ioc=True)
 
     s = TradeScript({0: exits})
-    rows = [(0, 100.0, 1.0, BUY), (10, 99.0, 1.0, SELL), (20, 94.0, 1.0, SELL), (30, 111.0, 1.0, BUY)]
-    res = trades_run(s, tape(rows))
+    rows = [(0, 100.0, 1.0, BUY), (10, 99.0, 1.0, SELL), (20, 94.0, 1.0, SELL), (30, 93.0, 1.0, SELL),
+            (40, 111.0, 1.0, BUY)]
+    res = trades_run(s, tape(rows), oco=oco)
     ((_, fill),) = s.fills
-    assert fill.price == D("94") and fill.time_ms == T0 + 20 and not fill.maker  # the stop, at the trade price
-    final = {cid: st for _, cid, st, _ in s.updates}
-    assert sorted(final.values()) == ["cancelled", "cancelled", "filled"]  # target cancelled (oco), ioc expired
+    px, at = (D("94"), 20) if oco == "native" else (D("93"), 30)
+    assert fill.price == px and fill.time_ms == T0 + at and not fill.maker  # a taker, at the trade price
+    statuses = sorted(u[2] for u in s.updates if u[2] in ("filled", "cancelled"))
+    assert statuses == ["cancelled", "cancelled", "filled"]  # target cancelled (oco), ioc expired, stop filled
     assert res.final_balances["BTC"] == D("9")
-    assert res.final_balances["USDT"] == D("10000") + D("94") - D("0.188")  # taker fee 0.2 %
+    assert res.final_balances["USDT"] == D("10000") + px - px * D("0.002")  # taker fee 0.2 %
+
+
+class Bracket(Strategy):
+    """On start and after each exit: buy 0.05 at market, then an OCO exit (target +0.4, stop -0.4) from the fill."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def on_start(self, ctx: Context) -> None:
+        ctx.buy("BTC_USDT", "5")
+
+    def on_trade(self, ctx: Context, trade: Trade) -> None:
+        self.seen += 1
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        if fill.side == "buy":
+            px = float(fill.price)
+            ctx.sell("BTC_USDT", fill.amount - fill.fee, f"{px + 0.4:.2f}", oco=f"g{fill.time_ms}")
+            ctx.sell("BTC_USDT", fill.amount - fill.fee, stop=f"{px - 0.4:.2f}", oco=f"g{fill.time_ms}")
+        elif not ctx.open_orders("BTC_USDT"):
+            ctx.buy("BTC_USDT", "5")
+
+
+class BatchedBracket(Bracket):
+    def on_trades(self, ctx: Context, trades: TradeBatch) -> None:
+        self.seen += len(trades)
+
+
+@pytest.mark.parametrize("oco", ["native", "emulated"])
+def test_held_oco_stops_fill_the_same_in_batches_and_one_by_one(oco: OcoMode):
+    t = random_tape(20_000, seed=5)
+    one, many = Bracket(), BatchedBracket()
+    a = trades_run(one, t, oco=oco)
+    b = trades_run(many, t, oco=oco)
+    stops = [o for o in a.orders if o.type == "stop_market" and o.status.value == "filled"]
+    assert len(a.fills) > 20 and stops  # some exits were stops
+    assert [(f.time_ms, f.side, f.price, f.amount) for f in a.fills] == \
+        [(f.time_ms, f.side, f.price, f.amount) for f in b.fills]
+    assert a.final_balances == b.final_balances and one.seen == many.seen == 20_000

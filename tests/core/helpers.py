@@ -10,6 +10,7 @@ import numpy as np
 from botkit import Context, Strategy
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.replay import Backtest, BacktestResult
+from botkit.execution.oco import OcoMode
 from botkit.execution.risk import RiskLimits
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill, Order
@@ -63,7 +64,8 @@ class Script(Strategy):
 
 def run(strategy: Strategy, data: list[CandleSeries], balances: dict[str, str] | None = None,
         scopes: str = "orders.create,orders.delete,orders.read,balances.read", risk: RiskLimits | None = None,
-        fill_model: FillModel | None = None) -> BacktestResult:
+        fill_model: FillModel | None = None, oco: OcoMode = "emulated") -> BacktestResult:
     rules = {"BTC_USDT": RULES, "ETH_USDT": ETH}
     bal = {k: Decimal(v) for k, v in (balances or {"USDT": "10000"}).items()}
-    return Backtest(strategy, data, rules, bal, grant=Grant.of(scopes), risk=risk, fill_model=fill_model).run()
+    return Backtest(strategy, data, rules, bal, grant=Grant.of(scopes), risk=risk, fill_model=fill_model,
+                    oco=oco).run()

@@ -123,7 +123,7 @@ def test_plugin_from_entry_point(tmp_path):
     assert out.stdout.strip() == "EP"
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert main(["backtest", f"configs/{config}.toml", "--out", str(tmp_path)]) == 0
@@ -135,7 +135,7 @@ def test_example_strategies_backtest_on_sample_data(config, tmp_path, monkeypatc
     assert len(lines) == report["fills"] + 1
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 def test_example_strategies_backtest_on_real_btc_perp(config, tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(ROOT)
     real = shared_data / "candles" / "BTC-PERP_1m.csv"
@@ -196,7 +196,8 @@ def test_auth_section_is_checked_at_load_and_secrets_must_come_from_env(tmp_path
     assert cfg.auth["client_id"] == "my-client"
 
 
-SHIPPED_CONFIGS = ["bollinger.toml", "grid.toml", "sandbox_oauth.toml", "sandbox_sma.toml", "sma_cross.toml"]
+SHIPPED_CONFIGS = ["bollinger.toml", "grid.toml", "sandbox_oauth.toml", "sandbox_sma.toml", "sma_cross.toml",
+                   "sma_oco.toml"]
 
 
 def test_shipped_config_list_is_complete():

@@ -77,7 +77,7 @@ def test_stop_and_target_in_one_candle_stop_wins():
     data = series(FLAT + [(100.2, 101.0, 100.0, 100.5), (100.5, 101.0, 100.0, 100.5),
                           (100.0, 111.0, 94.0, 100.0)])
     s = Script({0: enter, 1: exits})
-    res = run(s, [data])
+    res = run(s, [data], oco="native")  # the simulated venue's own OCO (tests/core/test_oco_emulation.py: emulated)
     sells = [f for f in res.fills if f.side == "sell"]
     assert len(sells) == 1 and sells[0].price == D("95")
     statuses = dict(s.updates)

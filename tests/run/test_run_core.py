@@ -32,7 +32,7 @@ def _fills(path: Path) -> list[tuple[str, ...]]:
         return [tuple(row[c] for c in FILL_COLUMNS) for row in csv.DictReader(fh)]
 
 
-@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid"])
+@pytest.mark.parametrize("config", ["sma_cross", "bollinger", "grid", "sma_oco"])
 async def test_paper_fills_exactly_where_the_backtest_fills(config: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
@@ -192,18 +192,28 @@ dir = "{tmp / 'out'}"
     return p
 
 
-async def test_oco_is_refused_on_whitebit_before_anything_is_journaled_as_sent(sandbox: Sandbox, rest: WhiteBitRest,
-                                                                              tmp_path: Path) -> None:
+async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_execution_layer(
+        sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path) -> None:
+    """WhiteBIT has no spot OCO (and both exits would each lock the full amount): the take-profit goes to the
+    exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open."""
+    import io
+
     from .run_strategies import OcoTrier
 
     strategy = OcoTrier()
     cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
-    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False).run()
-    assert [o.status.value for o in strategy.pair] == ["rejected", "rejected"]
-    assert all("no one-cancels-other orders" in (o.reject_reason or "") for o in strategy.pair)
-    assert await rest.call("order_history", {"limit": 100}) == {}
+    out = io.StringIO()
+    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
+    tp, stop = strategy.pair
+    (line,) = [x for x in out.getvalue().splitlines() if f"[{stop.client_id}]" in x]
+    assert "stop-market" in line and "-> open (held locally, not on the exchange" in line
+    assert tp.status.value == "open" and tp.exchange_id is not None and not tp.held
+    assert stop.status.value == "open" and stop.held and stop.exchange_id is None and stop.type == "stop_market"
+    on_exchange = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
+    assert [o["clientOrderId"] for o in on_exchange] == [tp.client_id]
     with SqliteJournal(tmp_path / "j.sqlite") as j:
-        assert [e.kind for e in j.events()] == ["rejected", "rejected"]  # never a "submit" intent
+        assert [e.kind for e in j.events(stop.client_id)] == ["held"]
+        assert [(o.client_id, o.held) for o in j.open_orders()] == [(tp.client_id, False), (stop.client_id, True)]
 
 
 async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> None:
