@@ -55,13 +55,14 @@ class MarketClock:
 class WallClock:
     """Wall time for live trading. `now` still tracks market time (the loop sets it), for eligibility and logs."""
 
-    __slots__ = ("now",)
+    __slots__ = ("_source", "now")
 
-    def __init__(self) -> None:
+    def __init__(self, source: Callable[[], float] = time.time) -> None:
         self.now = 0
+        self._source = source  # wall seconds; a fake clock in tests
 
     def __call__(self) -> int:
-        return int(time.time() * 1000)
+        return int(self._source() * 1000)
 
 
 Clock = MarketClock | WallClock

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
@@ -263,13 +264,26 @@ class LiveRunner:
         out: TextIO | None = sys.stdout,
         handle_signals: bool = True,
         source: EventSource | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        token_clock: TokenClock = SYSTEM_CLOCK,
     ) -> None:
+        """`token_clock`: the OAuth session's own clock (wall time, monotonic time and sleep of the token layer,
+        botkit/auth/clock.py), apart from the run's `clock`/`monotonic`: tests and benchmarks run token lifetimes
+        faster than the market with a ScaledClock shared with the sandbox's authorization server."""
+        self.token_clock = token_clock
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
         if cfg.run.mode == "paper" and cfg.backtest.fills == "book":
             raise RunError('[backtest] fills = "book" is for backtests on recorded depth; paper trading fills on '
                            'candles or trades: set fills = "candles" or "trades" for `botkit run`')
         self.source = source
+        # Time: `clock` (wall seconds: order and event times in sandbox and live mode, candle closes and history on
+        # the market feed, token expiry in the status line) and `monotonic` (the run's own timing: `duration_s`, the
+        # status line, the kill-switch re-arm cadence, feed lag). Tests inject one fake clock, shared with the
+        # sandbox's, so a timed run does not wait in real time.
+        self._now = clock
+        self._mono = monotonic
         self.cfg = cfg
         self.run_cfg = cfg.run
         self.mode = cfg.run.mode
@@ -280,7 +294,8 @@ class LiveRunner:
         self.state = MarketState({m: CandleBuffer.live(keep) for m in self.markets})
         # Paper trading runs on market time (the data's own clock), so it fills exactly where a backtest would;
         # sandbox and live timestamp orders with wall time.
-        self.clock: MarketClock | WallClock = MarketClock(wall_ms()) if self.mode == "paper" else WallClock()
+        self.clock: MarketClock | WallClock = MarketClock(self._wall_ms()) if self.mode == "paper" \
+            else WallClock(clock)
         self.out = out
         self.handle_signals = handle_signals
         self.sandbox: Sandbox | None = sandbox
@@ -303,6 +318,9 @@ class LiveRunner:
         self._where = ""
         self._signals: list[signal.Signals] = []
         self.log = logging.getLogger(f"botkit.strategy.{type(self.strategy).__name__}")
+
+    def _wall_ms(self) -> int:
+        return int(self._now() * 1000)
 
     # ---- credentials and grant ---------------------------------------------------------------------------------------
 
@@ -335,7 +353,18 @@ class LiveRunner:
                                  ("refresh_ttl", self.run_cfg.sandbox_refresh_ttl_s)) if v is not None}
         if ttl:
             cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update=ttl)})
+        dialect = (self.cfg.auth or {}).get("dialect") if self.run_cfg.credentials == "oauth" else None
+        if dialect is not None and dialect != cfg.oauth.dialect:
+            # The embedded sandbox speaks the dialect the bot's [auth] asks for (`[oauth] dialect` of the sandbox).
+            cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"dialect": dialect})})
+        if self._bearer_trading() and not cfg.server.bearer_trading:
+            # `[auth] trading_auth = "bearer"` on the embedded sandbox: its opt-in Bearer trading (not in WhiteBIT's
+            # public documentation) is switched on, since this run asked for exactly that.
+            cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"bearer_trading": True})})
         return cfg
+
+    def _bearer_trading(self) -> bool:
+        return self.run_cfg.credentials == "oauth" and (self.cfg.auth or {}).get("trading_auth") == "bearer"
 
     async def _sandbox_oauth_account(self, key: str, secret: str, perms: frozenset[str]) -> Account:
         """Sandbox mode with `[run] credentials = "oauth"`: log in to the embedded sandbox through the real
@@ -363,7 +392,9 @@ class LiveRunner:
         env = {"BOTKIT_AUTH__CLIENT_SECRET": os.environ.get("BOTKIT_AUTH__CLIENT_SECRET")
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
-        oauth = OAuthClient(settings, self.http)
+        oauth = OAuthClient(settings, self.http, clock=self.token_clock.time)
+        if settings.use_metadata:
+            await oauth.discover()  # RFC 8414: endpoints from the server's metadata, `iss` required if advertised
         req = oauth.authorization_request(client.redirect_uris[0])
         url = req.url
         for _ in range(10):  # the browser's part: the sandbox consents and redirects to the registered callback
@@ -377,7 +408,9 @@ class LiveRunner:
                 break
         token = await complete_login(oauth, req, dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)))
         store = store_for(settings, environ={})
-        key_creds = ApiKeyCredentials(key, SecretStr(secret), None, perms, time.time())
+        # Bearer trading (credential (d)) needs no key: none is stored, so none can be used.
+        key_creds = None if settings.trading_auth == "bearer" else ApiKeyCredentials(
+            key, SecretStr(secret), None, perms, time.time())
         await asyncio.to_thread(store.save, StoredCredentials(token=token, api_key=key_creds))
         if self.out is not None:
             print(f"logged in to the embedded sandbox as OAuth client {client_id!r} (token lifetime "
@@ -385,7 +418,8 @@ class LiveRunner:
                   file=self.out, flush=True)
         try:
             return await open_account(self.sandbox.base_url, self.http, env_key=None, env_secret=None,
-                                      config_grant=Grant(perms), auth=settings, require_session=True)
+                                      config_grant=Grant(perms), auth=settings, require_session=True,
+                                      clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -402,7 +436,7 @@ class LiveRunner:
                                       env_secret=self.run_cfg.api_secret,
                                       config_grant=Grant.of(self.cfg.grant.scopes, "config [grant]"),
                                       auth=settings if self.run_cfg.credentials != "apikey" else None,
-                                      require_session=self.run_cfg.credentials == "oauth")
+                                      require_session=self.run_cfg.credentials == "oauth", clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -414,7 +448,7 @@ class LiveRunner:
         return self.cfg.out_dir / self.mode
 
     async def run(self) -> RunSummary:
-        t0 = time.monotonic()
+        t0 = self._mono()
         failure: StrategyFailure | None = None
         outcome = "complete"
         try:
@@ -492,7 +526,7 @@ class LiveRunner:
         return RunSummary(
             mode=self.mode,
             strategy=type(self.strategy).__name__,
-            seconds=time.monotonic() - t0,
+            seconds=self._mono() - t0,
             candles=self.candles,
             orders_by_status=by_status,
             fills=engine.fill_count,
@@ -536,6 +570,11 @@ class LiveRunner:
             sb_cfg = self._load_sandbox_config() if self.sandbox is None else self.sandbox.config
             key, secret, perms = self._sandbox_key(sb_cfg)
             grant = Grant(perms, f"sandbox key of account {rc.account!r}")
+            if self._bearer_trading():  # what the sandbox's OAuth client will be granted, not the key
+                cid = (self.cfg.auth or {}).get("client_id")
+                client = next((c for c in sb_cfg.oauth.clients if c.client_id == cid), None)
+                if client is not None:
+                    grant = Grant(frozenset(client.scopes), f"OAuth client {cid!r} of the sandbox")
             self._check_start(grant, declared)  # before any socket opens: nothing reaches the exchange
             sb_markets = {m.name for m in sb_cfg.markets}
             missing = [m for m in self.markets if m not in sb_markets]
@@ -564,10 +603,6 @@ class LiveRunner:
             self._check_start(grant, declared)
             base_url, ws_url = rc.base_url, rc.resolved_ws_url()
 
-        if mode != "paper":
-            # The venue reads balances and reconciles open orders: without these it would trade blind.
-            grant.require("the whitebit venue (balances, reconciliation, lost-answer lookups)",
-                          WhiteBitVenue.required_scopes())
         self._where = base_url
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -584,7 +619,7 @@ class LiveRunner:
                 rest = WhiteBitRest(base_url, self.http, signer=HmacSigner(key, SecretStr(secret)), key_grant=grant)
                 self.account = Account(rest, grant, identity_of(key), None, f"sandbox key of account {rc.account!r}")
             venue = WhiteBitVenue(self.account.rest, self.rules, ws_url=ws_url, notify=self._wake, adopt=self._adopt,
-                                  clock_ms=wall_ms, ping_interval=rc.ping_interval_s,
+                                  clock_ms=self._wall_ms, ping_interval=rc.ping_interval_s,
                                   max_in_flight=rc.max_in_flight, before_send=self._durable,
                                   on_reauth=self._reauth_needed)
             tokens = self.account.tokens
@@ -677,7 +712,15 @@ class LiveRunner:
         return self._equity() if any(self.state.last_price(m) is not None for m in self.markets) else None
 
     def _check_start(self, grant: Grant, declared: frozenset[str]) -> None:
-        grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        """One check for everything the bot will need, so a refusal lists every missing scope at once: the
+        strategy's declared scopes and, except on paper, what the venue itself calls (balances, reconciliation,
+        lost-answer lookups, the private stream's token)."""
+        if self.mode == "paper":
+            grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        else:
+            grant.require(f"strategy {type(self.strategy).__name__} start (its declared scopes and those of the "
+                          "whitebit venue: balances, reconciliation, lost-answer lookups)",
+                          declared | WhiteBitVenue.required_scopes())
 
     async def _start_feeds(self, ws_url: str) -> None:
         if self.source is not None:
@@ -689,7 +732,8 @@ class LiveRunner:
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
-                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}")
+                            stale_after=self.run_cfg.staleness_s, name=f"market-ws {market}",
+                            clock=self._now, monotonic=self._mono)
             feed.subscribe_candles(market, self.run_cfg.interval_s)
             feed.subscribe_lastprice([market])
             if want_trades:
@@ -708,7 +752,7 @@ class LiveRunner:
         n, iv = self.run_cfg.history, self.run_cfg.interval_s
         if n <= 0:
             return
-        now = int(time.time())
+        now = int(self._now())
         current = now - now % iv
         try:
             rows = await feed.request("candles_request", [market, current - n * iv, current, iv])
@@ -763,20 +807,19 @@ class LiveRunner:
         """Market events one at a time from the queue; between them, `tick` delivers order events and fires timers.
         The deadline and Ctrl-C are checked at least every 100 ms, whatever the strategy and the venue are doing."""
         assert self.loop is not None
-        aloop = asyncio.get_running_loop()
-        deadline = aloop.time() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
+        deadline = self._mono() + self.run_cfg.duration_s if self.run_cfg.duration_s else None
         status_every = self.run_cfg.status_every_s
-        next_status = aloop.time() + status_every if status_every else None
+        next_status = self._mono() + status_every if status_every else None
         # The dead-man switch is re-armed from this loop, never from a side task: if the loop stalls (a strategy
         # that blocks, a hung process), re-arming stops and the exchange cancels the bot's orders.
         kill_every = self.run_cfg.kill_switch_s / 3 if self.run_cfg.kill_switch_s and self._venue_is_live() else None
-        next_kill = aloop.time()
+        next_kill = self._mono()
         stop_wait = asyncio.ensure_future(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
                 timeout = 0.1
                 if deadline is not None:
-                    left = deadline - aloop.time()
+                    left = deadline - self._mono()
                     if left <= 0:
                         break
                     timeout = min(timeout, left)
@@ -796,11 +839,11 @@ class LiveRunner:
                 if self.reauth is not None:
                     break
                 self.loop.tick()
-                if kill_every is not None and aloop.time() >= next_kill:
-                    next_kill = aloop.time() + kill_every
+                if kill_every is not None and self._mono() >= next_kill:
+                    next_kill = self._mono() + kill_every
                     self._rearm_kill_switch()
-                if next_status is not None and aloop.time() >= next_status:
-                    next_status = aloop.time() + status_every
+                if next_status is not None and self._mono() >= next_status:
+                    next_status = self._mono() + status_every
                     self._print_status()
                 if self.source is not None and self.source.finished and self.queue.empty():
                     break  # the replay is over
@@ -820,7 +863,7 @@ class LiveRunner:
             return
         quote = self.rules[self.markets[0]].money
         positions = {m: self.venue.balance(self.rules[m].stock).total for m in self.markets}
-        lag = time.monotonic() - self.last_data_wall if self.last_data_wall is not None else None
+        lag = self._mono() - self.last_data_wall if self.last_data_wall is not None else None
         print(self.reporter.status_line(equity=self._equity_or_none(), quote=quote, positions=positions,
                                         open_orders=len(self.engine.open), feed_lag_s=lag,
                                         token=self._token_status(), pnl=self.reporter.pnl(self.state.last_price)),
@@ -831,15 +874,15 @@ class LiveRunner:
         if tokens is None:
             return None
         failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
-        left = f"token expires in {tokens.token.expires_at - time.time():.0f} s" if tokens.token is not None else \
-            "no token"
+        t = tokens.token  # token times are on the token clock
+        left = f"token expires in {t.expires_at - self.token_clock.time():.0f} s" if t is not None else "no token"
         return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
     def _token_status(self) -> str:
         tokens = self.account.tokens if self.account is not None else None
         if tokens is None or tokens.token is None:
             return "n/a (paper)" if self.mode == "paper" else "none (API key)"
-        left = tokens.token.expires_at - time.time()
+        left = tokens.token.expires_at - self.token_clock.time()
         return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:
@@ -855,17 +898,17 @@ class LiveRunner:
         if loop.stopped:
             return  # after on_stop only order events are delivered, no market data
         if isinstance(ev, CandleClosed):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             if loop.candle(ev.candle):
                 self.candles += 1
         elif isinstance(ev, TradePrinted):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.trade(ev.trade)
         elif isinstance(ev, BookChanged):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             loop.book(ev.book)
         elif isinstance(ev, LastPrice):
-            self.last_data_wall = time.monotonic()
+            self.last_data_wall = self._mono()
             self.state.last[ev.market] = ev.price
         elif isinstance(ev, Stale):
             self.stale_events += 1

@@ -46,13 +46,17 @@ class TokenManager:
         reauth_command: str | None = None,
         sleep: Sleep = asyncio.sleep,
         slot: Slot = "token",
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.slot: Slot = slot
         self.store = store
         self.s = settings
         self.reauth_command = reauth_command or settings.reauth_command()
-        self._sleep = sleep
+        self._sleep = sleep  # every wait (rate limit, retries, keep-alive) goes through it;
+        self._now = clock  # wall seconds, compared with a token's obtained_at and expires_at;
+        self._mono = monotonic  # and monotonic seconds: inject all three from one fake clock in tests
         self._token: TokenSet | None = None
         self._token_str: str | None = None
         self._refresh_at = 0.0  # monotonic
@@ -85,12 +89,12 @@ class TokenManager:
         leeway = min(self.s.leeway_s, lifetime / 2)  # a leeway as long as the token would refresh on every call
         self._token = t
         self._token_str = t.access_token.get_secret_value()
-        self._refresh_at = time.monotonic() + (t.expires_at - leeway - time.time())
+        self._refresh_at = self._mono() + (t.expires_at - leeway - self._now())
         self._grant = Grant(t.scopes, "oauth")
 
     def _expiring(self, t: TokenSet) -> bool:
         lifetime = max(0.0, t.expires_at - t.obtained_at)
-        return time.time() >= t.expires_at - min(self.s.leeway_s, lifetime / 2)
+        return self._now() >= t.expires_at - min(self.s.leeway_s, lifetime / 2)
 
     async def load(self) -> TokenManager:
         """Read the token file; raises ReauthRequired (with the command) when there is nothing usable."""
@@ -122,7 +126,7 @@ class TokenManager:
     async def access_token(self) -> str:
         """A token valid for at least the leeway; refreshes (once, shared) when it is not."""
         t = self._token_str
-        if t is not None and time.monotonic() < self._refresh_at:
+        if t is not None and self._mono() < self._refresh_at:
             return t
         return await self._slow_path(t)
 
@@ -132,11 +136,11 @@ class TokenManager:
             return (await self._refresh_shared(seen=seen, force=False)).access_token.get_secret_value()
         except TokenEndpointUnavailable:
             cur = self._token
-            left = cur.expires_at - time.time() if cur is not None else 0.0
+            left = cur.expires_at - self._now() if cur is not None else 0.0
             margin = min(1.0, 0.1 * (cur.expires_at - cur.obtained_at)) if cur is not None else 1.0
             if self._token_str is not None and left > margin:
                 log.warning("refresh failed; using the current token for its last %.0f s", left)
-                self._refresh_at = time.monotonic() + min(5.0, left / 2)  # try again soon, not on every call
+                self._refresh_at = self._mono() + min(5.0, left / 2)  # try again soon, not on every call
                 return self._token_str
             raise
 
@@ -145,7 +149,7 @@ class TokenManager:
         if not required <= self._grant.scopes:
             self._grant.require(operation, required)
         t = self._token_str
-        if t is not None and time.monotonic() < self._refresh_at:
+        if t is not None and self._mono() < self._refresh_at:
             return t
         return await self._slow_path(t)
 
@@ -230,21 +234,22 @@ class TokenManager:
         interval = self.s.refresh_min_interval_s
         if interval > 0:
             interval += 0.05  # the server measures from when it received the last request, not when we sent it
-        wait = max(self._last_sent + interval - time.monotonic(), current.obtained_at + interval - time.time())
+        wait = max(self._last_sent + interval - self._mono(), current.obtained_at + interval - self._now())
         if wait > 0:
             await self._sleep(wait)
-        self._last_sent = time.monotonic()
+        self._last_sent = self._mono()
 
     async def _refresh_with_retry(self, current: TokenSet) -> TokenSet:
         budget = self.s.retry_total_s
         life = self.s.refresh_token_lifetime
         if life is not None:
-            budget = max(0.0, min(budget, current.obtained_at + life - time.time()))
+            budget = max(0.0, min(budget, current.obtained_at + life - self._now()))
         log.info("refresh.start rt=%s", fingerprint(current.refresh_token))
         try:
             retrying = policy(lambda e: isinstance(e, TransientTokenError), attempts=self.s.retry_attempts,
                               total_s=budget, max_wait_s=self.s.retry_max_wait_s,
-                              retry_after_cap_s=self.s.retry_after_cap_s, sleep=self._sleep)
+                              retry_after_cap_s=self.s.retry_after_cap_s, sleep=self._sleep,
+                              clock=self._mono)
             async for attempt in retrying:
                 with attempt:
                     await self._respect_rate_limit(current)
@@ -260,7 +265,7 @@ class TokenManager:
         )
         log.info(
             "refresh.ok at=%s expires_in=%.0f rotated=%s", fingerprint(new.access_token),
-            new.expires_at - time.time(), "yes" if rotated else "no",
+            new.expires_at - self._now(), "yes" if rotated else "no",
         )
         return new
 
@@ -273,8 +278,8 @@ class TokenManager:
     async def _keepalive_loop(self) -> None:
         failures = 0
         while True:
-            delay = max(0.0, self._refresh_at - time.monotonic())
-            await asyncio.sleep(delay + 0.01)
+            delay = max(0.0, self._refresh_at - self._mono())
+            await self._sleep(delay + 0.01)
             try:
                 await self._refresh_shared(seen=self._token_str, force=False)
                 failures = 0
@@ -283,7 +288,7 @@ class TokenManager:
             except AuthError as exc:
                 failures += 1
                 log.warning("keepalive refresh failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(reconnect_delay(failures, 30.0, 2.0))  # the shared policy's backoff
+                await self._sleep(reconnect_delay(failures, 30.0, 2.0))  # the shared policy's backoff
 
     async def aclose(self) -> None:
         task, self._keepalive = self._keepalive, None

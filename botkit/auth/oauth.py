@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,9 +90,11 @@ class AuthorizationRequest:
 class OAuthClient:
     """Talks to one authorization server in the configured dialect."""
 
-    def __init__(self, settings: AuthSettings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: AuthSettings, http: httpx.AsyncClient, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.s = settings
         self.http = http
+        self._clock = clock  # wall seconds: when a token was obtained and when it expires
         self._metadata: dict[str, Any] | None = None
 
     # -- endpoints -----------------------------------------------------------------------------------------------
@@ -169,7 +172,7 @@ class OAuthClient:
     async def _post_token(self, url: str, form: dict[str, str], what: str) -> tuple[dict[str, Any], float]:
         headers = self._client_auth(form)
         path = urllib.parse.urlsplit(url).path
-        sent_at = time.time()
+        sent_at = self._clock()
         try:
             r = await self.http.post(url, data=form, headers=headers)
         except httpx.TransportError as exc:

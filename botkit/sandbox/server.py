@@ -53,7 +53,8 @@ async def _gone_middleware(
 class Sandbox:
     """A local WhiteBIT. Binds to loopback only; `port=0` picks a free port (see `base_url` after `start()`)."""
 
-    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -61,6 +62,7 @@ class Sandbox:
         if not loopback:
             raise ValueError(f"host {host!r} is not a loopback address; the sandbox binds to 127.0.0.1 only")
         self.config = config if config is not None else load_sandbox_config(None)
+        self._time = clock  # wall seconds; tests inject a fake clock to move token lifetimes and kill switches
         self.host = host
         self.port = port
         self.faults = Faults(self.config.faults)
@@ -69,7 +71,8 @@ class Sandbox:
         self.exchange = Exchange(self.config, self.clock)
         self.oauth = OAuthSandbox(self.config.oauth, self.keys, clock=self.clock)
         self.hub = WsHub(self.exchange, self.config.server, self.faults, self.clock)
-        self.rest_limits = RestLimits(self.config.server.rest_limit_scale, self.config.server.rest_limit_window_scale)
+        self.rest_limits = RestLimits(self.config.server.rest_limit_scale, self.config.server.rest_limit_window_scale,
+                                      clock=monotonic)  # REST rate-limit windows
         self.liquidity: dict[str, Liquidity] = {}
         self.faults.on_change.append(self._apply_faults)
         self._apply_faults(self.config.faults)
@@ -89,8 +92,8 @@ class Sandbox:
         return f"ws://{self.host}:{self.port}/ws"
 
     def clock(self) -> float:
-        """Server time, including any injected clock skew."""
-        return time.time() + self.faults.skew
+        """Server time (the injected clock, wall time by default), including any injected clock skew."""
+        return self._time() + self.faults.skew
 
     async def start(self) -> None:
         if self._runner is not None:

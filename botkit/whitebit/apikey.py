@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ from botkit.auth.settings import AuthSettings
 from botkit.auth.store import StoredCredentials, TokenStore, store_for
 from botkit.auth.tokens import ApiKeyCredentials, TokenSet
 from botkit.market.grants import WHITEBIT_SCOPES
-from botkit.retry import policy
+from botkit.retry import policy, poll
 from botkit.whitebit.endpoints import AuthKind, Endpoint, EndpointRegistry
 from botkit.whitebit.errors import WhiteBitConflict, WhiteBitLocked
 from botkit.whitebit.rest import WhiteBitRest
@@ -40,6 +40,10 @@ _GROUPS: dict[str, frozenset[str]] = {
     "info": frozenset({"balances.read", "orders.read", "deals.read", "orders_history.read", "markets.read"}),
     "read": frozenset({"balances.read", "orders.read", "deals.read", "orders_history.read", "markets.read"}),
 }
+
+
+class _KeyNotYet(Exception):
+    """/info says no key yet: poll again."""
 
 
 def permissions_to_scopes(permissions: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -76,7 +80,7 @@ class FastApiKey:
 
     def __init__(
         self, settings: AuthSettings, http: httpx.AsyncClient, manager: TokenManager,
-        *, sleep: Callable[[float], Any] = asyncio.sleep,
+        *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if settings.dialect != "whitebit":
             raise ApiKeyFlowError("the Fast API Key flow exists only in the WhiteBIT dialect (auth.dialect)")
@@ -85,26 +89,30 @@ class FastApiKey:
         self.rest = WhiteBitRest(settings.base_url, http, tokens=manager, trading_auth="bearer",
                                  registry=_registry(settings), retry_attempts=3)
         self._sleep = sleep
+        self._clock = clock
 
     async def wait_for_key(self) -> dict[str, Any]:
-        """Poll /info until the key exists and is enabled (steps 1 and 6)."""
-        deadline = time.monotonic() + self.s.apikey_poll_timeout_s
-        while True:
-            info = await self.rest.call("apikey_info")
-            exists, enabled = bool(info.get("exists")), bool(info.get("isEnabled"))
-            if exists and enabled and info.get("externalId"):
-                return dict(info)
-            if exists and not enabled:
-                raise ApiKeyFlowError(
-                    "an OAuth API key exists but is disabled; delete it in the WhiteBIT dashboard (API keys), "
-                    "then run `botkit auth apikey` again"
-                )
-            if time.monotonic() >= deadline:
-                raise ApiKeyFlowError(
-                    f"no API key appeared within {self.s.apikey_poll_timeout_s:.0f} s after consent; check that "
-                    "the consent screen finished (2FA, KYC) and run `botkit auth apikey` again"
-                )
-            await self._sleep(self.s.apikey_poll_s)
+        """Poll /info until the key exists and is enabled (steps 1 and 6): the shared retry policy's `poll`, one
+        look every `apikey_poll_s` for at most `apikey_poll_timeout_s`."""
+        try:
+            async for attempt in poll(lambda e: isinstance(e, _KeyNotYet), every_s=self.s.apikey_poll_s,
+                                      total_s=self.s.apikey_poll_timeout_s, sleep=self._sleep, clock=self._clock):
+                with attempt:
+                    info = await self.rest.call("apikey_info")
+                    exists, enabled = bool(info.get("exists")), bool(info.get("isEnabled"))
+                    if exists and not enabled:
+                        raise ApiKeyFlowError(
+                            "an OAuth API key exists but is disabled; delete it in the WhiteBIT dashboard (API keys), "
+                            "then run `botkit auth apikey` again"
+                        )
+                    if not (exists and info.get("externalId")):
+                        raise _KeyNotYet()
+        except _KeyNotYet:
+            raise ApiKeyFlowError(
+                f"no API key appeared within {self.s.apikey_poll_timeout_s:.0f} s after consent; check that "
+                "the consent screen finished (2FA, KYC) and run `botkit auth apikey` again"
+            ) from None
+        return dict(info)
 
     async def fetch_secret(self, external_id: str) -> SecretStr:
         """GET the secret once; 423 -> the shared retry policy's backoff (no Retry-After is sent) within
@@ -112,7 +120,7 @@ class FastApiKey:
         try:
             async for attempt in policy(lambda e: isinstance(e, WhiteBitLocked), attempts=None,
                                         total_s=self.s.apikey_lock_timeout_s, max_wait_s=60.0,
-                                        base_s=self.s.apikey_lock_backoff_s, sleep=self._sleep):
+                                        base_s=self.s.apikey_lock_backoff_s, sleep=self._sleep, clock=self._clock):
                 with attempt:
                     doc = await self.rest.call("apikey_secret", externalId=external_id)
         except WhiteBitLocked:

@@ -308,12 +308,14 @@ class FrameParser:
 class RateBudget:
     """At most `limit` sends in any 60 s window; callers wait for a free slot instead of being cut off (error 7)."""
 
-    def __init__(self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         if limit < 1:
             raise ValueError(f"requests_per_minute must be >= 1, got {limit}")
         self.limit = limit
         self.window = window_s
         self.clock = clock
+        self._sleep = sleep
         self.sent: deque[float] = deque()
 
     def delay(self) -> float:
@@ -326,7 +328,7 @@ class RateBudget:
 
     async def acquire(self) -> None:
         while (d := self.delay()) > 0:
-            await asyncio.sleep(d)
+            await self._sleep(d)
         self.sent.append(self.clock())
 
 
@@ -355,14 +357,23 @@ class WsClient:
         close_grace: float | None = None,
         name: str = "ws",
         on_frame: Callable[[str | bytes, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        # Time: `clock` (wall seconds: frame receive times, when a candle is due to close), `monotonic` (a silent
+        # feed) and `sleep` (pings, the watchdog's tick, reconnect back-off, the request budget); tests inject one
+        # fake clock shared with the sandbox.
+        self._now = clock
+        self._mono = monotonic
+        self._sleep = sleep
         self.url = url
         self.sink = sink
         self.token = token
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.request_timeout = request_timeout
-        self.budget = RateBudget(requests_per_minute)
+        self.budget = RateBudget(requests_per_minute, clock=monotonic, sleep=sleep)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.stale_after = stale_after
@@ -386,7 +397,7 @@ class WsClient:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._ready = asyncio.Event()
-        self._last_data = time.monotonic()
+        self._last_data = self._mono()
         self._stale_reported = False
         self.last_error: str | None = None  # why the latest connection attempt failed or ended
 
@@ -495,7 +506,7 @@ class WsClient:
                         await self._on_open()
                         attempt = 0
                         self.connects += 1
-                        self._last_data = time.monotonic()
+                        self._last_data = self._mono()
                         self._ready.set()
                         self.sink(Connected(reconnect=self.connects > 1))
                         pinger = asyncio.create_task(self._pinger())
@@ -524,7 +535,7 @@ class WsClient:
             self.sink(Disconnected(reason))
             delay = reconnect_delay(attempt, self.backoff_max, self.backoff_base)  # the shared retry policy
             attempt += 1
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _on_open(self) -> None:
         """Authorize (fresh token per connection), then send every subscription again."""
@@ -548,7 +559,7 @@ class WsClient:
 
     async def _pinger(self) -> None:
         while True:
-            await asyncio.sleep(self.ping_interval)
+            await self._sleep(self.ping_interval)
             try:
                 await self.request("ping", [], timeout=self.pong_timeout)
             except (TimeoutError, WsConnectionLost, WsRpcError):
@@ -571,7 +582,7 @@ class WsClient:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in ws:
-                received = time.time()
+                received = self._now()
                 if self.on_frame is not None:
                     self.on_frame(raw, received)
                 try:
@@ -603,7 +614,7 @@ class WsClient:
     # ---- updates ---------------------------------------------------------------------------------------------------
 
     def _fresh(self) -> None:
-        self._last_data = time.monotonic()
+        self._last_data = self._mono()
         self._stale_reported = False
 
     def _update(self, method: str, params: list[Any], now_ms: int) -> None:
@@ -656,14 +667,14 @@ class WsClient:
     async def _watchdog(self) -> None:
         """Closes candles whose end has passed without a newer one, and reports a silent feed."""
         while True:
-            await asyncio.sleep(0.1)
+            await self._sleep(0.1)
             st = self._candles
             if st is not None and st.current is not None:
                 grace = self.close_grace if self.close_grace is not None else max(0.3, min(2.0, st.interval * 0.05))
-                if time.time() >= int(st.current[0]) + st.interval + grace:
+                if self._now() >= int(st.current[0]) + st.interval + grace:
                     self._close_current()
             if self.stale_after is not None and self.connected:
-                silent = time.monotonic() - self._last_data
+                silent = self._mono() - self._last_data
                 if silent >= self.stale_after and not self._stale_reported:
                     self._stale_reported = True
                     log.warning("%s: no market data for %.1f s", self.name, silent)

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from botkit.auth.oauth import AuthorizationRequest, OAuthClient
 from botkit.auth.settings import AuthSettings
 from botkit.sandbox.keys import ApiKeyRegistry
 from botkit.sandbox.oauth import OAuthClientConfig, OAuthSandbox, OAuthSandboxConfig
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.endpoints import Endpoint, EndpointRegistry
 
 RFC_DIR = Path(__file__).parent / "rfc_server"
@@ -45,7 +47,8 @@ RT_TTL = 60.0
 
 @dataclass
 class Harness:
-    """What a dialect-independent test needs from an authorization server."""
+    """What a dialect-independent test needs from an authorization server. `clock` is the fake clock the server
+    runs on (the WhiteBIT sandbox), None for a server on real time (oidc-provider, a separate process)."""
 
     name: str
     base_settings: dict[str, Any]
@@ -60,6 +63,29 @@ class Harness:
     resource_base: str
     extra: dict[str, Any] = field(default_factory=dict)
     at_ttl: float = AT_TTL
+    clock: FakeClock | None = None
+
+    async def elapse(self, seconds: float) -> None:
+        """Let `seconds` pass for the server and the client: moved at once on a fake clock, waited otherwise."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await (self.clock.sleep(seconds) if self.clock is not None else asyncio.sleep(seconds))
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic() if self.clock is not None else time.monotonic()
+
+    def client_time(self) -> dict[str, Any]:
+        """Keyword arguments that put an OAuthClient on the server's clock."""
+        return {"clock": self.clock.time} if self.clock is not None else {}
+
+    def manager_time(self) -> dict[str, Any]:
+        """Keyword arguments that put a TokenManager on the server's clock."""
+        c = self.clock
+        return {"clock": c.time, "monotonic": c.monotonic, "sleep": c.sleep} if c is not None else {}
 
     def settings(self, tmp_path: Path, **over: Any) -> AuthSettings:
         data = {**self.base_settings, "token_dir": tmp_path / "tokens", **over}
@@ -137,7 +163,7 @@ async def wb_sandbox_factory() -> AsyncIterator[Callable[..., Awaitable[SandboxH
 
     sandboxes: list[Any] = []
 
-    async def make(**over: Any) -> SandboxHandle:
+    async def make(clock: FakeClock | None = None, **over: Any) -> SandboxHandle:
         try:
             from botkit.sandbox.config import load_sandbox_config
             from botkit.sandbox.server import Sandbox
@@ -149,7 +175,7 @@ async def wb_sandbox_factory() -> AsyncIterator[Callable[..., Awaitable[SandboxH
             runners.append(runner)
             return SandboxHandle(base, oauth, keys)
         cfg = test_config(load_sandbox_config(None).model_copy(update={"oauth": _sandbox_config(**over)}))
-        sb = Sandbox(cfg)
+        sb = Sandbox(cfg, clock=clock.time if clock is not None else time.time)
         await sb.start()
         sandboxes.append(sb)
         return SandboxHandle(sb.base_url, sb.oauth, sb.keys)
@@ -178,8 +204,9 @@ def callback_params(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
-async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: Any) -> Harness:
-    sb = await factory(**over)
+async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], clock: FakeClock | None = None,
+                      **over: Any) -> Harness:
+    sb = await factory(clock=clock, **over)
 
     async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
         async with httpx.AsyncClient() as browser:
@@ -228,6 +255,7 @@ async def _wb_harness(factory: Callable[..., Awaitable[SandboxHandle]], **over: 
         revoke_access=revoke_access,
         resource_base=sb.base_url,
         extra={"sandbox": sb},
+        clock=clock,
     )
 
 
@@ -347,8 +375,65 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
     )
 
 
-@pytest.fixture(params=["whitebit", "rfc6749"])
+async def _sandbox_rfc_harness(factory: Callable[..., Awaitable[SandboxHandle]],
+                               clock: FakeClock | None = None) -> Harness:
+    """The sandbox's own RFC 6749 mode (`[oauth] dialect = "rfc6749"`): the same client tests as against
+    oidc-provider, with the sandbox's account reads as the resource server."""
+    wb = await _wb_harness(factory, clock=clock, dialect="rfc6749")
+    sb = wb.extra["sandbox"]
+    redirect = "http://127.0.0.1:8765/callback"
+
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
+        async with httpx.AsyncClient() as browser:
+            url = await browse_until(browser, req.url, redirect)
+        q = callback_params(url)
+        assert q["iss"] == sb.base_url  # RFC 9207 `iss`, advertised in the metadata; the callback checks it
+        return q["code"], q["state"], {"iss": q["iss"]}
+
+    return Harness(
+        name="sandbox-rfc6749",
+        base_settings={
+            "dialect": "rfc6749",
+            "base_url": sb.base_url,
+            "use_metadata": True,
+            "client_id": WB_CLIENT,
+            "client_auth": "client_secret_basic",
+            "scopes": ["users.balances.read", "users.orders.read"],
+            "redirect_uri": redirect,
+            "leeway_s": 1.0,
+            "keepalive": False,
+            "retry_max_wait_s": 1.0,
+            "refresh_min_interval_s": 1.0,
+        },
+        secret=WB_SECRET,
+        ok_endpoint=wb.ok_endpoint,
+        forbidden_endpoint=wb.forbidden_endpoint,
+        missing_scope_endpoint=wb.missing_scope_endpoint,
+        authorize=authorize,
+        counts=wb.counts,
+        queue_refresh_fault=wb.queue_refresh_fault,
+        revoke_access=wb.revoke_access,
+        resource_base=sb.base_url,
+        extra=wb.extra,
+        clock=wb.clock,
+    )
+
+
+@pytest.fixture(params=["whitebit", "rfc6749", "sandbox-rfc6749"])
 async def harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
+    """Both dialects, three servers: the sandbox (WhiteBIT's dialect and its RFC 6749 mode) on a fake clock (waits
+    cost nothing), oidc-provider on real time."""
+    if request.param == "whitebit":
+        return await _wb_harness(wb_sandbox_factory, clock=FakeClock())
+    if request.param == "sandbox-rfc6749":
+        return await _sandbox_rfc_harness(wb_sandbox_factory, clock=FakeClock())
+    srv = request.getfixturevalue("rfc_server")
+    return await _rfc_harness(srv)
+
+
+@pytest.fixture(params=["whitebit", "rfc6749"])
+async def real_time_harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
+    """Both dialects on real time: for tests whose clients are other processes (they cannot share a fake clock)."""
     if request.param == "whitebit":
         return await _wb_harness(wb_sandbox_factory)
     srv = request.getfixturevalue("rfc_server")
@@ -375,14 +460,14 @@ async def log_in(h: Harness, tmp_path: Path, http: httpx.AsyncClient, **over: An
     from botkit.whitebit.rest import WhiteBitRest
 
     s = h.settings(tmp_path, **over)
-    client = OAuthClient(s, http)
+    client = OAuthClient(s, http, **h.client_time())
     if s.use_metadata:
         await client.discover()
     req = client.authorization_request(s.redirect_uri)
     code, state, iss = await h.authorize(req)
     token = await complete_login(client, req, {"code": code, "state": state, **iss})
     store = store_for(s, environ={})
-    mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml")
+    mgr = TokenManager(client, store, s, reauth_command="botkit auth login test.toml", **h.manager_time())
     await mgr.install(token)
     rest = WhiteBitRest(h.resource_base, http, tokens=mgr, trading_auth="bearer", registry=h.registry(),
                         retry_max_wait_s=0.5)
@@ -405,8 +490,8 @@ def login() -> Callable[..., Awaitable[Session]]:
 def wb_harness(wb_sandbox_factory: Any) -> Callable[..., Awaitable[Harness]]:
     """A WhiteBIT-dialect harness on a sandbox with config overrides (e.g. rotate_refresh_tokens=False)."""
 
-    async def make(**over: Any) -> Harness:
-        return await _wb_harness(wb_sandbox_factory, **over)
+    async def make(clock: FakeClock | None = None, **over: Any) -> Harness:
+        return await _wb_harness(wb_sandbox_factory, clock=clock, **over)
 
     return make
 

@@ -73,7 +73,7 @@ async def test_proactive_refresh_before_expiry(harness, tmp_path, http, login):
     s = await login(harness, tmp_path, http)
     before = await harness.counts()
     first = s.manager.token.access_token.get_secret_value()
-    await asyncio.sleep(harness.at_ttl - s.settings.leeway_s + 0.1)  # inside the leeway, token not yet expired
+    await harness.elapse(harness.at_ttl - s.settings.leeway_s + 0.1)  # inside the leeway, token not yet expired
     await s.rest.call("ok")
     d = delta(await harness.counts(), before)
     assert d["refresh"] == 1 and d["refresh_ok"] == 1
@@ -84,7 +84,7 @@ async def test_proactive_refresh_before_expiry(harness, tmp_path, http, login):
 
 async def test_fifty_concurrent_calls_across_expiry_cause_one_refresh(harness, tmp_path, http, login):
     s = await login(harness, tmp_path, http)
-    await asyncio.sleep(harness.at_ttl - s.settings.leeway_s + 0.1)
+    await harness.elapse(harness.at_ttl - s.settings.leeway_s + 0.1)
     before = await harness.counts()
     results = await asyncio.gather(*(s.rest.call("ok") for _ in range(50)))
     d = delta(await harness.counts(), before)
@@ -142,7 +142,7 @@ async def test_refresh_outage_inside_the_leeway_keeps_the_still_valid_token(harn
     s = await login(harness, tmp_path, http, retry_attempts=1)
     old = s.manager.token.access_token.get_secret_value()
     await harness.queue_refresh_fault(503, 0.1)
-    await asyncio.sleep(harness.at_ttl - s.settings.leeway_s + 0.05)  # inside the leeway, not expired
+    await harness.elapse(harness.at_ttl - s.settings.leeway_s + 0.05)  # inside the leeway, not expired
     before = await harness.counts()
     first = await s.manager.access_token()  # the refresh attempt fails: the old, still valid token is served
     second = await s.manager.access_token()  # and the next call does not start another attempt at once
@@ -159,7 +159,13 @@ async def test_refresh_sends_no_scope_and_keepalive_refreshes_without_traffic(ha
     before = await harness.counts()
     s.manager.start_keepalive()
     try:
-        await asyncio.sleep(3 * (harness.at_ttl - s.settings.leeway_s) + 0.5)
+        if harness.clock is None:
+            await asyncio.sleep(3 * (harness.at_ttl - s.settings.leeway_s) + 0.5)
+        else:  # the keep-alive's own sleeps move the fake clock: wait for its refreshes, not for time
+            for _ in range(400):
+                if delta(await harness.counts(), before)["refresh_ok"] >= 3:
+                    break
+                await asyncio.sleep(0.01)
     finally:
         await s.manager.aclose()
     d = delta(await harness.counts(), before)

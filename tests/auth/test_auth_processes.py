@@ -34,6 +34,13 @@ async def run_worker(h, s, mode: str, seconds: float = 0.0) -> tuple[int | None,
     return proc.returncode, result
 
 
+
+@pytest.fixture
+def harness(real_time_harness):
+    """The workers are other processes on real time: the servers run on real time too."""
+    return real_time_harness
+
+
 async def test_two_processes_sharing_one_token_file_never_replay(harness, tmp_path, http, login):
     s = await login(harness, tmp_path, http)
     before = await harness.counts()

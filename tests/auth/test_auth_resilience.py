@@ -6,7 +6,6 @@ Every case asserts what the *server* counted, not only what the client believes.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -25,12 +24,13 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 async def test_reused_refresh_token_gives_one_reauth_and_no_loop(harness, tmp_path, http, login):
     s = await login(harness, tmp_path, http)
     stale = s.manager.token  # a copy of the token set another client might still hold
-    await asyncio.sleep(harness.at_ttl - s.settings.leeway_s + 0.1)
+    await harness.elapse(harness.at_ttl - s.settings.leeway_s + 0.1)
     await s.manager.access_token()  # rotates the refresh token server side
     other_store = TokenStore(tmp_path / "other", s.settings.base_url, s.settings.client_id)
-    other = TokenManager(s.client, other_store, s.settings, reauth_command="botkit auth login test.toml")
+    other = TokenManager(s.client, other_store, s.settings, reauth_command="botkit auth login test.toml",
+                         **harness.manager_time())
     await other.install(stale)
-    await asyncio.sleep(1.05)  # respect the 1 request/s refresh limit
+    await harness.elapse(1.05)  # respect the 1 request/s refresh limit
     before = await harness.counts()
     outcomes = await asyncio.gather(*(other.force_refresh(stale.access_token.get_secret_value()) for _ in range(10)),
                                     return_exceptions=True)
@@ -48,17 +48,17 @@ async def test_503_and_429_with_retry_after_are_bounded_waits(harness, tmp_path,
 
     async def sleep(d: float) -> None:
         waits.append(d)
-        await asyncio.sleep(min(d, 1.1))
+        await harness.sleep(d if harness.clock is not None else min(d, 1.1))
 
     s = await login(harness, tmp_path, http, retry_after_cap_s=1.0)
     s.manager._sleep = sleep
-    await asyncio.sleep(1.05)
+    await harness.elapse(1.05)
     await harness.queue_refresh_fault(503, 1)
     await harness.queue_refresh_fault(429, 30)  # capped at retry_after_cap_s
     before = await harness.counts()
-    t0 = time.monotonic()
+    t0 = harness.monotonic()
     await s.manager.force_refresh(s.manager.token.access_token.get_secret_value())
-    elapsed = time.monotonic() - t0
+    elapsed = harness.monotonic() - t0
     d = delta(await harness.counts(), before)
     assert d["refresh"] == 3 and d["refresh_ok"] == 1
     retry_waits = [w for w in waits if w >= 0.9]
@@ -70,14 +70,14 @@ async def test_retries_are_exhausted_into_one_typed_error(harness, tmp_path, htt
     s = await login(harness, tmp_path, http, retry_attempts=3, retry_after_cap_s=0.2)
     for _ in range(3):
         await harness.queue_refresh_fault(503, 0.1)
-    await asyncio.sleep(1.05)
+    await harness.elapse(1.05)
     before = await harness.counts()
     with pytest.raises(TokenEndpointUnavailable) as ei:
         await s.manager.force_refresh(s.manager.token.access_token.get_secret_value())
     assert ei.value.status == 503
     d = delta(await harness.counts(), before)
     assert d["refresh"] == 3 and d["refresh_ok"] == 0
-    await asyncio.sleep(1.05)
+    await harness.elapse(1.05)
     # not terminal: the next call refreshes fine
     await s.manager.force_refresh(s.manager.token.access_token.get_secret_value())
     assert delta(await harness.counts(), before)["refresh_ok"] == 1

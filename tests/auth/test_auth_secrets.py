@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -15,6 +14,7 @@ from botkit.auth import redact
 from botkit.auth.errors import ReauthRequired, TokenStoreRejected
 from botkit.auth.store import StoredCredentials, TokenStore
 from botkit.auth.tokens import TokenSet
+from botkit.sandbox.testing import FakeClock
 
 
 async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path, http, login):
@@ -39,7 +39,7 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
 
         collect()
         await s.rest.call("ok")
-        await asyncio.sleep(harness.at_ttl - s.settings.leeway_s + 0.1)
+        await harness.elapse(harness.at_ttl - s.settings.leeway_s + 0.1)
         await s.rest.call("ok")  # proactive refresh
         collect()
         await harness.revoke_access(http, s.client, s.manager.token.access_token.get_secret_value())
@@ -144,11 +144,11 @@ def test_encryption_at_rest_with_key_from_environment(tmp_path):
 
 async def test_server_without_refresh_token_in_answer_keeps_the_old_one(wb_harness, tmp_path, http, login):
     """Only the sandbox can be told to omit it; oidc-provider always returns one (RFC 6749 §6 allows both)."""
-    h = await wb_harness(rotate_refresh_tokens=False)
+    h = await wb_harness(clock=FakeClock(), rotate_refresh_tokens=False)
     s = await login(h, tmp_path, http)
     rt = s.manager.token.refresh_token.get_secret_value()
     for _ in range(2):
-        await asyncio.sleep(h.at_ttl - s.settings.leeway_s + 0.1)
+        await h.elapse(h.at_ttl - s.settings.leeway_s + 0.1)
         await s.rest.call("ok")
     c = await h.counts()
     assert c["refresh_ok"] == 2 and c["refresh_rejected"] == 0

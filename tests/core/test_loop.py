@@ -122,10 +122,14 @@ SLOW = """
 import pathlib, time
 from botkit import Strategy
 class Slow(Strategy):
+    n = 0
     def on_start(self, ctx):
         pathlib.Path(__file__).with_name("started").write_text("")
     def on_candle(self, ctx, candle):
         time.sleep(0.001)
+        self.n += 1
+        if self.n == 100:
+            pathlib.Path(__file__).with_name("into").write_text("")
 """
 
 
@@ -140,9 +144,9 @@ def test_ctrl_c_in_a_backtest_exits_130_with_a_partial_report(tmp_path: Path) ->
                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60  # a real process and a real signal: this test waits on wall time
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # some candles into the replay
+    while not (tmp_path / "into").exists() and time.monotonic() < deadline:  # 100 candles into the replay
+        time.sleep(0.02)
+    assert (tmp_path / "started").exists()
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err

@@ -17,10 +17,11 @@ from botkit.execution.journal import SqliteJournal
 from botkit.market.types import Candle
 from botkit.runner import CandleReplay, LiveRunner, RunError, RunFailed, RunHalted
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.venues.whitebit import WhiteBitVenue
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, run_driven
 from .run_strategies import Flood, HaltsAfterResting, Resting
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,15 +55,21 @@ async def test_paper_fills_exactly_where_the_backtest_fills(config: str, tmp_pat
     assert live == backtest  # same times, prices, amounts, fees, maker/taker
 
 
-async def test_a_raising_strategy_halts_the_bot_safely(sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path) -> None:
+async def test_a_raising_strategy_halts_the_bot_safely(tmp_path: Path) -> None:
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _halts_safely(sandbox, clock, rest, tmp_path)
+
+
+async def _halts_safely(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, tmp_path: Path) -> None:
     strategy = HaltsAfterResting()
     cfg = bot_config("HaltsAfterResting", duration_s=20, journal=str(tmp_path / "j.sqlite"))
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
-    runner = LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False)
-    t0 = time.monotonic()
+    runner = LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False,
+                        **clock.clocks())
+    t0 = clock.monotonic()
     with pytest.raises(RunHalted) as halted:
-        await runner.run()
-    assert time.monotonic() - t0 < 15  # halted at the third candle, not at the deadline
+        await run_driven(runner, clock)
+    assert clock.monotonic() - t0 < 15  # halted at the third candle, not at the deadline
     failure = halted.value.failure
     assert failure.callback == "on_candle" and "KeyError" in failure.error and "run_strategies.py" in failure.where
     assert strategy.stopped  # on_stop ran
@@ -89,16 +96,21 @@ async def test_one_journal_has_one_writer(sandbox: Sandbox, tmp_path: Path) -> N
     assert not list(tmp_path.glob("*.tmp"))
 
 
-async def test_two_bots_on_one_account_each_report_their_own_orders(sandbox: Sandbox, rest: WhiteBitRest,
-                                                                   tmp_path: Path) -> None:
+async def test_two_bots_on_one_account_each_report_their_own_orders(tmp_path: Path) -> None:
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _two_bots(sandbox, clock, rest, tmp_path)
+
+
+async def _two_bots(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, tmp_path: Path) -> None:
     first = Resting()
-    await LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "a.sqlite")), strategy=first,
-                     sandbox=sandbox, out=None, handle_signals=False).run()
+    await run_driven(LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "a.sqlite")),
+                                strategy=first, sandbox=sandbox, out=None, handle_signals=False,
+                                **clock.clocks()), clock)
     assert first.limit is not None and first.limit.status.value == "open"  # left resting on the exchange
     second = Resting()
     runner = LiveRunner(bot_config("Resting", duration_s=2.5, journal=str(tmp_path / "b.sqlite")), strategy=second,
-                        sandbox=sandbox, out=None, handle_signals=False)
-    summary = await runner.run()
+                        sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
+    summary = await run_driven(runner, clock)
     assert summary.adopted == 0 and summary.orders == 1  # the first bot's order is not this bot's
     assert runner.engine is not None and first.limit.client_id not in runner.engine.open
     rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
@@ -127,12 +139,12 @@ async def test_a_stream_that_cannot_connect_fails_at_start(sandbox: Sandbox) -> 
 async def test_ten_thousand_orders_from_one_callback_drain_in_order(sandbox: Sandbox, rest: WhiteBitRest,
                                                                    tmp_path: Path) -> None:
     strategy = Flood()
-    cfg = bot_config("Flood", duration_s=8, journal=str(tmp_path / "j.sqlite"), max_in_flight=4)
+    cfg = bot_config("Flood", duration_s=4, journal=str(tmp_path / "j.sqlite"), max_in_flight=4)
     t0 = time.monotonic()
     summary = await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=None, handle_signals=False).run()
     elapsed = time.monotonic() - t0
     assert len(strategy.placed) == Flood.N
-    assert elapsed < 8 + 10, elapsed  # --duration honoured: stopped, answered the in-flight ones, dropped the queue
+    assert elapsed < 4 + 10, elapsed  # --duration honoured: stopped, answered the in-flight ones, dropped the queue
     assert strategy.ticks >= 10  # timers kept firing while orders drained: the loop stayed responsive
     rows: list[dict[str, object]] = []
     offset = 0
@@ -156,7 +168,12 @@ async def test_ten_thousand_orders_from_one_callback_drain_in_order(sandbox: San
     assert summary.orders == Flood.N
 
 
-async def test_market_rules_come_from_the_exchange(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_market_rules_come_from_the_exchange(tmp_path: Path) -> None:
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        await _rules_from_exchange(sandbox, clock, tmp_path)
+
+
+async def _rules_from_exchange(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> None:
     cfg = bot_config("Recorder", duration_s=1.5)
     cfg = cfg.model_copy(update={"markets": {"BTC_USDT": cfg.markets["BTC_USDT"].model_copy(
         update={"money_prec": 4}, deep=True)}})
@@ -164,12 +181,12 @@ async def test_market_rules_come_from_the_exchange(sandbox: Sandbox, tmp_path: P
     from botkit.config import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        await LiveRunner(cfg, sandbox=sandbox, out=None, handle_signals=False).run()
+        await LiveRunner(cfg, sandbox=sandbox, out=None, handle_signals=False, **clock.clocks()).run()
     assert "markets.BTC_USDT.money_prec = 4 in the config, but the exchange says 2" in str(err.value)
 
     bare = load_config(_bare_config(tmp_path))  # [markets.BTC_USDT] with no keys: everything from the exchange
-    runner = LiveRunner(bare, sandbox=sandbox, out=None, handle_signals=False)
-    await runner.run()
+    runner = LiveRunner(bare, sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
+    await run_driven(runner, clock)
     rules = runner.rules["BTC_USDT"]
     expected = next(m for m in sandbox.config.markets if m.name == "BTC_USDT")
     assert (rules.stock_prec, rules.money_prec) == (expected.stock_prec, expected.money_prec)
@@ -192,10 +209,14 @@ dir = "{tmp / 'out'}"
     return p
 
 
-async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_execution_layer(
-        sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path) -> None:
+async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_execution_layer(tmp_path: Path) -> None:
     """WhiteBIT has no spot OCO (and both exits would each lock the full amount): the take-profit goes to the
     exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open."""
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _oco_held(sandbox, clock, rest, tmp_path)
+
+
+async def _oco_held(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, tmp_path: Path) -> None:
     import io
 
     from .run_strategies import OcoTrier
@@ -203,7 +224,8 @@ async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_e
     strategy = OcoTrier()
     cfg = bot_config("OcoTrier", duration_s=2.5, journal=str(tmp_path / "j.sqlite"))
     out = io.StringIO()
-    await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
+    await run_driven(LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False,
+                                **clock.clocks()), clock)
     tp, stop = strategy.pair
     (line,) = [x for x in out.getvalue().splitlines() if f"[{stop.client_id}]" in x]
     assert "stop-market" in line and "-> open (held locally, not on the exchange" in line
@@ -241,7 +263,8 @@ async def test_a_key_without_history_read_refuses_to_start(tmp_path: Path) -> No
         assert sb.hub.conns == set()  # refused before a socket opened
 
 
-async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_a_run_prints_each_order_event_and_writes_its_trades(tmp_path: Path) -> None:
+    """A 3.5 s run with a status line every second, on a fake clock shared with the sandbox (driven at 5x)."""
     import io
 
     from .run_strategies import SteadyBuyer
@@ -250,8 +273,11 @@ async def test_a_run_prints_each_order_event_and_writes_its_trades(sandbox: Sand
     cfg = bot_config("SteadyBuyer", duration_s=3.5, status_every_s=1)
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path})})
     strategy = SteadyBuyer()
-    summary = await LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False).run()
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        summary = await run_driven(LiveRunner(cfg, strategy=strategy, sandbox=sandbox, out=out, handle_signals=False,
+                                              **clock.clocks()), clock)
     text = out.getvalue()
+    assert text.count("status ") >= 3  # one a second of the run's clock
     market = strategy.placed[0]
     lines = [line for line in text.splitlines() if f"[{market.client_id}]" in line]
     assert [("-> open" in line, " FILL " in line, "-> filled" in line) for line in lines] == [
@@ -312,27 +338,31 @@ async def _stops_fill(sandbox: Sandbox) -> None:
     assert statuses == ["open", "filled"], statuses
 
 
-async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it_stops(
-        sandbox: Sandbox, rest: WhiteBitRest) -> None:
+async def test_the_kill_switch_is_re_armed_while_the_bot_runs_and_fires_after_it_stops() -> None:
     """[run] kill_switch_s = 5 on a 7 s run: the resting order survives the run (re-armed from the main loop), and
-    once the bot is gone the exchange's dead-man switch cancels it (the sandbox clock is moved past the deadline)."""
+    once the bot is gone the exchange's dead-man switch cancels it (the clock is moved past the deadline).
+
+    The sandbox and the bot's run timing share one fake clock, driven at 5x: the 7 s run takes about 1.5 s, and a
+    re-arm that stopped would still let the order be cancelled mid-run (its 5 s deadline passes on the same clock)."""
     import asyncio
 
-    strategy = Resting()
-    runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
-                        out=None, handle_signals=False)
-    await runner.run()
-    assert strategy.limit is not None and strategy.limit.status.value == "open"
-    assert isinstance(runner.venue, WhiteBitVenue)
-    assert runner.venue.kill_switch_arms >= 4  # armed at the start, then every 5/3 s
-    rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
-    assert [r["clientOrderId"] for r in rows] == [strategy.limit.client_id]
-    sandbox.set_faults(clock_skew_s=10.0)  # nobody re-arms it now: the deadline passes
-    for _ in range(100):
-        if not await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}):
-            break
-        await asyncio.sleep(0.05)
-    assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        strategy = Resting()
+        runner = LiveRunner(bot_config("Resting", duration_s=7, kill_switch_s=5), strategy=strategy, sandbox=sandbox,
+                            out=None, handle_signals=False, **clock.clocks())
+        summary = await run_driven(runner, clock)
+        assert summary.seconds >= 7  # the whole run, on the clock the exchange's kill switch uses
+        assert strategy.limit is not None and strategy.limit.status.value == "open"
+        assert isinstance(runner.venue, WhiteBitVenue)
+        assert runner.venue.kill_switch_arms >= 4  # armed at the start, then every 5/3 s
+        rows = await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100})
+        assert [r["clientOrderId"] for r in rows] == [strategy.limit.client_id]
+        clock.advance(10.0)  # nobody re-arms it now: the deadline passes
+        for _ in range(100):
+            if not await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}):
+                break
+            await asyncio.sleep(0.05)
+        assert await rest.call("open_orders", {"market": "BTC_USDT", "limit": 100}) == []
 
 
 def test_run_outputs_and_journal_live_under_the_configs_own_folder(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,9 +17,10 @@ from botkit.execution.journal import SqliteJournal
 from botkit.market.orders import Order, OrderStatus
 from botkit.runner import LiveRunner, journal_venue
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, run_driven
 from .run_strategies import Recorder
 
 MARKET = "BTC_USDT"
@@ -165,9 +166,12 @@ async def test_sigkill_then_restart_settles_orders_exactly_once(
         assert [e.kind for e in j.events(fill_cid)].count("fill") == 1
 
 
-async def test_unacknowledged_intents_resolved_by_client_id_never_resent(
-    sandbox: Sandbox, rest: WhiteBitRest, tmp_path: Path
-) -> None:
+async def test_unacknowledged_intents_resolved_by_client_id_never_resent(tmp_path: Path) -> None:
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _intents_resolved(sandbox, clock, rest, tmp_path)
+
+
+async def _intents_resolved(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest, tmp_path: Path) -> None:
     journal = tmp_path / "journal.sqlite"
     last = Decimal((await rest.call("ticker"))[MARKET]["last_price"])
     price = (last * Decimal("0.8")).quantize(Decimal("0.01"))
@@ -182,8 +186,8 @@ async def test_unacknowledged_intents_resolved_by_client_id_never_resent(
     cfg = bot_config("Recorder", mode="live", duration_s=1.5, journal=str(journal), base_url=sandbox.base_url,
                      ws_url=sandbox.ws_url, api_key="demo-key", api_secret="demo-secret")
     cfg = cfg.model_copy(update={"grant": GrantConfig(scopes=SCOPES)})
-    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False)
-    summary = await runner.run()
+    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, **clock.clocks())
+    summary = await run_driven(runner, clock)
 
     assert summary.restored == 2 and summary.adopted == 0
     assert strategy.updates.count(("lost-1", "rejected")) == 1
@@ -199,14 +203,19 @@ async def test_unacknowledged_intents_resolved_by_client_id_never_resent(
     assert not (lost_hist.get(MARKET) if isinstance(lost_hist, dict) else lost_hist)  # never sent
 
 
-async def test_sandbox_mode_journals_but_never_restores_into_a_new_exchange(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_sandbox_mode_journals_but_never_restores_into_a_new_exchange(tmp_path: Path) -> None:
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        await _never_restores(sandbox, clock, tmp_path)
+
+
+async def _never_restores(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> None:
     journal = tmp_path / "journal.sqlite"
     with SqliteJournal(journal, run_id="old", venue=journal_venue(sandbox.base_url, "demo-key")) as j:
         j.record("submit", Order("old-1", MARKET, "buy", "limit", Decimal("0.001"), Decimal("100"), created_ms=1,
                                  updated_ms=1))
     runner = LiveRunner(bot_config("Recorder", duration_s=1, journal=str(journal)), strategy=Recorder(),
-                        sandbox=sandbox, out=None, handle_signals=False)
-    summary = await runner.run()
+                        sandbox=sandbox, out=None, handle_signals=False, **clock.clocks())
+    summary = await run_driven(runner, clock)
     assert summary.restored == 0 and summary.journal == str(journal)
     assert runner.engine is not None and "old-1" not in runner.engine.orders
     with SqliteJournal(journal) as j:

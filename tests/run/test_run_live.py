@@ -19,9 +19,10 @@ from botkit.auth.tokens import ApiKeyCredentials
 from botkit.market.grants import InsufficientScope
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, run_driven
 from .run_strategies import Prober
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,26 +33,49 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
                           timeout=60, env=env, cwd=ROOT)
 
 
-def test_live_without_credentials_refuses_with_the_fix(tmp_path: Path) -> None:
+def _in_process(args: list[str], monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`botkit run ARGS` through the same entry point, in this process (no interpreter start-up per case)."""
+    from botkit.cli import main
+
+    monkeypatch.chdir(ROOT)
+    for k in [k for k in os.environ if k.startswith("BOTKIT_")]:
+        monkeypatch.delenv(k)
+    try:
+        code = main(["run", *args])
+    except SystemExit as exc:  # argparse refuses a bad option this way
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_live_without_credentials_refuses_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTKIT_")}
     env["PYTHONPATH"] = str(ROOT)
-    r = _cli(["configs/sma_cross.toml", "--mode", "live", "--duration", "1"], env)
+    r = _cli(["configs/sma_cross.toml", "--mode", "live", "--duration", "1"], env)  # the real process: exit status 2
     assert r.returncode == 2
     assert "BOTKIT_RUN__API_KEY" in r.stderr and "BOTKIT_RUN__API_SECRET" in r.stderr
 
     cfg = tmp_path / "secret.toml"
     cfg.write_text((ROOT / "configs" / "sma_cross.toml").read_text() + '\n[run]\napi_secret = "s3cr3t-value"\n')
-    r = _cli([str(cfg), "--mode", "live"], env)
-    assert r.returncode == 2 and "run.api_secret" in r.stderr and "BOTKIT_RUN__API_SECRET" in r.stderr
-    assert "s3cr3t-value" not in r.stderr + r.stdout
+    code, out, err = _in_process([str(cfg), "--mode", "live"], monkeypatch, capsys)
+    assert code == 2 and "run.api_secret" in err and "BOTKIT_RUN__API_SECRET" in err
+    assert "s3cr3t-value" not in err + out
 
-    r = _cli(["configs/sma_cross.toml", "--mode", "sandbox", "--duration", "-3"], env)
-    assert r.returncode == 2 and "--duration" in r.stderr
+    code, out, err = _in_process(["configs/sma_cross.toml", "--mode", "sandbox", "--duration", "-3"], monkeypatch,
+                                 capsys)
+    assert code == 2 and "--duration" in err
 
 
-async def test_live_mode_trades_with_a_key_from_the_environment(
-    sandbox: Sandbox, rest: WhiteBitRest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_live_mode_trades_with_a_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3.5 s live run against the sandbox, both on a fake clock (driven at 5x)."""
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _live_with_env_key(sandbox, clock, rest, monkeypatch)
+
+
+async def _live_with_env_key(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOTKIT_RUN__API_KEY", "demo-key")
     monkeypatch.setenv("BOTKIT_RUN__API_SECRET", "demo-secret")
     cfg = bot_config("Prober", mode="live", duration_s=3.5, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
@@ -59,7 +83,8 @@ async def test_live_mode_trades_with_a_key_from_the_environment(
         update={"scopes": ["orders.create", "orders.delete", "orders.read", "balances.read", "orders_history.read"]})})
     assert cfg.run.api_key is not None and "demo-key" not in repr(cfg.run)
     strategy = Prober()
-    summary = await LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False).run()
+    summary = await run_driven(LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False,
+                                          **clock.clocks()), clock)
     market = strategy.market
     assert market is not None and market.status.value == "filled"
     hist = (await rest.call("order_history", {"market": "BTC_USDT", "clientOrderId": market.client_id}))["BTC_USDT"]
@@ -68,8 +93,14 @@ async def test_live_mode_trades_with_a_key_from_the_environment(
 
 
 async def test_live_mode_uses_the_stored_fast_api_key_and_its_permissions(
-    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    async with clocked_sandbox() as (sandbox, clock, _rest):
+        await _live_with_stored_key(sandbox, clock, tmp_path, monkeypatch)
+
+
+async def _live_with_stored_key(sandbox: Sandbox, clock: FakeClock, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("BOTKIT_RUN__API_KEY", "BOTKIT_RUN__API_SECRET"):
         monkeypatch.delenv(var, raising=False)
     auth = {"base_url": sandbox.base_url, "client_id": "botkit-demo", "token_dir": str(tmp_path)}
@@ -79,8 +110,8 @@ async def test_live_mode_uses_the_stored_fast_api_key_and_its_permissions(
                                                            time.time())))
     cfg = bot_config("Prober", mode="live", duration_s=2.5, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
     cfg = cfg.model_copy(update={"auth": auth})
-    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False)
-    summary = await runner.run()
+    runner = LiveRunner(cfg, strategy=Prober(), out=None, handle_signals=False, **clock.clocks())
+    summary = await run_driven(runner, clock)
     assert runner.engine is not None and runner.engine.grant.scopes == perms
     assert summary.fills >= 1
 

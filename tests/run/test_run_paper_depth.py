@@ -7,17 +7,24 @@ from decimal import Decimal
 
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, run_driven
 from .run_strategies import BookWatcher, PaperTrader
 
 
-async def test_paper_fills_locally_and_sends_nothing(sandbox: Sandbox, rest: WhiteBitRest) -> None:
+async def test_paper_fills_locally_and_sends_nothing() -> None:
+    """A 5 s paper run on a fake clock shared with the sandbox (driven at 5x)."""
+    async with clocked_sandbox() as (sandbox, clock, rest):
+        await _paper_fills_locally(sandbox, clock, rest)
+
+
+async def _paper_fills_locally(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest) -> None:
     strategy = PaperTrader()
     cfg = bot_config("PaperTrader", mode="paper", duration_s=5.0, base_url=sandbox.base_url, ws_url=sandbox.ws_url)
-    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False)
-    summary = await runner.run()
+    runner = LiveRunner(cfg, strategy=strategy, out=None, handle_signals=False, **clock.clocks())
+    summary = await run_driven(runner, clock)
 
     assert len(strategy.orders) == 2
     buy, sell = strategy.orders

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import FakeClock
 from botkit.whitebit.rest import WhiteBitRest
 
-from .conftest import bot_config
+from .conftest import bot_config, clocked_sandbox, driving
 from .run_strategies import Recorder, Resting
 
 
@@ -23,15 +24,21 @@ async def _until(cond, timeout: float = 8.0) -> None:  # type: ignore[no-untyped
         await asyncio.sleep(0.02)
 
 
-async def test_outside_order_adopted_and_fill_during_outage_not_lost(sandbox: Sandbox, rest: WhiteBitRest) -> None:
+async def test_outside_order_adopted_and_fill_during_outage_not_lost() -> None:
+    """On a fake clock shared with the sandbox, driven at 5x (1 s candles every 0.2 s of real time)."""
+    async with clocked_sandbox() as (sandbox, clock, rest), driving(clock):
+        await _adopted_and_not_lost(sandbox, clock, rest)
+
+
+async def _adopted_and_not_lost(sandbox: Sandbox, clock: FakeClock, rest: WhiteBitRest) -> None:
     last = Decimal((await rest.call("ticker"))["BTC_USDT"]["last_price"])
     outside_price = (last * Decimal("0.9")).quantize(Decimal("0.01"))
     await rest.call("order_new", {"market": "BTC_USDT", "side": "buy", "amount": "0.001",
                                   "price": str(outside_price), "clientOrderId": "outside-1"})
 
     strategy = Resting()
-    runner = LiveRunner(bot_config("Resting", duration_s=20), strategy=strategy, sandbox=sandbox, out=None,
-                        handle_signals=False)
+    runner = LiveRunner(bot_config("Resting", duration_s=100), strategy=strategy, sandbox=sandbox, out=None,
+                        handle_signals=False, **clock.clocks())
     task = asyncio.create_task(runner.run())
     try:
         await _until(lambda: runner.engine is not None and "outside-1" in runner.engine.open)
@@ -83,17 +90,24 @@ async def test_outside_order_adopted_and_fill_during_outage_not_lost(sandbox: Sa
     assert all(b - a == 1000 for a, b in itertools.pairwise(times)), times
 
 
-async def test_long_outage_loses_no_candle(sandbox: Sandbox) -> None:
-    """Every reconnect attempt is cut for 2 s; afterwards the candles that closed meanwhile arrive, in order."""
+async def test_long_outage_loses_no_candle() -> None:
+    """Every reconnect attempt is cut for 2 s; afterwards the candles that closed meanwhile arrive, in order. On a
+    fake clock shared with the sandbox, driven at 5x: the 2 s outage (on that clock) lasts 0.4 s of real time."""
+    async with clocked_sandbox() as (sandbox, clock, _rest), driving(clock):
+        await _long_outage(sandbox, clock)
+
+
+async def _long_outage(sandbox: Sandbox, clock: FakeClock) -> None:
     strategy = Recorder()
-    runner = LiveRunner(bot_config("Recorder", duration_s=20), strategy=strategy, sandbox=sandbox, out=None,
-                        handle_signals=False)
+    runner = LiveRunner(bot_config("Recorder", duration_s=100), strategy=strategy, sandbox=sandbox, out=None,
+                        handle_signals=False, **clock.clocks())
     task = asyncio.create_task(runner.run())
     try:
         await _until(lambda: len(strategy.candles) >= 2)
         sandbox.set_faults(ws_drop_rate=1.0)
         sandbox.hub.drop_all()
-        await asyncio.sleep(2.0)
+        cut = clock.now
+        await _until(lambda: clock.now >= cut + 2.0)  # 2 s of the exchange's clock
         sandbox.set_faults(ws_drop_rate=0.0)
         before = len(strategy.candles)
         await _until(lambda: len(strategy.candles) >= before + 3, timeout=10)

@@ -16,12 +16,12 @@ from botkit.execution.engine import ExecutionEngine
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.market.rules import MarketRules
 from botkit.sandbox.server import Sandbox
-from botkit.sandbox.testing import running_sandbox
+from botkit.sandbox.testing import FakeClock, running_sandbox
 from botkit.venues.whitebit import WhiteBitVenue
 from botkit.whitebit.rest import WhiteBitRest
 from botkit.whitebit.ws import Connected, RateBudget, Stale, WsClient, WsEvent
 
-from .conftest import fast_config
+from .conftest import driving, fast_config
 
 RULES = {"BTC_USDT": MarketRules(name="BTC_USDT", stock="BTC", money="USDT", stock_prec=6, money_prec=2,
                                  min_amount=Decimal("0.00001"), min_total=Decimal("1"))}
@@ -139,15 +139,18 @@ async def test_exchange_rejection_carries_code_and_field_message(sandbox: Sandbo
 
 
 async def test_pings_keep_an_idle_connection_open() -> None:
-    async with running_sandbox(fast_config(ws_idle_timeout=1.0)) as sb:
+    """The sandbox's idle timeout and the clients' pings on one fake clock, driven at 5x: 2.5 s take 0.5 s."""
+    clock = FakeClock()
+    time_kw = {"clock": clock.time, "monotonic": clock.monotonic, "sleep": clock.wait}
+    async with running_sandbox(fast_config(ws_idle_timeout=1.0), clock=clock.time) as sb, driving(clock):
         events: list[WsEvent] = []
-        ws = WsClient(sb.ws_url, events.append, ping_interval=0.3, stale_after=None)
+        ws = WsClient(sb.ws_url, events.append, ping_interval=0.3, stale_after=None, **time_kw)
         ws.subscribe_lastprice(["BTC_USDT"])
         await ws.start()
-        silent = WsClient(sb.ws_url, events.append, ping_interval=30, stale_after=None, backoff_base=5)
+        silent = WsClient(sb.ws_url, events.append, ping_interval=30, stale_after=None, backoff_base=5, **time_kw)
         await silent.start()
         try:
-            await asyncio.sleep(2.5)
+            await clock.wait(2.5)
             assert ws.connects == 1 and ws.connected  # kept alive by pings past the 1 s idle timeout
             assert silent.connects == 1 and not silent.connected  # the server dropped the silent one
             assert await ws.request("time", []) > 0
@@ -172,12 +175,16 @@ def test_rate_budget_waits_instead_of_exceeding() -> None:
 
 
 async def test_silent_feed_raises_a_staleness_event(sandbox: Sandbox) -> None:
+    """The client's clock is a fake one driven at 5x: 0.9 s of silence take 0.18 s."""
     events: list[WsEvent] = []
-    ws = WsClient(sandbox.ws_url, events.append, stale_after=0.4)  # connected, but subscribed to no data
-    await ws.start()
-    try:
-        await asyncio.sleep(0.9)
-    finally:
-        await ws.close()
+    clock = FakeClock()
+    ws = WsClient(sandbox.ws_url, events.append, stale_after=0.4,  # connected, but subscribed to no data
+                  clock=clock.time, **clock.clocks(), sleep=clock.wait)
+    async with driving(clock):
+        await ws.start()
+        try:
+            await clock.wait(0.9)
+        finally:
+            await ws.close()
     stale = [e for e in events if isinstance(e, Stale)]
     assert len(stale) == 1 and stale[0].silent_s >= 0.4  # reported once per silent spell, not every tick

@@ -2,16 +2,17 @@
 
 Unit tests drive the limiter with an injected clock; the rest run WhiteBitRest against a real sandbox on 127.0.0.1
 whose limits are scaled down (counts x 0.001, windows x 0.05: "10000 per 10 s" becomes 10 per 0.5 s) so they are
-reachable in a test. Time assertions are lower bounds that follow from the limit arithmetic, never upper bounds.
+reachable in a test. There the client's limiter, its retry waits and the sandbox's rate-limit windows share one fake
+clock that moves only when the client waits, and only once every request already sent has been answered: a request
+reaches the server at the clock time it was granted, so the outcome is the limit arithmetic, never the machine's load
+(no wall time is waited). Time assertions are lower bounds that follow from the limit arithmetic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -143,32 +144,54 @@ def test_a_json_nonce_429_is_not_a_gateway_limit() -> None:
 # ---- against the sandbox -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_long_gc_pause() -> Iterator[None]:
-    """The in-process sandbox shares the event loop with the client, so a pause between a grant and the server's
-    count bunches arrivals past the client's margin: a full generation-2 collection of the whole suite's heap took
-    0.29 s here. Collect first, then freeze the heap so collections during the test only scan what it allocates."""
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
+class LockStep:
+    """The fake clock of the sandbox tests: a wait moves it only after every request sent over `http` is answered."""
+
+    def __init__(self) -> None:
+        self.time = FakeTime()
+        self.sent = self.answered = 0
+
+    async def on_request(self, request: httpx.Request) -> None:
+        self.sent += 1
+
+    async def on_response(self, response: httpx.Response) -> None:
+        self.answered += 1
+
+    async def sleep(self, d: float) -> None:
+        for _ in range(5000):  # the requests in flight are answered in real time (a few ms each)
+            if self.answered >= self.sent:
+                break
+            await asyncio.sleep(0.001)
+        else:
+            raise AssertionError(f"{self.sent - self.answered} request(s) unanswered for 5 s")
+        await self.time.sleep(d)
+
+    def now(self) -> float:
+        return self.time.now
+
+
+@pytest.fixture
+def clock() -> LockStep:
+    return LockStep()
 
 
 @pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
+async def sandbox(clock: LockStep) -> AsyncIterator[Sandbox]:
     cfg = test_config(rest_limit_scale=COUNT_SCALE, rest_limit_window_scale=WINDOW_SCALE)
-    async with running_sandbox(cfg) as sb:
+    async with running_sandbox(cfg, monotonic=clock.now) as sb:
         yield sb
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as c:
+async def http(clock: LockStep) -> AsyncIterator[httpx.AsyncClient]:
+    hooks = {"request": [clock.on_request], "response": [clock.on_response]}
+    async with httpx.AsyncClient(timeout=10, event_hooks=hooks) as c:  # type: ignore[arg-type]
         yield c
 
 
-def limiter(backoff_s: float = 1.0) -> RateLimiter:
-    return RateLimiter(count_scale=COUNT_SCALE, window_scale=WINDOW_SCALE, margin_s=MARGIN, backoff_s=backoff_s)
+def limiter(clock: LockStep, backoff_s: float = 1.0) -> RateLimiter:
+    return RateLimiter(count_scale=COUNT_SCALE, window_scale=WINDOW_SCALE, margin_s=MARGIN, backoff_s=backoff_s,
+                       clock=clock.now, sleep=clock.sleep)
 
 
 def client(sb: Sandbox, http: httpx.AsyncClient, **kw: object) -> WhiteBitRest:
@@ -191,14 +214,14 @@ async def test_without_the_limiter_a_burst_is_refused_by_the_sandbox(
 
 
 async def test_with_the_limiter_the_same_burst_is_never_refused(
-    sandbox: Sandbox, http: httpx.AsyncClient
+    sandbox: Sandbox, http: httpx.AsyncClient, clock: LockStep
 ) -> None:
-    lim = limiter()
+    lim = limiter(clock)
     rest = client(sandbox, http, limiter=lim, retry_attempts=1)
     n = 30
-    t0 = time.monotonic()
+    t0 = clock.now()
     results = await asyncio.gather(*(rest.call("trade_balance") for _ in range(n)))
-    elapsed = time.monotonic() - t0
+    elapsed = clock.now() - t0
     assert all(isinstance(r, dict) for r in results) and rest.attempts == n
     assert sum(sandbox.rest_limits.rejected.values()) == 0
     assert sandbox.rest_limits.accepted["global"] == n
@@ -208,9 +231,9 @@ async def test_with_the_limiter_the_same_burst_is_never_refused(
 
 
 async def test_fifty_concurrent_tasks_over_two_endpoints_stay_within_the_limit(
-    sandbox: Sandbox, http: httpx.AsyncClient
+    sandbox: Sandbox, http: httpx.AsyncClient, clock: LockStep
 ) -> None:
-    lim = limiter()
+    lim = limiter(clock)
     rest = client(sandbox, http, limiter=lim, retry_attempts=1)
     calls = [rest.call("trade_balance") if i % 2 else rest.call("executed_history", {"limit": 1}) for i in range(50)]
     results = await asyncio.gather(*calls)
@@ -222,53 +245,54 @@ async def test_fifty_concurrent_tasks_over_two_endpoints_stay_within_the_limit(
 
 
 async def test_an_endpoint_limit_below_the_group_limit_is_honoured(
-    sandbox: Sandbox, http: httpx.AsyncClient
+    sandbox: Sandbox, http: httpx.AsyncClient, clock: LockStep
 ) -> None:
-    rest = WhiteBitRest(sandbox.base_url, http, limiter=limiter(), retry_attempts=1)
-    t0 = time.monotonic()
+    rest = WhiteBitRest(sandbox.base_url, http, limiter=limiter(clock), retry_attempts=1)
+    t0 = clock.now()
     for _ in range(3):  # orderbook: 600 per 10 s -> 1 per window at this scale
         book = await rest.call("orderbook", market="BTC_USDT")
         assert "asks" in book
-    assert time.monotonic() - t0 >= 2 * CLIENT_WINDOW
+    assert clock.now() - t0 >= 2 * CLIENT_WINDOW
     limits = sandbox.rest_limits
     assert limits.accepted["endpoint:orderbook"] == 3 and limits.accepted["group:public"] == 3
     assert sum(limits.rejected.values()) == 0
 
 
 async def test_an_injected_gateway_429_makes_the_client_back_off_then_succeed(
-    sandbox: Sandbox, http: httpx.AsyncClient
+    sandbox: Sandbox, http: httpx.AsyncClient, clock: LockStep
 ) -> None:
-    lim = limiter()
+    lim = limiter(clock)
     other = DEFAULT_REGISTRY.get("executed_history")  # same group as trade_balance
     blocked_seen: list[float] = []
 
     async def sleep(d: float) -> None:  # tenacity's wait before the retry: the group is blocked meanwhile
         blocked_seen.append(lim.delay(other))
-        await asyncio.sleep(d)
+        await clock.sleep(d)
 
     rest = client(sandbox, http, limiter=lim, sleep=sleep)
     sandbox.set_faults(error_counts={"/api/v4/trade-account/balance": {"429": 1}}, retry_after_s=1)
-    t0 = time.monotonic()
+    t0 = clock.now()
     assert isinstance(await rest.call("trade_balance"), dict)
-    assert time.monotonic() - t0 >= 1.0
+    assert clock.now() - t0 >= 1.0
     assert rest.attempts == 2 and lim.stats.penalties == 1
     assert blocked_seen and blocked_seen[0] > 0.9
 
     # no Retry-After: the limiter's own back-off, doubling per consecutive 429 (0.2 s, then 0.4 s)
-    lim2 = limiter(backoff_s=0.2)
-    rest2 = client(sandbox, http, limiter=lim2, retry_max_wait_s=0.01)
+    lim2 = limiter(clock, backoff_s=0.2)
+    rest2 = client(sandbox, http, limiter=lim2, retry_max_wait_s=0.01, sleep=clock.sleep)
     sandbox.set_faults(error_counts={"/api/v4/trade-account/balance": {"429": 2}}, retry_after_s=None)
-    t0 = time.monotonic()
+    t0 = clock.now()
     assert isinstance(await rest2.call("trade_balance"), dict)
-    assert time.monotonic() - t0 >= 0.6
+    assert clock.now() - t0 >= 0.6
     assert rest2.attempts == 3 and lim2.stats.penalties == 2 and lim2.stats.waits >= 2
 
 
 async def test_a_json_nonce_429_is_a_nonce_error_and_never_a_back_off(
-    sandbox: Sandbox, http: httpx.AsyncClient
+    sandbox: Sandbox, http: httpx.AsyncClient, clock: LockStep
 ) -> None:
-    lim = limiter()
-    rest = client(sandbox, http, limiter=lim, retry_attempts=4, retry_max_wait_s=0.01)  # clock sync off
+    lim = limiter(clock)
+    rest = client(sandbox, http, limiter=lim, retry_attempts=4, retry_max_wait_s=0.01,  # clock sync off
+                  sleep=clock.sleep)
     sandbox.set_faults(clock_skew_s=60.0)  # every nonce is now outside the server's 5 s window
     with pytest.raises(WhiteBitNonceRejected) as ei:
         await rest.call("trade_balance")
