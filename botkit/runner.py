@@ -274,6 +274,9 @@ class LiveRunner:
         self.token_clock = token_clock
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
+        if cfg.run.mode == "paper" and cfg.backtest.fills == "book":
+            raise RunError('[backtest] fills = "book" is for backtests on recorded depth; paper trading fills on '
+                           'candles or trades: set fills = "candles" or "trades" for `botkit run`')
         self.source = source
         # Time: `clock` (wall seconds: order and event times in sandbox and live mode, candle closes and history on
         # the market feed, token expiry in the status line) and `monotonic` (the run's own timing: `duration_s`, the
@@ -723,7 +726,9 @@ class LiveRunner:
         if self.source is not None:
             await self.source.start(self.queue.put_nowait)
             return
-        want_trades = _overrides(self.strategy, "on_trade")
+        # Paper trading with the trades fill model fills on the public trades, so it listens to them anyway.
+        want_trades = _overrides(self.strategy, "on_trade") or (self.mode == "paper"
+                                                                and self.cfg.backtest.fills == "trades")
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
