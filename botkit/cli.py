@@ -69,11 +69,20 @@ def _backtest_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]
     if args.data or args.repair:
         base = load_config(args.config)
         if args.data:
-            files = dict(base.data.files)
-            for item in args.data:
-                market, path = _data_item(item, args.config, list(base.markets))
-                files[market] = path
-            data["files"] = files
+            dirs = [item for item in args.data if _tape_dir(Path(item))]
+            if dirs:  # a recording or a store: replaces the config's data source
+                if len(dirs) > 1 or len(args.data) > 1:
+                    raise _BadArgs(f"--data {' '.join(args.data)}: give one recording or store directory, "
+                                   "not several, and no candle files beside it")
+                kind = "recording" if (Path(dirs[0]) / "manifest.json").is_file() else "store"
+                data.update({"files": {}, "store": None, "recording": None})
+                data[kind] = dirs[0]
+            else:
+                files = dict(base.data.files)
+                for item in args.data:
+                    market, path = _data_item(item, args.config, list(base.markets))
+                    files[market] = path
+                data.update({"files": files, "store": None, "recording": None})
         if args.repair:
             given = [name for group in args.repair for name in group]
             if set(_GAP_REPAIRS) <= set(given):
@@ -83,6 +92,12 @@ def _backtest_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]
     if args.out is not None:
         overrides["output"] = {"dir": str(args.out)}
     return overrides
+
+
+def _tape_dir(path: Path) -> bool:
+    """A `botkit record` recording (manifest.json) or a store (trades/, book/ or candles/ datasets)."""
+    return path.is_dir() and ((path / "manifest.json").is_file()
+                              or any((path / kind).is_dir() for kind in ("trades", "book", "candles")))
 
 
 def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
@@ -110,7 +125,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.backtest.data import DataError
     from botkit.backtest.replay import BacktestError
     from botkit.backtest.report import summary_table, write_report
-    from botkit.backtest.run import ProgressBar, run_backtest
+    from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
     from botkit.config import ConfigError, load_config
     from botkit.market.grants import InsufficientScope
     from botkit.plugins import PluginError
@@ -120,9 +135,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     except (ConfigError, _BadArgs) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if not cfg.data.files:
-        print(f"error: {args.config}: [data] files is empty; add e.g. files = {{ BTC_USDT = \"path.csv\" }} "
-              "or pass --data MARKET=PATH", file=sys.stderr)
+    if not cfg.data.files and cfg.data.store is None and cfg.data.recording is None:
+        print(f"error: {args.config}: [data] files is empty; add e.g. files = {{ BTC_USDT = \"path.csv\" }}, "
+              "a [data] store or recording, or pass --data MARKET=PATH (or --data DIR: a store or a recording)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     if set(_GAP_REPAIRS) <= set(cfg.data.repair):
         print(f"error: {args.config}: [data] repair has both fill_gaps and allow_gaps, which exclude each other; "
@@ -135,7 +151,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
     try:
-        result = run_backtest(cfg, ProgressBar() if show else None, on_warning=warn)
+        unit = "trades" if replays_trades(cfg) else "book events" if cfg.backtest.fills == "book" else "candles"
+        bar = ProgressBar(unit=unit) if show else None
+        result = run_backtest(cfg, bar, on_warning=warn)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -156,7 +174,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         if result.warnings:
             print(f"\n{len(result.warnings)} data warning(s), listed at the start and in report.json")
         rate = result.events / elapsed if elapsed > 0 else 0.0
-        print(f"\n{result.events:,} candles in {elapsed:.2f} s ({rate:,.0f}/s)")
+        print(f"\n{result.events:,} {result.event_unit} in {elapsed:.2f} s ({rate:,.0f}/s)")
         print("wrote " + ", ".join(str(p) for p in paths))
     if result.outcome == "interrupted":
         print(f"\ninterrupted (Ctrl-C) after {result.events:,} candles: the report is PARTIAL", file=sys.stderr)
@@ -183,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--to", dest="end", type=_parse_when, help="end (UTC, exclusive)")
     bt.add_argument("--data", action="append", metavar="MARKET=PATH",
                     help="candle file for one market (repeatable), replacing only that market's [data] files entry; "
-                         "PATH alone when the config has one market")
+                         "PATH alone when the config has one market; or a directory: a `botkit record` recording "
+                         "or a store, whose trades are replayed (replacing the config's data source)")
     bt.add_argument("--repair", action="append", type=_repair_list, metavar="NAME[,NAME]",
                     help="add a data repair to [data] repair (repeatable or comma list): sort, drop_duplicates, "
                          "fill_gaps, allow_gaps; fill_gaps/allow_gaps replaces the config's gap choice")

@@ -96,8 +96,21 @@ class GrantConfig(_Strict):
         return v
 
 
+Feed = Literal["trades", "book"]
+
+
+def _trades_only() -> list[Feed]:
+    return ["trades"]
+
+
 class DataConfig(_Strict):
     files: dict[str, str] = Field(default_factory=dict, description="market -> candle file (CSV or freqtrade JSON)")
+    store: Path | None = Field(None, description="a store directory (botkit data import/fetch): replay its "
+                                                 "trades (and book) datasets of the [markets]")
+    recording: Path | None = Field(None, description="a `botkit record` directory: replay what it recorded (put "
+                                                     "into [data] store, default <recording>/store)")
+    feed: list[Feed] = Field(
+        default_factory=_trades_only, description="store/recording: the datasets replayed (book: on_book)")
     format: Literal["auto", "csv", "freqtrade"] = "auto"
     timeframe: str | None = None
     repair: list[Repair] = Field(default_factory=list)
@@ -119,6 +132,12 @@ class BacktestConfig(_Strict):
                                 'trades), "native" (the simulated venue\'s own OCO)')
     progress: bool = True
     book_depth: int = Field(20, ge=1, le=1000, description="order-book replays: levels per side in on_book")
+    fills: Literal["candles", "trades", "book"] = Field(
+        "candles", description="fill model: candles, trades or book (both need [data] store or recording)")
+    latency_ms: int = Field(0, ge=0, le=3_600_000, description="decision -> arrival at the simulated exchange")
+    fill_latency_ms: int = Field(0, ge=0, le=3_600_000, description="fill -> the strategy sees it")
+    queue_ahead: Decimal = Field(Decimal(0), ge=0, description="trades fills without book data: base amount "
+                                                               "assumed queued ahead of a new order at its price")
 
 
 class OutputConfig(_Strict):
@@ -261,6 +280,9 @@ class BotConfig(BaseSettings):
                 raise ValueError(
                     f"risk.max_position has {market!r}, which is not in [markets] ({sorted(self.markets)})"
                 )
+        if self.data.files and (self.data.store is not None or self.data.recording is not None):
+            raise ValueError("data: give candle files or a store/recording, not both (files replay candles; a store "
+                             "or recording replays trades)")
         if self.data.start and self.data.end and self.data.start >= self.data.end:
             raise ValueError(f"data.start ({self.data.start}) must be before data.end ({self.data.end})")
         return self
@@ -286,7 +308,9 @@ class BotConfig(BaseSettings):
 
     def fill_model(self) -> FillModel:
         """The backtest fill model, also used by paper trading."""
-        return FillModel(slippage_pct=self.backtest.slippage_pct, touch=self.backtest.touch)
+        b = self.backtest
+        return FillModel(slippage_pct=b.slippage_pct, touch=b.touch, kind=b.fills, latency_ms=b.latency_ms,
+                         fill_latency_ms=b.fill_latency_ms, queue_ahead=b.queue_ahead)
 
     def market_rules(self, exchange: dict[str, MarketRules] | None = None) -> dict[str, MarketRules]:
         """Rules per configured market. With `exchange` (what the exchange's markets endpoint says, in sandbox, paper

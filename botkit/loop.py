@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from botkit.execution.engine import ExecutionEngine
 from botkit.market.buffer import MarketState
 from botkit.market.orders import Fill, Order
-from botkit.market.types import BookSnapshot, BookView, Candle, Trade
+from botkit.market.types import SIDE_NAMES, BookSnapshot, BookView, Candle, Trade, TradeBatch
 from botkit.strategy import Context, Strategy
 from botkit.venues.simulated import SimulatedVenue
 
@@ -139,6 +142,8 @@ class OrderObserver(Protocol):
 
 class _NoFills:
     active = False
+    lo = -math.inf  # the trades gate: no trade price is outside (-inf, inf)
+    hi = math.inf
 
 
 _NO_FILLS = _NoFills()
@@ -171,13 +176,25 @@ class EventLoop:
         self.index = {m: i for i, m in enumerate(self.names)}
         self.buffers = [state.buffers[m] for m in self.names]
         self._venue_fill: Callable[[str, int, float, float, float, int], None] | None = None
+        self._venue_trade: Callable[[str, int, float, float, int, float, int], None] | None = None
+        self._prev: dict[int, tuple[float, int]] = {}  # each market's last trade (price, side) seen by the venue
         self.venue = fills
         self.books: list[object] = [_NO_FILLS] * len(self.names)
-        # Stops the execution layer holds for OCO groups (a venue without native OCO): checked on each closed candle.
+        self.gates: list[Any] = [_NO_FILLS] * len(self.names)  # trade fills: the venue's books
+        # Stops the execution layer holds for OCO groups (a venue without native OCO): checked on each closed candle
+        # and trade.
         self.watches = [engine.oco.watch(m) for m in self.names]
-        if fills is not None:
+        if fills is not None and fills.fill_model.kind == "candles":
             self._venue_fill = fills.process_candle
             self.books = [fills.books[m] for m in self.names]
+        elif fills is not None and fills.fill_model.kind == "trades":
+            self._venue_trade = fills.process_trade
+            self.gates = [fills.books[m] for m in self.names]
+        strategy_type = type(strategy)
+        self.batch_trades = strategy_type.on_trades is not Strategy.on_trades
+        self.wants_trades = self.batch_trades or strategy_type.on_trade is not Strategy.on_trade
+        self.wants_candles = strategy_type.on_candle is not Strategy.on_candle
+        self.wants_books = strategy_type.on_book is not Strategy.on_book
         # Backtests remember which event each fill happened at (the equity curve is rebuilt from that afterwards).
         self.fill_events: list[int] | None = [] if record_fill_events else None
         self.events = 0  # market events fed so far
@@ -302,8 +319,153 @@ class EventLoop:
                          [candle.volume], [candle.close_time_ms], self.events)
         return True
 
+    def trades(self, m: int, t_a: np.ndarray, p_a: np.ndarray, a_a: np.ndarray, s_a: np.ndarray) -> None:
+        """Public trades of market `m` in time order (numpy columns): the venue fills what they fill, the strategy
+        sees them (`on_trades` in batches when it overrides it, else `on_trade` one by one), timers fire."""
+        if self.batch_trades or not self.wants_trades:
+            self._trades_batched(m, t_a, p_a, a_a, s_a)
+        else:
+            self._trades_each(m, t_a.tolist(), p_a.tolist(), a_a.tolist(), s_a.tolist())
+
+    def _trades_each(self, m: int, t_c: list[int], p_c: list[float], a_c: list[float], s_c: list[int]) -> None:
+        clock, ctx, gate, name = self.clock, self.ctx, self.gates[m], self.names[m]
+        watch = self.watches[m]
+        on_trade = self.strategy.on_trade
+        last = self.state.last
+        queue = self.engine._queue
+        timers = ctx.timers
+        sides = SIDE_NAMES
+        prev, prev_side = self._prev.get(m, (math.nan, 0))
+        n = 0
+        try:
+            for t, p, a, sd in zip(t_c, p_c, a_c, s_c, strict=True):
+                n += 1
+                clock.now = t
+                if p <= gate.lo or p >= gate.hi:
+                    self._trade_fill(name, t, p, a, sd, prev, prev_side)
+                if watch.active:
+                    self._held_stops(name, t, p, p)
+                prev, prev_side = p, sd
+                last[name] = p
+                try:
+                    on_trade(ctx, Trade(name, t, p, a, sides[sd]))
+                except Exception as exc:
+                    self._failed("on_trade", exc)
+                if queue or timers:
+                    self._settle(t)
+        finally:
+            self.events += n
+            self._prev[m] = (prev, prev_side)
+
+    def _trades_batched(self, m: int, t_a: np.ndarray, p_a: np.ndarray, a_a: np.ndarray, s_a: np.ndarray) -> None:
+        clock, ctx, gate, name = self.clock, self.ctx, self.gates[m], self.names[m]
+        watch = self.watches[m]
+        deliver = self.strategy.on_trades if self.wants_trades else None
+        last = self.state.last
+        engine = self.engine
+        timers = ctx.timers
+        n = len(t_a)
+        d = 0  # the next trade the strategy has not seen
+        i = 0  # the next trade the venue has not seen
+        while True:
+            lo, hi = gate.lo, gate.hi
+            if watch.active:  # held OCO stops (emulated OCO): a trade at or through one is a hit too
+                lo, hi = self._held_bounds(watch, lo, hi)
+            j = self._next_hit(p_a, i, n, lo, hi)
+            while d < j:  # trades d..j-1 change nothing at the venue: one batch (cut at timers)
+                e = j
+                if timers:
+                    due = min(tm.due_ms for tm in timers)
+                    k = int(np.searchsorted(t_a, due, "left"))
+                    if k < j:
+                        e = max(k + 1, d + 1)
+                now = int(t_a[e - 1])
+                clock.now = now
+                last[name] = float(p_a[e - 1])
+                if deliver is not None:
+                    try:
+                        deliver(ctx, TradeBatch(name, t_a[d:e], p_a[d:e], a_a[d:e], s_a[d:e]))
+                    except Exception as exc:
+                        self._failed("on_trades", exc)
+                self.events += e - d
+                d = e
+                if engine._queue or timers:
+                    self._settle(now)
+            if j >= n:
+                break
+            t = int(t_a[j])
+            clock.now = t
+            p = float(p_a[j])
+            if p <= gate.lo or p >= gate.hi:
+                prev = (float(p_a[j - 1]), int(s_a[j - 1])) if j else self._prev.get(m, (math.nan, 0))
+                self._trade_fill(name, t, p, float(a_a[j]), int(s_a[j]), *prev)
+            if watch.active:
+                self._held_stops(name, t, p, p)
+            i = j + 1
+        if n:
+            self._prev[m] = (float(p_a[-1]), int(s_a[-1]))
+
+    @staticmethod
+    def _held_bounds(watch: Any, lo: float, hi: float) -> tuple[float, float]:
+        """The trade gate widened by the held OCO stops: sells trigger at or below, buys at or above their stop."""
+        for h in watch.stops:
+            if h.triggered:
+                continue
+            s = float(h.order.stop_price)
+            if h.order.side == "sell":
+                lo = max(lo, s)
+            else:
+                hi = min(hi, s)
+        return lo, hi
+
+    @staticmethod
+    def _next_hit(p_a: np.ndarray, i: int, n: int, lo: float, hi: float) -> int:
+        """The first trade at or after `i` priced outside (lo, hi), or n."""
+        if lo >= hi:
+            return i if i < n else n
+        if lo == -math.inf and hi == math.inf:
+            return n
+        w = 256
+        while i < n:
+            seg = p_a[i:i + w]
+            hit = np.flatnonzero((seg <= lo) | (seg >= hi))
+            if len(hit):
+                return i + int(hit[0])
+            i += w
+            w = min(w * 4, 1 << 16)
+        return n
+
+    def candle_built(self, m: int, i: int, candle: Candle) -> None:
+        """Candle `i` of market `m`'s buffer closed (built from trades): `on_candle`, no fills (trades fill)."""
+        self.buffers[m].cur = i
+        if not self.wants_candles:
+            return  # the market clock moves with the trades (a last candle may close after the last one)
+        self.clock.now = candle.close_time_ms
+        try:
+            self.strategy.on_candle(self.ctx, candle)
+        except Exception as exc:
+            self._failed("on_candle", exc)
+        self._settle(candle.close_time_ms)
+
+    def flush_venue(self, now_ms: float) -> None:
+        """Cancels and reports still in flight (latency) reach the strategy: at the end of a replay, all of them."""
+        if self.venue is not None:
+            nf = self.engine.fill_count
+            self.venue.flush(now_ms)
+            if self.fill_events is not None and self.engine.fill_count > nf:
+                self.fill_events.extend([max(self.events - 1, 0)] * (self.engine.fill_count - nf))
+            self._settle(self.clock.now)
+
     def trade(self, trade: Trade) -> None:
         self.clock.now = trade.time_ms
+        if self._venue_trade is not None:
+            mi = self.index[trade.market]
+            gate = self.gates[mi]
+            code = 1 if trade.side == "buy" else -1 if trade.side == "sell" else 0
+            if trade.price <= gate.lo or trade.price >= gate.hi:
+                self._trade_fill(trade.market, trade.time_ms, trade.price, trade.amount, code,
+                                 *self._prev.get(mi, (math.nan, 0)))
+            self._prev[mi] = (trade.price, code)
         self.state.last[trade.market] = trade.price
         self.events += 1
         m = self.index.get(trade.market)
@@ -416,6 +578,11 @@ class EventLoop:
             self.fill_events.extend([k] * (engine.fill_count - nf))
         if engine._queue:
             engine.drain()
+
+    def _trade_fill(self, name: str, t: int, p: float, a: float, sd: int, prev: float, prev_side: int) -> None:
+        self._venue_trade(name, t, p, a, sd, prev, prev_side)  # type: ignore[misc]  # set whenever a gate opens
+        if self.engine._queue:
+            self.engine.drain()
 
     def _held_stops(self, name: str, start_ms: int, lo: float, h: float) -> None:
         """Held OCO stops of `name` that these prices reach are triggered (before the strategy sees the data)."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
@@ -265,9 +266,17 @@ class LiveRunner:
         source: EventSource | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        token_clock: TokenClock = SYSTEM_CLOCK,
     ) -> None:
+        """`token_clock`: the OAuth session's own clock (wall time, monotonic time and sleep of the token layer,
+        botkit/auth/clock.py), apart from the run's `clock`/`monotonic`: tests and benchmarks run token lifetimes
+        faster than the market with a ScaledClock shared with the sandbox's authorization server."""
+        self.token_clock = token_clock
         if source is not None and cfg.run.mode != "paper":
             raise RunError("a replayed event source needs paper mode: orders must not reach an exchange")
+        if cfg.run.mode == "paper" and cfg.backtest.fills == "book":
+            raise RunError('[backtest] fills = "book" is for backtests on recorded depth; paper trading fills on '
+                           'candles or trades: set fills = "candles" or "trades" for `botkit run`')
         self.source = source
         # Time: `clock` (wall seconds: order and event times in sandbox and live mode, candle closes and history on
         # the market feed, token expiry in the status line) and `monotonic` (the run's own timing: `duration_s`, the
@@ -344,7 +353,18 @@ class LiveRunner:
                                  ("refresh_ttl", self.run_cfg.sandbox_refresh_ttl_s)) if v is not None}
         if ttl:
             cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update=ttl)})
+        dialect = (self.cfg.auth or {}).get("dialect") if self.run_cfg.credentials == "oauth" else None
+        if dialect is not None and dialect != cfg.oauth.dialect:
+            # The embedded sandbox speaks the dialect the bot's [auth] asks for (`[oauth] dialect` of the sandbox).
+            cfg = cfg.model_copy(update={"oauth": cfg.oauth.model_copy(update={"dialect": dialect})})
+        if self._bearer_trading() and not cfg.server.bearer_trading:
+            # `[auth] trading_auth = "bearer"` on the embedded sandbox: its opt-in Bearer trading (not in WhiteBIT's
+            # public documentation) is switched on, since this run asked for exactly that.
+            cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"bearer_trading": True})})
         return cfg
+
+    def _bearer_trading(self) -> bool:
+        return self.run_cfg.credentials == "oauth" and (self.cfg.auth or {}).get("trading_auth") == "bearer"
 
     async def _sandbox_oauth_account(self, key: str, secret: str, perms: frozenset[str]) -> Account:
         """Sandbox mode with `[run] credentials = "oauth"`: log in to the embedded sandbox through the real
@@ -372,7 +392,9 @@ class LiveRunner:
         env = {"BOTKIT_AUTH__CLIENT_SECRET": os.environ.get("BOTKIT_AUTH__CLIENT_SECRET")
                or client.client_secret.get_secret_value()}  # the embedded sandbox's own demo client
         settings = auth_settings_from_mapping(table, env, source="[auth] (embedded sandbox)")
-        oauth = OAuthClient(settings, self.http)
+        oauth = OAuthClient(settings, self.http, clock=self.token_clock.time)
+        if settings.use_metadata:
+            await oauth.discover()  # RFC 8414: endpoints from the server's metadata, `iss` required if advertised
         req = oauth.authorization_request(client.redirect_uris[0])
         url = req.url
         for _ in range(10):  # the browser's part: the sandbox consents and redirects to the registered callback
@@ -386,7 +408,9 @@ class LiveRunner:
                 break
         token = await complete_login(oauth, req, dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)))
         store = store_for(settings, environ={})
-        key_creds = ApiKeyCredentials(key, SecretStr(secret), None, perms, time.time())
+        # Bearer trading (credential (d)) needs no key: none is stored, so none can be used.
+        key_creds = None if settings.trading_auth == "bearer" else ApiKeyCredentials(
+            key, SecretStr(secret), None, perms, time.time())
         await asyncio.to_thread(store.save, StoredCredentials(token=token, api_key=key_creds))
         if self.out is not None:
             print(f"logged in to the embedded sandbox as OAuth client {client_id!r} (token lifetime "
@@ -394,7 +418,8 @@ class LiveRunner:
                   file=self.out, flush=True)
         try:
             return await open_account(self.sandbox.base_url, self.http, env_key=None, env_secret=None,
-                                      config_grant=Grant(perms), auth=settings, require_session=True)
+                                      config_grant=Grant(perms), auth=settings, require_session=True,
+                                      clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -411,7 +436,7 @@ class LiveRunner:
                                       env_secret=self.run_cfg.api_secret,
                                       config_grant=Grant.of(self.cfg.grant.scopes, "config [grant]"),
                                       auth=settings if self.run_cfg.credentials != "apikey" else None,
-                                      require_session=self.run_cfg.credentials == "oauth")
+                                      require_session=self.run_cfg.credentials == "oauth", clock=self.token_clock)
         except AccountError as exc:
             raise RunError(str(exc)) from None
 
@@ -545,6 +570,11 @@ class LiveRunner:
             sb_cfg = self._load_sandbox_config() if self.sandbox is None else self.sandbox.config
             key, secret, perms = self._sandbox_key(sb_cfg)
             grant = Grant(perms, f"sandbox key of account {rc.account!r}")
+            if self._bearer_trading():  # what the sandbox's OAuth client will be granted, not the key
+                cid = (self.cfg.auth or {}).get("client_id")
+                client = next((c for c in sb_cfg.oauth.clients if c.client_id == cid), None)
+                if client is not None:
+                    grant = Grant(frozenset(client.scopes), f"OAuth client {cid!r} of the sandbox")
             self._check_start(grant, declared)  # before any socket opens: nothing reaches the exchange
             sb_markets = {m.name for m in sb_cfg.markets}
             missing = [m for m in self.markets if m not in sb_markets]
@@ -573,10 +603,6 @@ class LiveRunner:
             self._check_start(grant, declared)
             base_url, ws_url = rc.base_url, rc.resolved_ws_url()
 
-        if mode != "paper":
-            # The venue reads balances and reconciles open orders: without these it would trade blind.
-            grant.require("the whitebit venue (balances, reconciliation, lost-answer lookups)",
-                          WhiteBitVenue.required_scopes())
         self._where = base_url
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -686,13 +712,23 @@ class LiveRunner:
         return self._equity() if any(self.state.last_price(m) is not None for m in self.markets) else None
 
     def _check_start(self, grant: Grant, declared: frozenset[str]) -> None:
-        grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        """One check for everything the bot will need, so a refusal lists every missing scope at once: the
+        strategy's declared scopes and, except on paper, what the venue itself calls (balances, reconciliation,
+        lost-answer lookups, the private stream's token)."""
+        if self.mode == "paper":
+            grant.require(f"strategy {type(self.strategy).__name__} start", declared)
+        else:
+            grant.require(f"strategy {type(self.strategy).__name__} start (its declared scopes and those of the "
+                          "whitebit venue: balances, reconciliation, lost-answer lookups)",
+                          declared | WhiteBitVenue.required_scopes())
 
     async def _start_feeds(self, ws_url: str) -> None:
         if self.source is not None:
             await self.source.start(self.queue.put_nowait)
             return
-        want_trades = _overrides(self.strategy, "on_trade")
+        # Paper trading with the trades fill model fills on the public trades, so it listens to them anyway.
+        want_trades = _overrides(self.strategy, "on_trade") or (self.mode == "paper"
+                                                                and self.cfg.backtest.fills == "trades")
         want_book = _overrides(self.strategy, "on_book")
         for market in self.markets:
             feed = WsClient(ws_url, self.queue.put_nowait, ping_interval=self.run_cfg.ping_interval_s,
@@ -838,15 +874,15 @@ class LiveRunner:
         if tokens is None:
             return None
         failed = "re-authorization required" if tokens.reauth_required is not None else "0 failed"
-        left = f"token expires in {tokens.token.expires_at - self._now():.0f} s" if tokens.token is not None else \
-            "no token"
+        t = tokens.token  # token times are on the token clock
+        left = f"token expires in {t.expires_at - self.token_clock.time():.0f} s" if t is not None else "no token"
         return f"{tokens.refresh_count} refreshes ({failed}), {left}"
 
     def _token_status(self) -> str:
         tokens = self.account.tokens if self.account is not None else None
         if tokens is None or tokens.token is None:
             return "n/a (paper)" if self.mode == "paper" else "none (API key)"
-        left = tokens.token.expires_at - self._now()
+        left = tokens.token.expires_at - self.token_clock.time()
         return f"expires in {left:.0f} s, {tokens.refresh_count} refreshes"
 
     def _pump_nowait(self) -> None:

@@ -290,7 +290,7 @@ def _metric_rows(rep: dict[str, Any]) -> list[tuple[str, str]]:
         ("Strategy", str(rep.get("strategy", ""))),
         ("Markets", ", ".join(rep.get("markets", []))),
         ("Period", f"{rep['period']['start']} -> {rep['period']['end']} ({rep['period'].get('days', 0):.1f} days)"),
-        ("Book events" if book else "Candles", _num(rep.get("events"))),
+        ("Book events" if book else str(rep.get("event_unit", "candles")).capitalize(), _num(rep.get("events"))),
         ("Start equity", f"{_money(rep.get('start_equity'), prec)} {q}"),
         ("Final equity", f"{_money(rep.get('final_equity'), prec)} {q}"),
         ("Total return", _pct(m.get("total_return"))),

@@ -22,6 +22,7 @@ import numpy as np
 from botkit.backtest.books import BookEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
+from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.oco import OcoMode
@@ -81,6 +82,8 @@ class BacktestResult:
     rules: dict[str, MarketRules] = field(default_factory=dict)  # for the report layer (trades.py, report.py)
     series: list[CandleSeries] = field(default_factory=list)  # book replays: each event's mid price as a "candle"
     book: dict[str, BookStats] = field(default_factory=dict)  # book replays: events, updates, resyncs per market
+    event_unit: str = "candles"  # what `events` counts: "candles", "book events", or "trades" / "trades and book
+    # events" (a tape)
 
     @property
     def partial(self) -> bool:
@@ -106,9 +109,28 @@ class Backtest:
         on_error: ErrorPolicy = "halt",
         books: Sequence[BookEvents] = (),
         book_depth: int = 20,
+        tape: Tape | None = None,
+        timeframe_ms: int = 60_000,
     ) -> None:
+        """`books`: replay order-book events (the book fill model) instead of candles. `tape` (trades, and optionally
+        book events, from the store or a recording): replay those, with candles of `timeframe_ms` built from the
+        trades for `on_candle`, the equity curve and the report (`series` is then ignored)."""
         self.books = list(books)
         self.book_depth = book_depth
+        self.tape = tape
+        self._starts: list[np.ndarray] = []
+        if tape is not None:
+            if fill_model is None or fill_model.kind != "trades":
+                raise BacktestError('a replay of trades fills from them: give FillModel(kind="trades") (for candle '
+                                    "fills, build candles with candles_from_trades and replay those)")
+            if self.books:
+                raise BacktestError("one backtest replays either trades or order-book data through the book model")
+            if not len(tape.trades):
+                raise BacktestError("no trades to replay: the [data] store or recording has no trades of the "
+                                    "configured markets")
+            built = [candles_from_trades(tr, timeframe_ms) for tr in tape.trades]
+            series = [b[0] for b in built]
+            self._starts = [b[1] for b in built]
         if self.books:
             if series:
                 raise BacktestError("one backtest replays either candles or order-book data, not both")
@@ -151,8 +173,10 @@ class Backtest:
         n = len(close_t)
         first = 0 if ev_m is None or not n else int(ev_m[0])
         clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
-        state = MarketState({s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
-                             for s in self.series})
+        buffers = {s.market: CandleBuffer.of_columns(s.time_ms, s.open, s.high, s.low, s.close, s.volume)
+                   for s in self.series}
+        state = MarketState(buffers) if self.tape is None else \
+            TapeState(buffers, clock, {s.market: s.time_ms + s.timeframe_ms for s in self.series})
         venue = SimulatedVenue(self.rules, self.start_balances, self.fill_model, supports_oco=self.oco == "native")
         for b in self.books:
             l2 = venue.use_book(b.market).book
@@ -171,17 +195,21 @@ class Backtest:
         )
         engine.check_start()
         loop = EventLoop(self.strategy, engine, state, clock, logger=self.log, fills=venue, on_error=self.on_error,
-                         record_fill_events=True)
+                         record_fill_events=self.tape is None)
         outcome, failure = "complete", None
         marks: list[float] = []
         with market_time_logs(clock):
             try:
                 loop.start()
-                if self.books:
+                if self.tape is not None:
+                    feed_tape(loop, self.tape, self.series, self._starts, self.progress)
+                elif self.books:
                     self._feed_books(loop, ev_m, ev_i, marks)
                 else:
                     self._feed(loop, ev_m, ev_i, close_t)
+                loop.flush_venue(float("inf"))  # what latency still held back reaches the strategy
                 loop.stop()
+                loop.flush_venue(float("inf"))  # cancels placed in on_stop
             except StrategyHalted as halted:
                 outcome, failure = "halted", halted.failure
                 loop.halt(halted.failure, "strategy error")
@@ -191,16 +219,25 @@ class Backtest:
         if self.books:
             self._mark_series(marks, ev_m, ev_i, close_t)
         keep = max(done, 1) if n else 0  # a halt in on_start still reports the starting equity (one point)
+        fill_k = loop.fill_events or []
+        if self.tape is not None:  # events are trades; the equity curve is on the candles built from them
+            keep = n if outcome == "complete" else min(n, int(np.searchsorted(close_t, clock.now, "right")) + 1)
+            fill_k = np.minimum(np.searchsorted(close_t, [f.time_ms for f in engine.fills], "right"),
+                                max(keep - 1, 0)).tolist()
         if keep < n:
             close_t = close_t[:keep]
             ev_m = ev_m[:keep] if ev_m is not None else None
             ev_i = ev_i[:keep] if ev_i is not None else None
-        result = self._result(engine, venue, ev_m, ev_i, close_t, loop.fill_events or [])
+        result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
         result.book = {m: d.stats for m, d in venue.depth.items()}
         result.warnings = book_warnings(result.book)
         for text in result.warnings:
             log.warning(text)
         result.events = done
+        if self.tape is not None:
+            result.event_unit = "trades and book events" if self.tape.books and loop.wants_books else "trades"
+        elif self.books:
+            result.event_unit = "book events"
         result.outcome = outcome
         result.failure = failure
         result.strategy_errors = loop.error_count

@@ -117,6 +117,7 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
         "period": {"start": iso(int(t[0])) if len(t) else None, "end": iso(int(t[-1])) if len(t) else None,
                    "days": m.span_ms / 86_400_000},
         "events": result.events,
+        "event_unit": result.event_unit,
         "start_balances": {k: fmt(v) for k, v in sorted(result.start_balances.items())},
         "final_balances": {k: fmt(v) for k, v in sorted(result.final_balances.items())},
         "start_equity": _num(m.start_equity),
@@ -318,7 +319,7 @@ def summary_table(result: BacktestResult) -> str:
         ("Markets", ", ".join(result.markets)),
         ("Period", f"{iso(int(result.event_time_ms[0]))} -> {iso(int(result.event_time_ms[-1]))} ({days:.1f} days)"
          if result.events else "n/a"),
-        ("Book events" if result.book else "Candles", f"{result.events:,}"),
+        ("Book events" if result.book else result.event_unit.capitalize(), f"{result.events:,}"),
         ("Start equity", f"{fmt_money(m.start_equity, prec)} {q}"),
         ("Final equity", f"{fmt_money(float(result.equity[-1]), prec)} {q}" if result.events else "n/a"),
         ("Total return", _pct(m.total_return)),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+from botkit.backtest.books import BookEvents
 from botkit.backtest.checks import data_warnings
-from botkit.backtest.data import CandleSeries, DataError, load_candles
+from botkit.backtest.data import CandleSeries, DataError, load_candles, parse_timeframe
 from botkit.backtest.replay import Backtest, BacktestError, BacktestResult
+from botkit.backtest.tape import Tape, candles_from_trades
 from botkit.config import BotConfig
 from botkit.market.grants import Grant
 from botkit.plugins import build_strategy
@@ -75,7 +79,9 @@ class ProgressBar:
         clock: Callable[[], float] = time.perf_counter,
         tty: bool | None = None,
         min_seconds: float = 1.0,
+        unit: str = "candles",
     ) -> None:
+        self.unit = unit  # what is counted: candles, or trades (a replay of trades)
         self.stream = stream  # None: whatever sys.stderr is when the bar starts
         self.clock = clock
         self.tty = tty
@@ -101,7 +107,7 @@ class ProgressBar:
             TextColumn("  "),
             BarColumn(bar_width=30),
             TaskProgressColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} candles"),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + self.unit),
             TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -157,7 +163,7 @@ class ProgressBar:
             rate = self._rate_text() or "n/a"
             tail = "" if done >= total or eta is None else f"  ETA {eta:,.0f} s"
             out = self.stream or sys.stderr
-            out.write(f"  {pct:3d}%  {done:,}/{total:,} candles  {rate}{tail}\n")
+            out.write(f"  {pct:3d}%  {done:,}/{total:,} {self.unit}  {rate}{tail}\n")
             out.flush()
         self.last_quarter = quarter
 
@@ -165,6 +171,96 @@ class ProgressBar:
 def series_warnings(cfg: BotConfig, series: list[CandleSeries]) -> list[str]:
     """Data that loaded but does not fit the run (windows, timeframes, price steps): sentences for the user."""
     return data_warnings(series, cfg.market_rules())
+
+
+def _import_hint(kind: str, market: str, store: Path) -> str:
+    if kind == "book":
+        return (f"import one with `botkit data import book SNAPSHOT.csv UPDATES.csv --market {market} --store "
+                f"{store}`, or record depth with `botkit record --market {market} --channels trades,depth`")
+    return (f"import one with `botkit data import trades FILE --market {market} --store {store}`, or record with "
+            f"`botkit record --market {market} --channels trades`")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def load_tape(cfg: BotConfig) -> Tape:
+    """Trades (and, with [data] feed = ["trades", "book"], book events) of every market from [data] store or
+    [data] recording, in the [data] start/end window; with fills = "book", the book events only (no trades). A
+    recording goes into the store first (rebuilt only when its files changed). Missing data is a DataError naming
+    the dataset and how to get it."""
+    from botkit.backtest.datasets import book_from_store, trades_from_store
+    from botkit.backtest.store import Store
+
+    d = cfg.data
+    if d.recording is not None:
+        from botkit.backtest.recordings import to_store
+
+        rec = Path(d.recording)
+        if not (rec / "manifest.json").is_file():
+            raise DataError(str(rec), None, "not a recording (no manifest.json)",
+                            "Give the directory `botkit record` wrote, or use [data] store for a store.")
+        root = Path(d.store) if d.store is not None else rec / "store"
+        store = Store(root)
+        try:
+            to_store(rec, store, progress=lambda text: _log.info("%s", text))
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(str(rec), None, f"cannot read the recording: {exc}",
+                            "Check the directory (a recording cut off mid-file replays its readable part).") from None
+        where = f"recording {rec}"
+    elif d.store is not None:
+        root = Path(d.store)
+        if not root.is_dir():
+            raise DataError(str(root), None, "no such store directory",
+                            "Import data with `botkit data import` (or record with `botkit record`) first.")
+        store = Store(root)
+        where = f"store {root}"
+    else:
+        raise BacktestError(f'fills = "{cfg.backtest.fills}" replays recorded data: set [data] store (a directory of '
+                            '`botkit data import`) or [data] recording (a `botkit record` directory), or pass '
+                            '--data DIR')
+    start, end = _ms(d.start), _ms(d.end)
+    trades = []
+    books = {}
+    book_fills = cfg.backtest.fills == "book"
+    for market in cfg.markets:
+        if book_fills or "book" in d.feed:
+            why = 'fills = "book"' if book_fills else '[data] feed has "book"'
+            try:
+                books[market] = book_from_store(store, market, start * 1000 if start is not None else None,
+                                                end * 1000 if end is not None else None)
+            except FileNotFoundError:
+                raise DataError(where, None, f"no book dataset for {market} ({why})",
+                                _sentence(_import_hint("book", market, root))) from None
+            if not len(books[market]):
+                raise DataError(where, None, f"the book of {market} is empty in the window "
+                                f"{d.start or 'start'} .. {d.end or 'end'}", "Widen [data] start/end.")
+        if book_fills:
+            continue
+        try:
+            tr = trades_from_store(store, market, start, end)
+        except FileNotFoundError:
+            raise DataError(where, None, f"no trades dataset for {market}",
+                            _sentence(_import_hint("trades", market, root))) from None
+        if not len(tr):
+            raise DataError(where, None, f"the trades of {market} are empty in the window "
+                            f"{d.start or 'start'} .. {d.end or 'end'}", "Widen [data] start/end or record longer.")
+        trades.append(dataclasses.replace(tr, source=f"{where} trades/{market}"))
+    return Tape(trades, books)
+
+
+def timeframe_ms(cfg: BotConfig) -> int:
+    """Candles built from trades: [data] timeframe, default 1m."""
+    try:
+        return parse_timeframe(cfg.data.timeframe) if cfg.data.timeframe else 60_000
+    except ValueError as exc:
+        raise DataError("[data] timeframe", None, str(exc), "Fix [data] timeframe in the config.") from None
+
+
+def replays_trades(cfg: BotConfig) -> bool:
+    """The backtest replays trades (a tape) rather than candles or book events."""
+    return cfg.backtest.fills == "trades"
 
 
 def run_backtest(
@@ -176,6 +272,16 @@ def run_backtest(
     if not cfg.balances:
         raise BacktestError("[balances] is empty: a backtest needs starting balances, e.g. [balances] USDT = \"10000\"")
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
+    if cfg.data.store is not None or cfg.data.recording is not None or cfg.backtest.fills != "candles":
+        tape = load_tape(cfg)
+        if cfg.backtest.fills == "book":  # the order-book model replays the book events (on_book), not trades
+            result = backtest_of(cfg, strategy, [], progress, books=list(tape.books.values())).run()
+        elif cfg.backtest.fills == "candles":  # candle fills on candles built from the trades
+            series = [candles_from_trades(tr, timeframe_ms(cfg))[0] for tr in tape.trades]
+            result = backtest_of(cfg, strategy, series, progress).run()
+        else:
+            result = backtest_of(cfg, strategy, [], progress, tape=tape).run()
+        return result
     series = load_series(cfg)
     warnings = series_warnings(cfg, series)
     for text in warnings:
@@ -186,8 +292,10 @@ def run_backtest(
 
 
 def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
-                progress: Callable[[int, int], None] | None = None) -> Backtest:
-    """The Backtest a config describes, on series already loaded (a sweep loads them once per worker)."""
+                progress: Callable[[int, int], None] | None = None, tape: Tape | None = None,
+                books: list[BookEvents] | None = None) -> Backtest:
+    """The Backtest a config describes, on series already loaded (a sweep loads them once per worker), on a tape
+    of trades (`load_tape`), or on book events (the order-book model)."""
     return Backtest(
         strategy,
         series,
@@ -200,5 +308,8 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         progress=progress,
         on_error=cfg.strategy.on_error,
         book_depth=cfg.backtest.book_depth,
+        books=books or (),
+        tape=tape,
+        timeframe_ms=timeframe_ms(cfg),
     )
 

@@ -233,7 +233,8 @@ class Sweep:
         from botkit.backtest.run import load_series
 
         if not self.base.data.files:
-            raise SweepError(f"{self.spec.config}: [data] files is empty; a sweep needs candles")
+            raise SweepError(f"{self.spec.config}: [data] files is empty; a sweep needs candle files (a [data] store "
+                             "or recording is backtested by `botkit backtest`, not swept yet)")
         try:
             series = load_series(self.base)
         except DataError as exc:

@@ -6,9 +6,10 @@ amounts, balances) is Decimal and lives in the execution layer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Side = Literal["buy", "sell"]
 
@@ -52,16 +53,66 @@ class Candle:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
 class Trade:
-    """A public trade. `side` is the taker's side."""
+    """A public trade. `side` is the taker's side (None when the source does not say, e.g. Kraken's files).
 
-    market: str
-    time_ms: int
-    price: float
-    amount: float
-    side: Side
-    trade_id: int | None = None
+    A plain class with slots, not a dataclass: a trades backtest builds one per trade for `on_trade`, and a frozen
+    dataclass costs twice as much to build."""
+
+    __slots__ = ("amount", "market", "price", "side", "time_ms", "trade_id")
+
+    def __init__(self, market: str, time_ms: int, price: float, amount: float, side: Side | None,
+                 trade_id: int | None = None) -> None:
+        self.market = market
+        self.time_ms = time_ms
+        self.price = price
+        self.amount = amount
+        self.side = side
+        self.trade_id = trade_id
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.market, self.time_ms, self.price, self.amount, self.side, self.trade_id)
+
+    def __repr__(self) -> str:
+        return (f"Trade(market={self.market!r}, time_ms={self.time_ms}, price={self.price}, amount={self.amount}, "
+                f"side={self.side!r}, trade_id={self.trade_id})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trade):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+SIDE_NAMES: tuple[Side | None, Side | None, Side | None] = (None, "buy", "sell")  # by side code: 0, +1, -1
+
+
+class TradeBatch:
+    """Consecutive public trades of one market as numpy columns (views, valid during the call): what
+    `Strategy.on_trades` receives in a backtest. side: +1 taker buy, -1 taker sell, 0 unknown."""
+
+    __slots__ = ("amount", "market", "price", "side", "time_ms")
+
+    def __init__(self, market: str, time_ms: Any, price: Any, amount: Any, side: Any) -> None:
+        self.market = market
+        self.time_ms = time_ms
+        self.price = price
+        self.amount = amount
+        self.side = side
+
+    def __len__(self) -> int:
+        return len(self.time_ms)
+
+    def __iter__(self) -> Iterator[Trade]:
+        m = self.market
+        for t, p, a, s in zip(self.time_ms.tolist(), self.price.tolist(), self.amount.tolist(),
+                              self.side.tolist(), strict=True):
+            yield Trade(m, t, p, a, SIDE_NAMES[s])
+
+    def __repr__(self) -> str:
+        return f"TradeBatch({self.market}, {len(self)} trades)"
 
 
 class BookSnapshot:

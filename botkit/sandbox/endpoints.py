@@ -122,7 +122,8 @@ ROUTES: tuple[Route, ...] = (
     _trade("order_deals", "/api/v4/trade-account/order", {"deals.read"}, _READ),  # deals of one order
     _trade("order_history", "/api/v4/trade-account/order/history", {"orders_history.read"}, _READ),
     _trade("market_fee", "/api/v4/market/fee", {"markets.read"}, None),  # no documented limit
-    Route("websocket_token", "POST", "/api/v4/profile/websocket_token", "hmac", limit=(10, 60.0)),  # any valid key
+    # any valid key; with the opt-in `bearer_trading` also any valid access token (a Bearer trader needs its stream)
+    Route("websocket_token", "POST", "/api/v4/profile/websocket_token", "hmac", limit=(10, 60.0), bearer_opt_in=True),
     # §1.2 Bearer account reads (scopes from the names; the docs map none)
     _bearer("accounts_transactions", "/api/v4/accounts/transactions", "users.transactions.read"),
     _bearer("accounts_converts", "/api/v4/accounts/converts", "users.converts.read"),

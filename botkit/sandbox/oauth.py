@@ -1,10 +1,18 @@
-"""The sandbox's OAuth part: WhiteBIT's dialect of the authorization server (Flow A and Fast API Key Flow B).
+"""The sandbox's OAuth part: the authorization server, in WhiteBIT's dialect (default) or the standard one.
 
-Wire formats follow docs/whitebit.md §1 (camelCase `clientId`, no `grant_type`, `/oauth2/refresh_token` with
-`token=`, the `{"data": ...}` envelope, comma-separated scopes, the documented error bodies). Behaviour that the
-docs leave open follows the strict reading, so clients are tested against the harsh case: refresh tokens rotate on
-every use, and replaying a spent one revokes the whole grant (RFC 9700 §4.14.2). Counters are plain attributes
-so tests can assert what the server actually saw.
+`[oauth] dialect = "whitebit"`: wire formats follow docs/whitebit.md §1 (camelCase `clientId`, no `grant_type`,
+`/oauth2/refresh_token` with `token=`, the `{"data": ...}` envelope, comma-separated scopes, the documented error
+bodies), Flow A and the Fast API Key Flow B.
+`[oauth] dialect = "rfc6749"`: a standards-shaped server instead of /auth/login and /oauth2/token|refresh_token:
+RFC 8414 metadata at /.well-known/oauth-authorization-server, GET /authorize (response_type=code, `scope` space-
+separated, PKCE S256 required, `iss` in every authorization response, RFC 9207), POST /token (grant_type
+authorization_code | refresh_token, client_secret_basic or client_secret_post, plain JSON answers with
+`Cache-Control: no-store`, space-separated `scope`, RFC 6749 §5.2 error bodies), POST /revoke (RFC 7009).
+Either way the access tokens it issues are the same records, so the sandbox's API accepts both alike, and the
+Fast API key endpoints (/oauth2/api-key/*) stay.
+Behaviour that the docs leave open follows the strict reading, so clients are tested against the harsh case: refresh
+tokens rotate on every use, and replaying a spent one revokes the whole grant (RFC 9700 §4.14.2). Counters are plain
+attributes so tests can assert what the server actually saw.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from botkit.sandbox.endpoints import SCOPES
 from botkit.sandbox.keys import ApiKey, ApiKeyRegistry
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -51,6 +60,7 @@ class OAuthSandboxConfig(BaseModel):
     api_key_token_ttl: float = 4 * 3600.0
     auto_approve: bool = True
     default_account: str = "demo"
+    dialect: Literal["whitebit", "rfc6749"] = "whitebit"  # the wire format of the authorization server
     refresh_rate_per_s: float = 1.0
     code_ttl: float = 60.0
     rotate_refresh_tokens: bool = True  # False: refresh answers carry no refresh_token and the old one stays valid
@@ -86,6 +96,7 @@ class _Code:
     redirect_uri: str | None
     challenge: str | None
     flow: str  # "A" or "B"
+    redirect_required: bool = False  # RFC mode: the token request must repeat redirect_uri exactly
 
 
 @dataclass(slots=True)
@@ -111,6 +122,9 @@ class _Pending:
     challenge: str | None
     flow: str
     account: str
+    scopes: frozenset[str] | None = None  # RFC mode: the scopes asked for (None: the client's registered ones)
+    issuer: str | None = None  # RFC mode: sent as `iss` in the authorization response (RFC 9207)
+    redirect_given: bool = True  # the request named its redirect_uri (RFC 6749 §4.1.3: the token request must too)
 
 
 @dataclass(slots=True)
@@ -132,6 +146,9 @@ class OAuthCounters:
     apikey_info_requests: int = 0
     apikey_secret_requests: int = 0
     apikey_delete_requests: int = 0
+    metadata_requests: int = 0
+    revoke_requests: int = 0
+    revoked: int = 0  # revocation requests that revoked a live token (RFC 7009)
     refresh_times: list[float] = field(default_factory=list)
 
 
@@ -141,6 +158,12 @@ def _data(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 
 def _msg(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return _data({"message": [message]}, status, headers)
+
+
+def _rfc_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> web.Response:
+    """RFC 6749 §5.2 error body."""
+    return web.json_response({"error": error, "error_description": description}, status=status,
+                             headers={**_NO_STORE, **(headers or {})})
 
 
 def _s256(verifier: str) -> str:
@@ -189,11 +212,23 @@ class OAuthSandbox:
 
     # -- contract with server.py -------------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
+        if self.config.dialect == "rfc6749":
+            flows = [
+                web.get("/.well-known/oauth-authorization-server", self._rfc_metadata),
+                web.get("/authorize", self._rfc_authorize),
+                web.post("/authorize/decision", self._decision),
+                web.post("/token", self._rfc_token),
+                web.post("/revoke", self._rfc_revoke),
+            ]
+        else:
+            flows = [
+                web.get("/auth/login", self._login),
+                web.post("/auth/login/decision", self._decision),
+                web.post("/oauth2/token", self._token),
+                web.post("/oauth2/refresh_token", self._refresh_token),
+            ]
         return [
-            web.get("/auth/login", self._login),
-            web.post("/auth/login/decision", self._decision),
-            web.post("/oauth2/token", self._token),
-            web.post("/oauth2/refresh_token", self._refresh_token),
+            *flows,
             web.get("/oauth2/api-key/info", self._apikey_info),
             web.get("/oauth2/api-key/{externalId}/secret", self._apikey_secret),
             web.delete("/oauth2/api-key/{externalId}", self._apikey_delete),
@@ -262,7 +297,8 @@ class OAuthSandbox:
         out: dict[str, Any] = {
             "access_token": at,
             "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
-            "scope": ",".join(sorted(grant.scopes)),
+            # WhiteBIT lists scopes comma-separated; RFC 6749 §3.3 space-delimited
+            "scope": (" " if self.config.dialect == "rfc6749" else ",").join(sorted(grant.scopes)),
             "token_type": "Bearer",
         }
         if flow == "A":
@@ -284,9 +320,11 @@ class OAuthSandbox:
         params: dict[str, str] = {}
         if approve:
             code = secrets.token_urlsafe(24)
-            grant = _Grant(secrets.token_hex(8), p.account, p.client.client_id, frozenset(p.client.scopes))
+            scopes = p.scopes if p.scopes is not None else frozenset(p.client.scopes)
+            grant = _Grant(secrets.token_hex(8), p.account, p.client.client_id, scopes)
             self._codes[code] = _Code(
-                grant, self.clock() + self.config.code_ttl, p.redirect_uri, p.challenge, p.flow
+                grant, self.clock() + self.config.code_ttl, p.redirect_uri, p.challenge, p.flow,
+                redirect_required=p.issuer is not None and p.redirect_given,
             )
             params["code"] = code
             if p.flow == "B":
@@ -300,6 +338,8 @@ class OAuthSandbox:
             params["error_description"] = "The user denied the request"
         if p.state is not None:
             params["state"] = p.state
+        if p.issuer is not None:
+            params["iss"] = p.issuer  # RFC 9207 §2: on success and on error alike
         raise web.HTTPFound(_with_query(p.redirect_uri, params))
 
     # -- /auth/login -------------------------------------------------------------------------------------------------
@@ -326,13 +366,17 @@ class OAuthSandbox:
         pending = _Pending(client, q.get("state"), redirect, challenge, flow, account)
         if self.config.auto_approve:
             return self._redirect(pending, approve=True)
+        return self._consent_page(pending, "/auth/login/decision")
+
+    def _consent_page(self, pending: _Pending, action: str) -> web.Response:
+        client = pending.client
         tx = secrets.token_urlsafe(16)
         self._pending[tx] = pending
-        scopes = html.escape(", ".join(client.scopes))
+        scopes = html.escape(", ".join(sorted(pending.scopes) if pending.scopes is not None else client.scopes))
         body = (
             "<!doctype html><title>Sandbox consent</title>"
             f"<p>Client <b>{html.escape(client.client_id)}</b> asks for: {scopes}</p>"
-            '<form method="post" action="/auth/login/decision">'
+            f'<form method="post" action="{action}">'
             f'<input type="hidden" name="tx" value="{tx}">'
             '<button name="decision" value="approve">Approve</button>'
             '<button name="decision" value="deny">Deny</button></form>'
@@ -369,8 +413,7 @@ class OAuthSandbox:
     async def _refresh_token(self, request: web.Request) -> web.Response:
         c = self.counters
         c.refresh_requests += 1
-        now = self.clock()
-        c.refresh_times.append(now)
+        c.refresh_times.append(self.clock())
         form = await request.post()
         if "scope" in form:
             c.refresh_with_scope += 1
@@ -380,6 +423,16 @@ class OAuthSandbox:
         client = self._client_auth(form)
         if client is None:
             return _msg(401, "Invalid request")
+        out = self._rotate(client, str(form["token"]), None)
+        return out if isinstance(out, web.Response) else _data(out)
+
+    def _rotate(
+        self, client: OAuthClientConfig, token: str, scope: frozenset[str] | None
+    ) -> dict[str, Any] | web.Response:
+        """One refresh, in either dialect: outage and queued faults, the 1/s limit per client, then the refresh
+        token's checks (unknown, another client's, replayed: the grant dies, revoked, expired) and rotation."""
+        c = self.counters
+        now = self.clock()
         if self.refresh_outage:
             c.refresh_faults += 1
             return web.Response(status=503, text="Service Unavailable", headers={"Retry-After": "1"})
@@ -392,27 +445,195 @@ class OAuthSandbox:
         last = self._last_refresh.get(client.client_id)
         if last is not None and now - last < min_gap:
             c.refresh_rate_limited += 1
+            if self.config.dialect == "rfc6749":
+                return _rfc_error(429, "temporarily_unavailable", "At most one refresh per second.",
+                                  {"Retry-After": "1"})
             return _msg(429, "Too many requests.", {"Retry-After": "1"})
         self._last_refresh[client.client_id] = now
-        rec = self._refresh.get(str(form["token"]))
+        rec = self._refresh.get(token)
         if rec is None or rec.grant.client_id != client.client_id:
             c.refresh_rejected += 1
-            return _data({"token": ["Invalid token."]}, 400)
+            return self._invalid_refresh()
         if rec.spent:
             c.reuse_detected += 1
             c.refresh_rejected += 1
             self._revoke_grant(rec.grant)
-            return _data({"token": ["Invalid token."]}, 400)
+            return self._invalid_refresh()
         if rec.revoked or rec.grant.revoked or now >= rec.expires_at:
             c.refresh_rejected += 1
-            return _data({"token": ["Invalid token."]}, 400)
+            return self._invalid_refresh()
+        if scope is not None and not scope <= rec.grant.scopes:  # RFC 6749 §6: never wider than granted
+            return _rfc_error(400, "invalid_scope", "The requested scope exceeds the scope originally granted.")
         c.refresh_ok += 1
         if not self.config.rotate_refresh_tokens:
             out = self._issue_tokens(rec.grant, "A")
             self._refresh.pop(out.pop("refresh_token"), None)
-            return _data(out)
+            return out
         rec.spent = True
-        return _data(self._issue_tokens(rec.grant, "A"))
+        return self._issue_tokens(rec.grant, "A")
+
+    def _invalid_refresh(self) -> web.Response:
+        if self.config.dialect == "rfc6749":
+            return _rfc_error(400, "invalid_grant", "The refresh token is invalid, expired, revoked or already used.")
+        return _data({"token": ["Invalid token."]}, 400)
+
+    # -- RFC 6749 dialect: /.well-known/oauth-authorization-server, /authorize, /token, /revoke -----------------------
+    @staticmethod
+    def _issuer(request: web.Request) -> str:
+        """This server's issuer identifier: its own origin, as the client addressed it (RFC 8414 §2)."""
+        return f"{request.scheme}://{request.host}"
+
+    async def _rfc_metadata(self, request: web.Request) -> web.Response:
+        """RFC 8414 §3: the issuer, the endpoints, and what the server supports."""
+        self.counters.metadata_requests += 1
+        iss = self._issuer(request)
+        methods = ["client_secret_basic", "client_secret_post"]
+        return web.json_response({
+            "issuer": iss,
+            "authorization_endpoint": f"{iss}/authorize",
+            "token_endpoint": f"{iss}/token",
+            "revocation_endpoint": f"{iss}/revoke",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_methods_supported": methods,
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": sorted(SCOPES),
+            "authorization_response_iss_parameter_supported": True,
+        })
+
+    async def _rfc_authorize(self, request: web.Request) -> web.Response:
+        """RFC 6749 §4.1.1 with PKCE S256 required (OAuth 2.1). An unknown client or a redirect_uri that is not
+        registered gets an error page, never a redirect (§4.1.2.1); every other error is redirected, with `iss`."""
+        self.counters.authorize_requests += 1
+        q = request.query
+        client = self._clients.get(q.get("client_id", ""))
+        if client is None:
+            return web.Response(status=400, text="Unknown client_id.")
+        given = q.get("redirect_uri")
+        if given:
+            if not _redirect_ok(client.redirect_uris, given):
+                return web.Response(status=400, text="redirect_uri is not registered for this client.")
+            redirect = given
+        elif len(client.redirect_uris) == 1:
+            redirect = client.redirect_uris[0]
+        else:
+            return web.Response(status=400, text="redirect_uri is required (the client has several or none).")
+        account = q.get("account") or self.config.default_account
+        pending = _Pending(client, q.get("state"), redirect, None, "A", account, issuer=self._issuer(request),
+                           redirect_given=bool(given))
+        if q.get("response_type") != "code":
+            return self._error_redirect(pending, "unsupported_response_type", "Only response_type=code is supported.")
+        challenge = q.get("code_challenge")
+        if not challenge:
+            return self._error_redirect(pending, "invalid_request", "PKCE is required: send code_challenge (S256).")
+        if q.get("code_challenge_method", "plain") != "S256":
+            return self._error_redirect(pending, "invalid_request", "code_challenge_method must be S256.")
+        pending.challenge = challenge
+        if "scope" in q:
+            asked = frozenset(q["scope"].split(" ")) - {""}
+            unknown = asked - frozenset(client.scopes)
+            if unknown:
+                return self._error_redirect(pending, "invalid_scope",
+                                            f"Not allowed for this client: {' '.join(sorted(unknown))}.")
+            pending.scopes = asked or None
+        if self.config.auto_approve:
+            return self._redirect(pending, approve=True)
+        return self._consent_page(pending, "/authorize/decision")
+
+    def _error_redirect(self, p: _Pending, error: str, description: str) -> web.Response:
+        params = {"error": error, "error_description": description}
+        if p.state is not None:
+            params["state"] = p.state
+        if p.issuer is not None:
+            params["iss"] = p.issuer
+        raise web.HTTPFound(_with_query(p.redirect_uri, params))
+
+    def _rfc_client(self, request: web.Request, form: Any) -> OAuthClientConfig | web.Response:
+        """client_secret_basic (id and secret form-encoded, RFC 6749 §2.3.1) or client_secret_post; one at a time."""
+        header = request.headers.get("Authorization", "")
+        basic = header[:6].lower() == "basic "
+        if basic:
+            if "client_secret" in form:
+                return _rfc_error(400, "invalid_request", "Use one client authentication method, not two.")
+            try:
+                raw = base64.b64decode(header[6:].strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raw = ""
+            user, _, password = raw.partition(":")
+            client_id, secret = urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
+        else:
+            client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+        c = self._clients.get(client_id)
+        if c is None or not hmac.compare_digest(secret.encode(), c.client_secret.get_secret_value().encode()):
+            challenge = {"WWW-Authenticate": 'Basic realm="botkit-sandbox"'} if basic else None
+            return _rfc_error(401, "invalid_client", "Client authentication failed.", challenge)
+        return c
+
+    async def _rfc_token(self, request: web.Request) -> web.Response:
+        """RFC 6749 §4.1.3 (authorization_code, PKCE §4.5 of RFC 7636) and §6 (refresh_token); §5.1/§5.2 answers."""
+        c = self.counters
+        form = await request.post()
+        grant_type = form.get("grant_type")
+        if grant_type == "refresh_token":
+            c.refresh_requests += 1
+            c.refresh_times.append(self.clock())
+            if "scope" in form:
+                c.refresh_with_scope += 1
+        else:
+            c.token_requests += 1
+        client = self._rfc_client(request, form)
+        if isinstance(client, web.Response):
+            return client
+        if grant_type == "authorization_code":
+            code = str(form.get("code", ""))
+            if not code:
+                return _rfc_error(400, "invalid_request", "code is required.")
+            rec = self._codes.pop(code, None)  # single use, whatever happens next
+            if rec is None or rec.grant.client_id != client.client_id or self.clock() >= rec.expires_at:
+                return _rfc_error(400, "invalid_grant", "The code is invalid, expired, used or another client's.")
+            if rec.redirect_required and form.get("redirect_uri") != rec.redirect_uri:
+                return _rfc_error(400, "invalid_grant", "redirect_uri differs from the authorization request's.")
+            verifier = str(form.get("code_verifier", ""))
+            if rec.challenge is not None and (not verifier or not hmac.compare_digest(_s256(verifier), rec.challenge)):
+                return _rfc_error(400, "invalid_grant", "PKCE verification failed.")
+            c.token_ok += 1
+            return web.json_response(self._issue_tokens(rec.grant, "A"), headers=_NO_STORE)
+        if grant_type == "refresh_token":
+            token = str(form.get("refresh_token", ""))
+            if not token:
+                return _rfc_error(400, "invalid_request", "refresh_token is required.")
+            scope = frozenset(str(form["scope"]).split(" ")) - {""} if "scope" in form else None
+            out = self._rotate(client, token, scope)
+            return out if isinstance(out, web.Response) else web.json_response(out, headers=_NO_STORE)
+        if not grant_type:
+            return _rfc_error(400, "invalid_request", "grant_type is required.")
+        return _rfc_error(400, "unsupported_grant_type", f"grant_type {str(grant_type)[:40]!r} is not supported.")
+
+    async def _rfc_revoke(self, request: web.Request) -> web.Response:
+        """RFC 7009: 200 whether or not the token was live; revoking a refresh token ends its grant (its access
+        tokens too, §2.1), revoking an access token ends that token only."""
+        self.counters.revoke_requests += 1
+        form = await request.post()
+        client = self._rfc_client(request, form)
+        if isinstance(client, web.Response):
+            return client
+        token = str(form.get("token", ""))
+        if not token:
+            return _rfc_error(400, "invalid_request", "token is required.")
+        rt = self._refresh.get(token)
+        at = self._access.get(token)
+        owner = rt.grant if rt is not None else at.grant if at is not None else None
+        if owner is not None and owner.client_id != client.client_id:
+            return _rfc_error(400, "unauthorized_client", "The token was issued to another client.")
+        if rt is not None and not (rt.revoked or rt.grant.revoked):
+            self._revoke_grant(rt.grant)
+            self.counters.revoked += 1
+        elif at is not None and not at.revoked:
+            at.revoked = True
+            self.counters.revoked += 1
+        return web.Response(status=200, headers=_NO_STORE)
 
     # -- /oauth2/api-key/* -------------------------------------------------------------------------------------------
     def _bearer_or_error(self, request: web.Request, scope: str) -> BearerIdentity | web.Response:

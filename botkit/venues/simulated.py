@@ -20,15 +20,34 @@ The fill model (also in README.md, "Fill model"):
 6. Fees as WhiteBIT charges them: maker or taker percent of the amount received, in the asset received.
 7. Fills are whole: candles carry no queue position, so partial fills are not simulated.
 
-Markets replayed from order-book data (`use_book`) fill by the book model instead: level-by-level walks, partial
-fills, queue positions and resyncs, in botkit/venues/book_matching.py (its docstring has the rules).
+Other fill models, chosen with ``[backtest] fills``, share the balances, locks, fees and OCO rules above:
+
+- "trades" (`process_trade`): orders become eligible on the first trade printed at or after their arrival. Market
+  orders fill whole at that trade's price (moved by ``slippage_pct``). A limit order marketable on arrival (through
+  the last trade's price, or at it when that trade's taker was on the order's side) fills whole as a taker at that
+  trade's price, or at the last one's when that is beyond the limit.
+  A resting limit fills whole, as a maker at its own price, on a trade through it (buy: price < limit; sell: >); at
+  exactly its price only the volume left after the queue ahead of it fills it, in parts (one Fill each, the order
+  PARTIALLY_FILLED in between). The queue ahead is the visible size at that level when the order joined if the run
+  has book data (`level_size`), else ``queue_ahead`` (base units). Only trades whose taker is on the other side (or
+  of unknown side) consume a queue. Stops trigger on trade prices.
+- "book" (`process_book`, markets replayed from order-book data, `use_book`): level-by-level walks, partial fills,
+  queue positions and resyncs, in botkit/venues/book_matching.py (its docstring has the rules).
+
+Latency, in market time and in every model: an order placed at t reaches the venue at t + ``latency_ms`` (it is
+accepted and its funds are locked at once, but matched only from then on; a cancel also takes effect then), and
+what the venue reports (fills, cancellations) reaches the strategy ``fill_latency_ms`` after it happened. Balances
+read through the context are the venue's, so they move at the fill itself.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from botkit.market.orders import Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
@@ -41,10 +60,17 @@ if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward
 INF = float("inf")
 
 
+FillKind = Literal["candles", "trades", "book"]
+
+
 @dataclass(frozen=True, slots=True)
 class FillModel:
     slippage_pct: Decimal = Decimal(0)
     touch: bool = False
+    kind: FillKind = "candles"
+    latency_ms: int = 0  # decision -> arrival at the venue (market time)
+    fill_latency_ms: int = 0  # fill (or cancellation) at the venue -> the strategy sees it
+    queue_ahead: Decimal = Decimal(0)  # trades model without book data: base amount queued ahead of a new order
 
 
 @dataclass(slots=True)
@@ -57,6 +83,14 @@ class MarketBook:
     trig_low: float = -INF
     trig_high: float = INF
     active: bool = False
+    # The trades model's gate: a trade priced in (lo, hi) cannot change anything (every trade when orders are
+    # arriving or something is pending).
+    lo: float = -INF
+    hi: float = INF
+    due: float = INF  # earliest pending report or cancel (latency)
+    reports: deque[tuple[float, Callable[..., None], tuple[Any, ...]]] = field(default_factory=deque)
+    cancels: list[tuple[int, Order]] = field(default_factory=list)
+    queue: dict[str, float] = field(default_factory=dict)  # client id -> volume still queued ahead (trades model)
 
     def refresh(self) -> None:
         lo, hi = -INF, INF
@@ -67,7 +101,13 @@ class MarketBook:
             else:
                 hi = min(hi, p)
         self.trig_low, self.trig_high = lo, hi
-        self.active = bool(self.arrivals or self.resting)
+        pending = bool(self.reports or self.cancels)
+        self.active = bool(self.arrivals or self.resting or pending)
+        if self.arrivals or pending:
+            self.lo, self.hi = INF, -INF
+        else:
+            self.lo, self.hi = lo, hi
+        self.due = min(self.reports[0][0] if self.reports else INF, min((c[0] for c in self.cancels), default=INF))
 
 
 class InsufficientBalance(Exception):
@@ -104,6 +144,12 @@ class SimulatedVenue:
         self._events: VenueEvents | None = None
         self._next_id = 0
         self._slip = self.fill_model.slippage_pct / 100
+        self._lat = self.fill_model.latency_ms
+        self._flat = self.fill_model.fill_latency_ms
+        self._queue_ahead = float(self.fill_model.queue_ahead)
+        self._done: dict[str, Decimal] = {}  # client id -> base filled so far (partial fills)
+        # The visible size at (market, side, price) now, when book data feeds the run; else `queue_ahead` is used.
+        self.level_size: Callable[[str, str, float], float | None] | None = None
         self.depth: dict[str, BookMatcher] = {}  # markets that fill on their order book (see use_book)
 
     # ---- Venue protocol ---------------------------------------------------------------------------------------
@@ -142,26 +188,65 @@ class SimulatedVenue:
         ev.order_accepted(order, now_ms, str(self._next_id))
         depth = self.depth.get(order.market)
         if depth is not None:
-            depth.submit(order, now_ms)
+            depth.submit(order, now_ms + self._lat)
             return
         book.arrivals.append(order)
         book.active = True
+        book.lo, book.hi = INF, -INF
 
     def cancel(self, order: Order, now_ms: int) -> None:
+        book = self.books[order.market]
+        if self._lat:
+            book.cancels.append((now_ms + self._lat, order))  # takes effect when it arrives
+            book.refresh()
+            return
+        self._cancel_now(book, order, now_ms)
+
+    def _cancel_now(self, book: MarketBook, order: Order, now_ms: int) -> None:
         depth = self.depth.get(order.market)
         if depth is not None:
             if depth.cancel(order):
                 self._unlock(order)
-                self._ev().order_cancelled(order, now_ms, "cancelled")
+                self._report(book, now_ms, self._ev().order_cancelled, order, now_ms, "cancelled")
+                book.refresh()
             return
-        book = self.books[order.market]
         for lst in (book.arrivals, book.resting):
             if order in lst:
                 lst.remove(order)
                 self._unlock(order)
+                book.queue.pop(order.client_id, None)
+                self._report(book, now_ms, self._ev().order_cancelled, order, now_ms, "cancelled")
                 book.refresh()
-                self._ev().order_cancelled(order, now_ms, "cancelled")
                 return
+
+    def flush(self, now_ms: float) -> None:
+        """Apply the cancels and deliver the reports due by `now_ms` (at the end of a replay: all of them)."""
+        for book in self.books.values():
+            if book.due <= now_ms:
+                self._pending(book, now_ms, now_ms)
+
+    def _pending(self, book: MarketBook, cancel_by: float, report_by: float) -> None:
+        if book.cancels:
+            due = [c for c in book.cancels if c[0] <= cancel_by]
+            book.cancels = [c for c in book.cancels if c[0] > cancel_by]
+            for t, order in due:
+                self._cancel_now(book, order, int(t))
+        reports = book.reports
+        while reports and reports[0][0] <= report_by:
+            _, fn, args = reports.popleft()
+            fn(*args)
+        book.refresh()
+
+    def _report(self, book: MarketBook, time_ms: int, fn: Callable[..., None], *args: Any) -> None:
+        """Tell the engine now, or `fill_latency_ms` later (in order: one queue per market)."""
+        if not self._flat:
+            fn(*args)
+            return
+        due = float(time_ms + self._flat)
+        if book.reports:
+            due = max(due, book.reports[-1][0])
+        book.reports.append((due, fn, args))
+        book.due = min(book.due, due)
 
     # ---- order-book fills ---------------------------------------------------------------------------------------
 
@@ -176,10 +261,15 @@ class SimulatedVenue:
                      amounts: list[float], a: int, b: int) -> bool:
         """Apply one book event (rows a..b-1; flags: book_matching.SNAPSHOT, RESYNC) and fill what it fills. Call
         before the strategy sees the book. False while the book is stale after a gap (no `on_book` then)."""
+        book = self.books[market]
+        if book.due <= time_ms:
+            self._pending(book, time_ms, time_ms)  # cancels that arrived by now (latency)
         depth = self.depth[market]
         live = depth.event(time_ms, flags, sides, prices, amounts, a, b)
         if depth.deals or depth.cancels:
             self.settle_book(depth)
+        if book.reports and book.due <= time_ms:
+            self._pending(book, -INF, time_ms)  # what the strategy hears before this event's on_book
         return live
 
     def settle_book(self, depth: BookMatcher) -> None:
@@ -196,11 +286,13 @@ class SimulatedVenue:
         for order, reason, t_ms in cancels:
             if order.is_open:
                 self._cancel_expired(order, t_ms, reason)
+        book = self.books[depth.market]
         for group in filled_groups:  # one-cancels-other: the first (partial) fill cancels the rest of the group
-            for other in [o for o in depth.open_orders() if o.oco_group == group and o.filled == 0]:
+            for other in [o for o in depth.open_orders() if o.oco_group == group and o.client_id not in self._done]:
                 depth.cancel(other)
                 self._unlock(other)
-                self._ev().order_cancelled(other, depth.now_ms, "oco: another order of the group filled")
+                self._report(book, depth.now_ms, self._ev().order_cancelled, other, depth.now_ms,
+                             "oco: another order of the group filled")
 
     # ---- matching -----------------------------------------------------------------------------------------------
 
@@ -209,15 +301,18 @@ class SimulatedVenue:
     ) -> None:
         """Fill what this candle fills. Call before the strategy sees the candle."""
         book = self.books[market]
-        if not book.arrivals and lo > book.trig_low and h < book.trig_high:
+        if not book.arrivals and lo > book.trig_low and h < book.trig_high and close_ms < book.due:
             return
+        if book.due <= close_ms:
+            self._pending(book, open_ms, -INF)  # cancels that arrived before the candle opened
+        lat = self._lat
         touch = self.fill_model.touch
         triggered: list[tuple[Order, Decimal, bool]] = []  # order, fill price, maker
         still: list[Order] = []
         arrived: list[Order] = []
         for order in book.arrivals:
-            if order.created_ms > open_ms:
-                still.append(order)  # placed after this candle opened: not eligible yet
+            if order.created_ms + lat > open_ms:
+                still.append(order)  # reaches the venue after this candle opened: not eligible yet
                 continue
             hit = self._on_arrival(order, book.rules, o, h, lo, touch)
             if hit is not None:
@@ -250,8 +345,140 @@ class SimulatedVenue:
                 for other in [x for x in book.resting + book.arrivals if x.oco_group == group]:
                     (book.resting if other in book.resting else book.arrivals).remove(other)
                     self._unlock(other)
-                    self._ev().order_cancelled(other, close_ms, "oco: another order of the group filled")
+                    book.queue.pop(other.client_id, None)
+                    self._report(book, close_ms, self._ev().order_cancelled, other, close_ms,
+                                 "oco: another order of the group filled")
         book.refresh()
+        if book.reports and book.due <= close_ms:
+            self._pending(book, -INF, close_ms)  # what the strategy hears before this candle's callback
+
+    def process_trades(self, market: str, times: list[int], prices: list[float], amounts: list[float],
+                       sides: list[int]) -> None:
+        """Fill what these public trades fill, one at a time (the loop's hot path inlines the gate check)."""
+        book = self.books[market]
+        prev, prev_side = math.nan, 0
+        for t, p, a, sd in zip(times, prices, amounts, sides, strict=True):
+            if p <= book.lo or p >= book.hi:
+                self.process_trade(market, t, p, a, sd, prev, prev_side)
+            prev, prev_side = p, sd
+
+    def process_trade(self, market: str, t: int, price: float, amount: float, side: int,
+                      prev: float = math.nan, prev_side: int = 0) -> None:
+        """Fill what one public trade fills (`side`: the taker's, +1 buy, -1 sell, 0 unknown; `prev`, `prev_side`:
+        the trade before it, NaN when none). Call before the strategy sees the trade. The trades fill model: see
+        the module docstring."""
+        book = self.books[market]
+        if book.due <= t:
+            self._pending(book, t, t)
+        rules = book.rules
+        triggered: list[tuple[Order, Decimal, bool, Decimal | None]] = []  # order, price, maker, part (None: all)
+        if book.arrivals:
+            lat = self._lat
+            still: list[Order] = []
+            for order in book.arrivals:
+                if order.created_ms + lat > t:
+                    still.append(order)
+                    continue
+                hit = self._trade_arrival(order, rules, price, side, prev, prev_side)
+                if hit is not None:
+                    triggered.append(hit)
+                elif order.ioc:
+                    self._cancel_expired(order, t, "ioc: not marketable on arrival")
+                else:
+                    book.resting.append(order)  # this trade is matched against it below, as a resting order
+                    if order.type == "limit":
+                        seen = self.level_size(market, order.side, float(order.price or 0)) \
+                            if self.level_size is not None else None
+                        book.queue[order.client_id] = self._queue_ahead if seen is None else seen
+            book.arrivals = still
+        triggered_ids = {id(x[0]) for x in triggered}
+        left = amount  # volume at exactly a resting price, shared by our orders there in time priority
+        for order in book.resting:
+            if id(order) in triggered_ids:
+                continue
+            hit, left = self._trade_resting(order, rules, price, left, side, book)
+            if hit is not None:
+                triggered.append(hit)
+        if triggered:
+            sells = sorted((x for x in triggered if x[0].side == "sell"), key=lambda x: x[1])
+            buys = sorted((x for x in triggered if x[0].side == "buy"), key=lambda x: -x[1])
+            done_groups: set[str] = set()
+            for order, px, maker, part in sells + buys:
+                if order.oco_group is not None and order.oco_group in done_groups:
+                    continue
+                whole = part is None or part >= order.amount - self._done.get(order.client_id, Decimal(0))
+                if whole:
+                    if order in book.resting:
+                        book.resting.remove(order)
+                    elif order in book.arrivals:
+                        book.arrivals.remove(order)
+                self._fill(order, rules, px, maker, t, None if whole else part, whole)
+                if order.oco_group is not None:
+                    done_groups.add(order.oco_group)
+            for group in done_groups:
+                for other in [x for x in book.resting + book.arrivals if x.oco_group == group
+                              and not any(x is y[0] for y in triggered)]:
+                    (book.resting if other in book.resting else book.arrivals).remove(other)
+                    self._unlock(other)
+                    book.queue.pop(other.client_id, None)
+                    self._report(book, t, self._ev().order_cancelled, other, t,
+                                 "oco: another order of the group filled")
+        book.refresh()
+        if book.reports and book.due <= t:
+            self._pending(book, -INF, t)
+
+    def _trade_arrival(self, order: Order, rules: MarketRules, price: float, side: int, prev: float,
+                       prev_side: int) -> tuple[Order, Decimal, bool, Decimal | None] | None:
+        """An order reaching the venue, judged on the market as it was then (the last trade before this one,
+        `prev`): a market order fills at this trade's price; a limit order marketable then fills as a taker at this
+        trade's price, or at `prev` when this one is beyond its limit; else it rests (and this trade is matched
+        against it as such)."""
+        if order.type == "market":
+            return order, self._slipped(price, order.side, rules), False, None
+        if order.type == "limit":
+            p = float(order.price)  # type: ignore[arg-type]
+            ref, ref_side = (prev, prev_side) if prev == prev else (price, side)  # (prev is NaN: no trade before)
+            # Marketable: through the last price, or at it when that trade's taker was on our side (there was
+            # liquidity to take at that price). Post-only orders never take: they rest.
+            buy = order.side == "buy"
+            if not order.post_only and ((buy and (ref < p or (ref == p and ref_side == 1)))
+                                        or (not buy and (ref > p or (ref == p and ref_side == -1)))):
+                within = price <= p if buy else price >= p
+                return order, to_decimal(price if within else ref), False, None
+            return None
+        s = float(order.stop_price)  # type: ignore[arg-type]
+        if (order.side == "sell" and price <= s) or (order.side == "buy" and price >= s):
+            return order, self._slipped(price, order.side, rules), False, None
+        return None
+
+    def _trade_resting(self, order: Order, rules: MarketRules, price: float, left: float, side: int,
+                       book: MarketBook) -> tuple[tuple[Order, Decimal, bool, Decimal | None] | None, float]:
+        if order.type != "limit":
+            s = float(order.stop_price)  # type: ignore[arg-type]
+            if (order.side == "sell" and price <= s) or (order.side == "buy" and price >= s):
+                return (order, self._slipped(price, order.side, rules), False, None), left
+            return None, left
+        p = float(order.price)  # type: ignore[arg-type]
+        buy = order.side == "buy"
+        if (buy and price < p) or (not buy and price > p):
+            return (order, order.price, True, None), left  # type: ignore[return-value]  # traded through
+        if price != p or left <= 0 or side == (1 if buy else -1):
+            return None, left  # not at its price, nothing left, or the taker was on our side
+        if self.fill_model.touch:
+            return (order, order.price, True, None), left  # type: ignore[return-value]
+        ahead = book.queue.get(order.client_id, 0.0)
+        if left <= ahead:
+            book.queue[order.client_id] = ahead - left
+            return None, 0.0
+        book.queue[order.client_id] = 0.0
+        avail = left - ahead
+        rest = order.amount - self._done.get(order.client_id, Decimal(0))
+        part = rules.truncate_amount(to_decimal(avail))
+        if part <= 0:
+            return None, 0.0
+        if part >= rest:
+            return (order, order.price, True, None), avail - float(rest)  # type: ignore[return-value]
+        return (order, order.price, True, part), 0.0  # type: ignore[return-value]
 
     def _on_arrival(
         self, order: Order, rules: MarketRules, o: float, h: float, lo: float, touch: bool
@@ -296,30 +523,34 @@ class SimulatedVenue:
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
               base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
-        """Book a fill. Candles fill whole (`base` None: all that is left); the book model passes each part, and
-        `complete` on the last one, which releases what is still locked."""
-        key = self._lock_key[order.client_id]
+        """Book a fill. Candles fill whole (`base` None: all that is left); the trades and book models pass each
+        part, and `complete` on the last one, which releases what is still locked. What the order has filled so far
+        is counted here (`_done`): the engine's `order.filled` lags behind by `fill_latency_ms`."""
+        cid = order.client_id
+        key = self._lock_key[cid]
         asset, locked = self._locks[key]
+        if base is None:
+            base = order.amount - self._done.get(cid, Decimal(0))
+            if order.side == "buy" and order.quote_amount:
+                base = rules.truncate_amount(order.amount / price)
         if order.side == "buy":
-            if base is None:
-                base = rules.truncate_amount(order.amount / price) if order.quote_amount else order.amount
             quote = base * price
             fee = rules.fee(base, maker)
             spent = quote
             fee_asset = rules.stock
             got = base - fee
         else:
-            if base is None:
-                base = order.amount
             quote = base * price
             fee = rules.fee(quote, maker)
             spent = base
             fee_asset = rules.money
             got = quote - fee
         if complete:
-            del self._lock_key[order.client_id]
-            self._members[key].discard(order.client_id)
+            del self._lock_key[cid]
+            self._members[key].discard(cid)
             del self._locks[key]
+            self._done.pop(cid, None)
+            self.books[order.market].queue.pop(cid, None)
             release = locked  # unspent funds return
         else:
             if order.side == "sell" or order.quote_amount:
@@ -327,16 +558,16 @@ class SimulatedVenue:
             else:  # a limit (stop) buy locked its amount at its limit (stop) price
                 release = base * (order.price if order.type == "limit" else order.stop_price)  # type: ignore[operator]
             self._locks[key] = (asset, locked - release)
+            self._done[cid] = self._done.get(cid, Decimal(0)) + base
         self._frozen[asset] -= release
         self._available[asset] += release - spent
         self._available[fee_asset] += got
-        fill = Fill(order.client_id, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms,
-                    ref)
-        self._ev().order_filled(order, fill, complete)
+        fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms, ref)
+        self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)
-        self._ev().order_cancelled(order, time_ms, reason)
+        self._report(self.books[order.market], time_ms, self._ev().order_cancelled, order, time_ms, reason)
 
     # ---- balances -----------------------------------------------------------------------------------------------
 
@@ -353,6 +584,7 @@ class SimulatedVenue:
 
     def _unlock(self, order: Order) -> None:
         """Release an order's funds, unless another open order of its OCO group still needs them."""
+        self._done.pop(order.client_id, None)
         key = self._lock_key.pop(order.client_id)
         members = self._members[key]
         members.discard(order.client_id)

@@ -5,9 +5,11 @@ Four ways, chosen by what is configured (botkit/auth/README.md):
 (b) the Fast API key that `botkit auth apikey` put in the token store (HMAC), its permissions as stored;
 (c) a partner OAuth session (Flow A) from the store beside a key: Bearer for the account reads WhiteBIT documents
     for it, the key for trading; the key's permissions are re-read from /oauth2/api-key/info when the token can;
-(d) `trading_auth = "bearer"`: the session's token for trading too, on servers that accept it.
-The grant is the union of what the credentials carry. With a session, the token manager keeps it alive (refresh
-ahead of expiry, single-flight, persisted before use) for as long as the bot runs.
+(d) `trading_auth = "bearer"`: the session's token for trading too, and for the private stream's token, on servers
+    that accept it (the sandbox's opt-in `[server] bearer_trading`); no API key is needed anywhere.
+The grant is the union of what the credentials carry; with (d) it is the token's scopes alone, since every call the
+bot makes then goes out with the token (a key in the store is not used). With a session, the token manager keeps it
+alive (refresh ahead of expiry, single-flight, persisted before use) for as long as the bot runs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
+from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.manager import TokenManager
 from botkit.auth.oauth import OAuthClient
@@ -64,9 +67,10 @@ async def open_account(
     config_grant: Grant,
     auth: AuthSettings | None,
     require_session: bool = False,
+    clock: TokenClock = SYSTEM_CLOCK,
 ) -> Account:
     """`require_session`: the bot needs its OAuth session (`[run] credentials = "oauth"`): without one in the store
-    it stops at once, asking for a login, before any request."""
+    it stops at once, asking for a login, before any request. `clock`: the session's clock (botkit/auth/clock.py)."""
     signer: HmacSigner | None = None
     key_grant: Grant | None = None
     parts: list[str] = []
@@ -91,7 +95,10 @@ async def open_account(
         if (stored is None or stored.token is None) and (require_session or auth.trading_auth == "bearer"):
             raise ReauthRequired("no OAuth session in the token store", command=auth.reauth_command())
         if stored is not None and stored.token is not None:
-            tokens = TokenManager(OAuthClient(auth, http), store, auth)
+            oauth = OAuthClient(auth, http, clock=clock.time)
+            if auth.use_metadata:
+                await oauth.discover()  # the token endpoint from RFC 8414 metadata, as at login
+            tokens = TokenManager(oauth, store, auth, clock=clock.time, monotonic=clock.monotonic, sleep=clock.sleep)
             await tokens.load()
             parts.append(f"OAuth session (token store, scopes {tokens.grant})")
             if not identity:
@@ -108,6 +115,10 @@ async def open_account(
             "apikeys.read" in tokens.grant.scopes:
         key_grant = await _reread_key_permissions(rest, key_grant)
         rest.key_grant = key_grant
+    if auth is not None and auth.trading_auth == "bearer" and tokens is not None:
+        await _probe_bearer_trading(rest, tokens, base_url)
+        parts = [p for p in parts if p.startswith("OAuth session")] + ["Bearer trading"]
+        return Account(rest, Grant(tokens.grant.scopes, " + ".join(parts)), identity, tokens, " + ".join(parts))
     scopes = (key_grant.scopes if key_grant is not None else frozenset()) | (
         tokens.grant.scopes if tokens is not None else frozenset())
     return Account(rest, Grant(scopes, " + ".join(parts)), identity, tokens, " + ".join(parts))
@@ -127,3 +138,26 @@ async def _reread_key_permissions(rest: WhiteBitRest, stored: Grant) -> Grant:
         log.warning("the OAuth API key no longer exists on the server; using the stored permissions")
         return stored
     return Grant(permissions_to_scopes(info.get("permissions") or []), "API key permissions (/oauth2/api-key/info)")
+
+
+async def _probe_bearer_trading(rest: WhiteBitRest, tokens: TokenManager, base_url: str) -> None:
+    """(d) on a server that takes Bearer tokens for account reads only (WhiteBIT, as documented) answers 401 to every
+    trading call, which the client cannot tell from a dead token: after one forced refresh it would give the session
+    up and remove it from the store. One read at start, with a token that is valid right now, tells the two apart
+    before anything can be lost: a 401 here means the server refuses Bearer trading."""
+    ep = rest.registry.get("trade_balance")
+    token = await tokens.access_token()  # refreshed first if due: valid now
+    if rest.limiter is not None:
+        await rest.limiter.acquire(ep)
+    try:
+        r = await rest.http.post(base_url.rstrip("/") + ep.path, content=b"{}",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    except httpx.HTTPError:
+        return  # unreachable now: the venue's own start reports it
+    if r.status_code == 401:
+        raise AccountError(
+            f"{base_url} refused the OAuth access token on a trading endpoint ({ep.path}: HTTP 401), so it does not "
+            "accept Bearer trading (WhiteBIT documents Bearer tokens for account reads only). Set [auth] "
+            "trading_auth = \"hmac\" and trade with an API key (`botkit auth apikey CONFIG`, or BOTKIT_RUN__API_KEY "
+            "and BOTKIT_RUN__API_SECRET); the OAuth session was kept"
+        )

@@ -119,7 +119,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _ep("order_history", "POST", "/api/v4/trade-account/order/history", {"hmac", "bearer"},
         {"orders_history.read"}, group="trade-account", limit=_READ),
     _ep("market_fee", "POST", "/api/v4/market/fee", {"hmac", "bearer"}, {"markets.read"}, group="default"),
-    _ep("websocket_token", "POST", "/api/v4/profile/websocket_token", {"hmac"}, set(),
+    # HMAC as documented; Bearer (`trading_auth = "bearer"`) on servers that accept Bearer trading (the sandbox's
+    # opt-in `bearer_trading`): a Bearer-only bot needs the private stream's token too.
+    _ep("websocket_token", "POST", "/api/v4/profile/websocket_token", {"hmac", "bearer"}, set(),
         group="websocket_token", limit=(10, 60.0)),
     # OAuth account reads (Bearer only, docs/whitebit.md §1.2; scope mapping [I] from the names)
     _ep("accounts_transactions", "POST", "/api/v4/accounts/transactions", {"bearer"}, {"users.transactions.read"},

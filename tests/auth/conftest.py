@@ -375,11 +375,58 @@ async def _rfc_harness(srv: RfcServer, client_auth: str = "client_secret_basic")
     )
 
 
-@pytest.fixture(params=["whitebit", "rfc6749"])
+async def _sandbox_rfc_harness(factory: Callable[..., Awaitable[SandboxHandle]],
+                               clock: FakeClock | None = None) -> Harness:
+    """The sandbox's own RFC 6749 mode (`[oauth] dialect = "rfc6749"`): the same client tests as against
+    oidc-provider, with the sandbox's account reads as the resource server."""
+    wb = await _wb_harness(factory, clock=clock, dialect="rfc6749")
+    sb = wb.extra["sandbox"]
+    redirect = "http://127.0.0.1:8765/callback"
+
+    async def authorize(req: AuthorizationRequest) -> tuple[str, str, dict[str, str]]:
+        async with httpx.AsyncClient() as browser:
+            url = await browse_until(browser, req.url, redirect)
+        q = callback_params(url)
+        assert q["iss"] == sb.base_url  # RFC 9207 `iss`, advertised in the metadata; the callback checks it
+        return q["code"], q["state"], {"iss": q["iss"]}
+
+    return Harness(
+        name="sandbox-rfc6749",
+        base_settings={
+            "dialect": "rfc6749",
+            "base_url": sb.base_url,
+            "use_metadata": True,
+            "client_id": WB_CLIENT,
+            "client_auth": "client_secret_basic",
+            "scopes": ["users.balances.read", "users.orders.read"],
+            "redirect_uri": redirect,
+            "leeway_s": 1.0,
+            "keepalive": False,
+            "retry_max_wait_s": 1.0,
+            "refresh_min_interval_s": 1.0,
+        },
+        secret=WB_SECRET,
+        ok_endpoint=wb.ok_endpoint,
+        forbidden_endpoint=wb.forbidden_endpoint,
+        missing_scope_endpoint=wb.missing_scope_endpoint,
+        authorize=authorize,
+        counts=wb.counts,
+        queue_refresh_fault=wb.queue_refresh_fault,
+        revoke_access=wb.revoke_access,
+        resource_base=sb.base_url,
+        extra=wb.extra,
+        clock=wb.clock,
+    )
+
+
+@pytest.fixture(params=["whitebit", "rfc6749", "sandbox-rfc6749"])
 async def harness(request: pytest.FixtureRequest, wb_sandbox_factory: Any) -> Harness:
-    """Both dialects; the WhiteBIT sandbox on a fake clock (waits cost nothing), oidc-provider on real time."""
+    """Both dialects, three servers: the sandbox (WhiteBIT's dialect and its RFC 6749 mode) on a fake clock (waits
+    cost nothing), oidc-provider on real time."""
     if request.param == "whitebit":
         return await _wb_harness(wb_sandbox_factory, clock=FakeClock())
+    if request.param == "sandbox-rfc6749":
+        return await _sandbox_rfc_harness(wb_sandbox_factory, clock=FakeClock())
     srv = request.getfixturevalue("rfc_server")
     return await _rfc_harness(srv)
 

@@ -26,11 +26,11 @@ async def test_debug_log_of_a_whole_session_contains_no_secret(harness, tmp_path
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    # A `botkit` command run in-process earlier in the suite pins these to WARNING (redact.install): this test
-    # wants their DEBUG lines, so it unpins them for its duration.
+    # The CLI pins httpx/httpcore to WARNING for the process (redact.install); an in-process CLI test run earlier in
+    # the session leaves that pin, and this test must see what httpx logs at DEBUG to prove it is scrubbed.
     noisy = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     for name in noisy:
-        logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger(name).setLevel(logging.DEBUG)
     seen: set[str] = set()
     try:
         s = await login(harness, tmp_path, http)

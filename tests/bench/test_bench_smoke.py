@@ -117,3 +117,14 @@ def test_bench_book_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     monkeypatch.setattr(bench, "TARGET_UPDATES_PER_S", 10**12)  # no machine meets this
     assert bench.main(["--events", "2000", "--repeat", "1"]) == 1
     assert "missed: depth updates/s" in capsys.readouterr().out
+
+
+def test_bench_replay_smoke() -> None:
+    """The trades replay benchmark at a tiny size: both delivery modes run, give the same fills, and print the
+    rate beside the 500,000 trade events/s target."""
+    out = run("bench_replay.py", "--smoke")
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if "on_trades batches" in ln)
+    assert "target >= 500,000" in line and "20,000 in" in line, line
+    assert "the same in both modes: True" in out.stdout
+    assert "one by one" in out.stdout

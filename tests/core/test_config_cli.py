@@ -196,8 +196,8 @@ def test_auth_section_is_checked_at_load_and_secrets_must_come_from_env(tmp_path
     assert cfg.auth["client_id"] == "my-client"
 
 
-SHIPPED_CONFIGS = ["bollinger.toml", "grid.toml", "sandbox_oauth.toml", "sandbox_sma.toml", "sma_cross.toml",
-                   "sma_oco.toml"]
+SHIPPED_CONFIGS = ["bollinger.toml", "grid.toml", "sandbox_oauth.toml", "sandbox_oauth_bearer.toml",
+                   "sandbox_oauth_rfc.toml", "sandbox_sma.toml", "sma_cross.toml", "sma_oco.toml"]
 
 
 def test_shipped_config_list_is_complete():

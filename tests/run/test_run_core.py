@@ -209,11 +209,9 @@ dir = "{tmp / 'out'}"
     return p
 
 
-async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_execution_layer(
-        tmp_path: Path) -> None:
+async def test_oco_on_whitebit_rests_the_take_profit_and_holds_the_stop_in_the_execution_layer(tmp_path: Path) -> None:
     """WhiteBIT has no spot OCO (and both exits would each lock the full amount): the take-profit goes to the
-    exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open.
-    A 2.5 s run on a fake clock shared with the sandbox (driven at 5x)."""
+    exchange, the stop is held and journaled by the execution layer (botkit/execution/oco.py) and reported open."""
     async with clocked_sandbox() as (sandbox, clock, rest):
         await _oco_held(sandbox, clock, rest, tmp_path)
 

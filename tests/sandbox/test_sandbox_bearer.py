@@ -66,7 +66,18 @@ async def test_trading_with_bearer_needs_the_scope(client: httpx.AsyncClient, sa
     # off by default (WhiteBIT documents HMAC only for trading): a Bearer token is not an HMAC signature
     r = await client.post("/api/v4/order/new", json=order, headers=auth)
     assert r.status_code == 401 and r.json()["code"] == 10
+    for path in ("/api/v4/order/cancel", "/api/v4/orders", "/api/v4/trade-account/balance",
+                 "/api/v4/profile/websocket_token"):
+        r = await client.post(path, json={"market": "BTC_USDT", "orderId": 1}, headers=auth)
+        assert r.status_code == 401 and r.json()["code"] == 10, (path, r.text)
+    assert not sandbox.exchange.ws_tokens
     sandbox.config.server.bearer_trading = True  # read per request
+    # a Bearer trader needs its private stream: any valid access token gets a WebSocket token (no scope needed) ...
+    r = await client.post("/api/v4/profile/websocket_token", json={}, headers=auth)
+    assert r.status_code == 200 and sandbox.exchange.account_for_ws_token(r.json()["websocket_token"]) == "demo"
+    # ... an unknown one does not
+    r = await client.post("/api/v4/profile/websocket_token", json={}, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json()["code"] == 10
     r = await client.post("/api/v4/order/new", json=order, headers=auth)
     assert r.status_code == 403 and r.json()["code"] == 4 and "orders.create" in r.json()["message"]
     trader = sandbox.config.oauth.clients[0].model_copy(update={"scopes": ["orders.create", "orders.delete"]})
