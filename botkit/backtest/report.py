@@ -157,14 +157,20 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
 
 
 def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
-    """One line per event, `repr` keeping each float exact. Text is the cost (~1 s per million lines, most of it
-    in float formatting); str.join over C-level maps is the fastest plain-Python way found (bench: 1.05 s vs
-    1.27 s per million for the per-line f-string)."""
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write("time_ms,equity\n")
+    """One line per event; each equity is the shortest text that reads back as exactly the same float (Arrow's
+    CSV writer: 10000.0 is written "10000"). Text is the cost: ~0.2 s per million lines in Arrow's C++ writer
+    against ~1 s for Python's `repr` joined with str.join (the fastest plain-Python way found)."""
+    import pyarrow as pa  # here: the loader has usually imported it already; `botkit --help` never does
+    import pyarrow.csv as pacsv
+
+    with pa.OSFile(str(path), "wb") as fh:
+        fh.write(b"time_ms,equity\n")
         if len(e):
-            fh.write("\n".join(map(",".join, zip(map(str, t.tolist()), map(repr, e.tolist()), strict=True))))
-            fh.write("\n")
+            # Arrays over the numpy buffers: pa.table/pa.array would import pandas (half a second) to check types.
+            cols = [pa.Array.from_buffers(typ, len(x), [None, pa.py_buffer(np.ascontiguousarray(x, dtype=dt))])
+                    for typ, x, dt in ((pa.int64(), t, np.int64), (pa.float64(), e, np.float64))]
+            pacsv.write_csv(pa.Table.from_arrays(cols, names=["time_ms", "equity"]), fh,
+                            write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
 def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
