@@ -199,12 +199,14 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
+    t_in = iso_many([r.entry_ms for r in result.round_trips])
+    t_out = iso_many([r.exit_ms or 0 for r in result.round_trips])  # an open trip has no exit time: ""
     trips = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
                            "max_amount", "pnl", "fees", "fills", "closed", "exit_reason"], [
-        [r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), _price(r.entry_price), _price(r.exit_price),
-         fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills), str(int(r.closed)),
-         r.exit_reason]
-        for r in result.round_trips
+        [r.market, r.side, entry, exit_ if r.exit_ms is not None else "", _price(r.entry_price),
+         _price(r.exit_price), fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills),
+         str(int(r.closed)), r.exit_reason]
+        for r, entry, exit_ in zip(result.round_trips, t_in, t_out, strict=True)
     ])
     paths.append(p)
 

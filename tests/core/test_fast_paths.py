@@ -15,7 +15,9 @@ import pytest
 
 from botkit.backtest.data import _arrow_values
 from botkit.backtest.replay import GC_YOUNG_THRESHOLD, rare_young_collections
+from botkit.backtest.report import iso, iso_many
 from botkit.backtest.sample import generate_candles, write_candles_csv
+from botkit.market.rules import fmt
 
 from .helpers import Script, run, series
 
@@ -82,3 +84,27 @@ def test_the_cli_imports_no_http_stack_before_a_command_runs() -> None:
     code = ("import sys; from botkit import cli; cli.build_parser();"
             " print(sorted(m for m in ('aiohttp', 'httpx', 'pandas', 'botkit.sandbox.server') if m in sys.modules))")
     assert _python(code) == "[]"
+
+
+def test_fmt_is_the_normalized_plain_text_of_every_decimal() -> None:
+    import random
+    from decimal import Decimal
+
+    def slow(value: Decimal) -> str:  # the definition fmt keeps
+        return "0" if value == 0 else format(value.normalize(), "f")
+
+    fixed = ["30012.34", "0.316512", "100.00", "1E+2", "-0.50", "-0", "0.0000001", "123", "1.000", "-1.2300E+5",
+             "1e-30", "0.00", "7.0E-7", "NaN", "Infinity"]
+    rnd = random.Random(3)
+    values = [Decimal(x) for x in fixed]
+    for _ in range(20_000):
+        d = Decimal(rnd.randrange(-10**12, 10**12)).scaleb(rnd.randrange(-20, 8))
+        values += [d, d.quantize(Decimal(1).scaleb(-rnd.randrange(0, 12)))] if abs(d) < 10**9 else [d]
+    assert [fmt(v) for v in values] == [slow(v) for v in values]
+    assert fmt(Decimal("100.00")) == "100" and fmt(Decimal("1E-7")) == "0.0000001" and fmt(Decimal("-0")) == "0"
+
+
+def test_iso_many_is_iso_of_each_time() -> None:
+    ms = [0, 999, 1000, 1_600_000_059_999, 4_102_444_800_000] + list(range(1_700_000_000_000, 1_700_100_000_000,
+                                                                          7_777_777))
+    assert iso_many(ms) == [iso(m) for m in ms]
