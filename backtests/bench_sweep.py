@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import textwrap
@@ -22,6 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP, TARGET_SECONDS = 1.8, 120.0
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def write_inputs(folder: Path, rows: int, seed: int) -> Path:
@@ -84,6 +90,7 @@ def main() -> int:
                      object_store_memory=200 * 2**20)
             ray_start = time.perf_counter() - t
     results: dict[tuple[str, int], float] = {}
+    cpu: dict[tuple[str, int], tuple[float, float | None]] = {}
     tables: dict[tuple[str, int], str] = {}
     with tempfile.TemporaryDirectory(prefix="botkit-bench-sweep-") as tmp:
         cfg = write_inputs(Path(tmp), args.rows, args.seed)
@@ -94,6 +101,7 @@ def main() -> int:
                 spec = SweepSpec(cfg, dims, mode, None if mode == "grid" else args.sets, 0, "sharpe", out=out)
                 sweep = Sweep(spec)
                 t = time.perf_counter()
+                parent0, children0 = time.process_time(), _children_cpu()
                 engine = make_engine(engine_kind, w, None)
                 try:
                     outcome = sweep.run(engine)
@@ -101,8 +109,14 @@ def main() -> int:
                     engine.close()
                 results[(engine_kind, w)] = time.perf_counter() - t
                 n = outcome.ran
+                parent = time.process_time() - parent0
+                # pool workers are this process's children (their CPU counts once they exit, at close); Ray's are not
+                workers_cpu = _children_cpu() - children0 if engine_kind == "process" else None
+                cpu[(engine_kind, w)] = (parent, workers_cpu)
                 tables[(engine_kind, w)] = write_results(outcome, out / "results.csv").read_text()
-                print(f"  {engine_kind} x{w}: {n} backtests in {results[(engine_kind, w)]:.1f} s", flush=True)
+                per = "" if workers_cpu is None else f", workers {workers_cpu:.1f} s CPU"
+                print(f"  {engine_kind} x{w}: {n} backtests in {results[(engine_kind, w)]:.1f} s; parent "
+                      f"{parent:.1f} s CPU{per}", flush=True)
     if "ray" in engines:
         import ray
 
@@ -114,13 +128,19 @@ def main() -> int:
           "strategies/sma_cross.py")
     if ray_start is not None:
         print(f"local Ray start-up (not in the timings): {ray_start:.1f} s")
-    print(f"\n{'engine':<10}{'workers':>8}{'wall s':>10}{'backtests/s':>13}{'speed-up':>10}")
+    print(f"\n{'engine':<10}{'workers':>8}{'wall s':>10}{'backtests/s':>13}{'speed-up':>10}{'parent CPU s':>14}"
+          f"{'CPU s/backtest':>16}")
     missed = []
     for engine_kind in engines:
         base = results[(engine_kind, counts[0])]
         for w in counts:
             wall = results[(engine_kind, w)]
-            print(f"{engine_kind:<10}{w:>8}{wall:>10.1f}{(n or 0) / wall:>13.1f}{base / wall:>9.2f}x")
+            parent, workers_cpu = cpu[(engine_kind, w)]
+            each = "n/a" if workers_cpu is None or not n else f"{workers_cpu / n:.3f}"
+            print(f"{engine_kind:<10}{w:>8}{wall:>10.1f}{(n or 0) / wall:>13.1f}{base / wall:>9.2f}x{parent:>14.1f}"
+                  f"{each:>16}")
+    print("(CPU s/backtest: the pool workers' CPU, start-up and data load included, over the backtests; the steadier "
+          "figure on a shared machine. Ray's workers are not this process's children: n/a)")
     print()
     for engine_kind in engines:
         if 1 in counts and 2 in counts:

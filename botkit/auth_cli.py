@@ -14,17 +14,17 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Callable, Sequence
-
-import httpx
+from typing import TYPE_CHECKING
 
 from botkit.auth.errors import AuthError
-from botkit.auth.login import interactive_login
-from botkit.auth.manager import TokenManager
-from botkit.auth.oauth import OAuthClient
 from botkit.auth.settings import AuthSettings, ConfigError, load_auth_settings
-from botkit.auth.store import StoredCredentials, TokenStore, store_for
 from botkit.auth.tokens import TokenSet, fingerprint
-from botkit.whitebit.apikey import FastApiKey, run_fast_api_key
+
+if TYPE_CHECKING:  # the HTTP stack and the token store are imported when a command runs: `botkit` starts quick
+    import httpx
+
+    from botkit.auth.oauth import OAuthClient
+    from botkit.auth.store import StoredCredentials, TokenStore
 
 Out = Callable[[str], None]
 
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def run_async(args: argparse.Namespace, out: Out = print, err: Out | None = None) -> int:
+    import httpx
+
     err = err or (lambda m: print(m, file=sys.stderr))
     try:
         settings = load_auth_settings(args.config)
@@ -98,6 +100,8 @@ async def run_async(args: argparse.Namespace, out: Out = print, err: Out | None 
 async def _preflight(settings: AuthSettings) -> TokenStore:
     """What a login needs afterwards, checked before the browser opens: the client secret, the encryption key,
     the token folder (0700, writable) and any file already in it (ours, 0600, readable)."""
+    from botkit.auth.store import store_for
+
     if settings.client_secret is None:
         raise ConfigError("the client secret is not set; export BOTKIT_AUTH__CLIENT_SECRET")
     store = store_for(settings)
@@ -106,6 +110,9 @@ async def _preflight(settings: AuthSettings) -> TokenStore:
 
 
 async def _login(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    from botkit.auth.login import interactive_login
+    from botkit.auth.manager import TokenManager
+
     store = await _preflight(settings)
     client, token, _ = await interactive_login(settings, http, out=out, open_browser=not args.no_browser and None,
                                                timeout_s=getattr(args, "timeout", None))
@@ -117,6 +124,8 @@ async def _login(settings: AuthSettings, http: httpx.AsyncClient, args: argparse
 
 
 async def _apikey(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    from botkit.whitebit.apikey import run_fast_api_key
+
     store = await _preflight(settings)
     creds = await run_fast_api_key(settings, http, api_key=args.api_key, out=out, store=store,
                                    open_browser=not args.no_browser and None,
@@ -135,6 +144,8 @@ def _expiry(t: TokenSet) -> str:
 
 
 async def _status(settings: AuthSettings, out: Out) -> int:
+    from botkit.auth.store import store_for
+
     store = store_for(settings)
     stored = await asyncio.to_thread(store.load)
     out(f"server:   {settings.base_url} ({settings.dialect})  client: {settings.client_id}  account: "
@@ -161,6 +172,8 @@ async def _status(settings: AuthSettings, out: Out) -> int:
 
 
 def _load_or_none(store: TokenStore, out: Out) -> StoredCredentials:
+    from botkit.auth.store import StoredCredentials
+
     try:
         return store.load() or StoredCredentials()
     except AuthError as exc:
@@ -169,6 +182,9 @@ def _load_or_none(store: TokenStore, out: Out) -> StoredCredentials:
 
 
 async def _logout(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    from botkit.auth.oauth import OAuthClient
+    from botkit.auth.store import store_for
+
     store = store_for(settings)
     client = OAuthClient(settings, http)
     stored = await asyncio.to_thread(_load_or_none, store, out)
@@ -198,6 +214,9 @@ async def _delete_key(
     stored: StoredCredentials, out: Out,
 ) -> None:
     """DELETE the OAuth API key with the key flow's token while it lives, else with the login session."""
+    from botkit.auth.manager import TokenManager
+    from botkit.whitebit.apikey import FastApiKey
+
     assert stored.api_key is not None
     key_token_alive = stored.key_token is not None and stored.key_token.expires_at > time.time() + 5
     if not key_token_alive and stored.token is None:

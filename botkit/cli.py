@@ -123,7 +123,7 @@ def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from botkit.backtest.data import DataError
-    from botkit.backtest.replay import BacktestError
+    from botkit.backtest.replay import BacktestError, rare_young_collections
     from botkit.backtest.report import summary_table, write_report
     from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
     from botkit.config import ConfigError, load_config
@@ -153,7 +153,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     try:
         unit = "trades" if replays_trades(cfg) else "book events" if cfg.backtest.fills == "book" else "candles"
         bar = ProgressBar(unit=unit) if show else None
-        result = run_backtest(cfg, bar, on_warning=warn)
+        with rare_young_collections():  # loading and the replay allocate much that lives long (as mypy does)
+            result = run_backtest(cfg, bar, on_warning=warn)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -162,7 +163,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - t0
     out_dir = cfg.out_dir
-    paths = write_report(result, out_dir, str(args.config))
+    with rare_young_collections():  # the report's rows: tens of thousands of small objects that all stay
+        paths = write_report(result, out_dir, str(args.config))
     if not args.quiet:
         for market, source in result.sources.items():
             note = "  (SYNTHETIC sample data)" if "synthetic" in source.lower() or "/sample/" in source else ""

@@ -40,15 +40,19 @@ class SmaCross(Strategy):
     def on_candle(self, ctx: Context, candle: Candle) -> None:
         if candle.market != self.market:
             return
-        f = self.fast.update(candle.close)
-        s = self.slow.update(candle.close)
-        if f is None or s is None:
+        close = candle.close
+        f = self.fast.update(close)
+        s = self.slow.update(close)
+        if s is None or f is None:
             return
         diff = f - s
-        if abs(diff) < 1e-9 * candle.close:
+        if abs(diff) < 1e-9 * close:
             return  # equal averages: float noise must not decide the sign
         sign = 1 if diff > 0 else -1
-        prev, self.last_sign = self.last_sign, sign
+        prev = self.last_sign
+        if sign == prev:
+            return  # no cross (most candles: this is the hot path)
+        self.last_sign = sign
         if prev < 0 < sign:
             rules = ctx.rules(self.market)
             quote = ctx.balance(rules.money).available * self.params.fraction

@@ -157,14 +157,20 @@ def report_dict(result: BacktestResult, config_name: str) -> dict[str, Any]:
 
 
 def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
-    """One line per event, `repr` keeping each float exact. Text is the cost (~1 s per million lines, most of it
-    in float formatting); str.join over C-level maps is the fastest plain-Python way found (bench: 1.05 s vs
-    1.27 s per million for the per-line f-string)."""
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write("time_ms,equity\n")
+    """One line per event; each equity is the shortest text that reads back as exactly the same float (Arrow's
+    CSV writer: 10000.0 is written "10000"). Text is the cost: ~0.2 s per million lines in Arrow's C++ writer
+    against ~1 s for Python's `repr` joined with str.join (the fastest plain-Python way found)."""
+    import pyarrow as pa  # here: the loader has usually imported it already; `botkit --help` never does
+    import pyarrow.csv as pacsv
+
+    with pa.OSFile(str(path), "wb") as fh:
+        fh.write(b"time_ms,equity\n")
         if len(e):
-            fh.write("\n".join(map(",".join, zip(map(str, t.tolist()), map(repr, e.tolist()), strict=True))))
-            fh.write("\n")
+            # Arrays over the numpy buffers: pa.table/pa.array would import pandas (half a second) to check types.
+            cols = [pa.Array.from_buffers(typ, len(x), [None, pa.py_buffer(np.ascontiguousarray(x, dtype=dt))])
+                    for typ, x, dt in ((pa.int64(), t, np.int64), (pa.float64(), e, np.float64))]
+            pacsv.write_csv(pa.Table.from_arrays(cols, names=["time_ms", "equity"]), fh,
+                            write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
 def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
@@ -193,12 +199,14 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
+    t_in = iso_many([r.entry_ms for r in result.round_trips])
+    t_out = iso_many([r.exit_ms or 0 for r in result.round_trips])  # an open trip has no exit time: ""
     trips = _write_csv(p, ["market", "side", "entry_time", "exit_time", "entry_price", "exit_price", "amount",
                            "max_amount", "pnl", "fees", "fills", "closed", "exit_reason"], [
-        [r.market, r.side, iso(r.entry_ms), iso(r.exit_ms), _price(r.entry_price), _price(r.exit_price),
-         fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills), str(int(r.closed)),
-         r.exit_reason]
-        for r in result.round_trips
+        [r.market, r.side, entry, exit_ if r.exit_ms is not None else "", _price(r.entry_price),
+         _price(r.exit_price), fmt(r.closed_amount), fmt(r.amount), repr(r.pnl), repr(r.fees), str(r.fills),
+         str(int(r.closed)), r.exit_reason]
+        for r, entry, exit_ in zip(result.round_trips, t_in, t_out, strict=True)
     ])
     paths.append(p)
 

@@ -9,10 +9,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from botkit.sandbox.config import SandboxConfigError, load_sandbox_config
-from botkit.sandbox.faults import ADMIN_HEADER
-from botkit.sandbox.server import Sandbox
+if TYPE_CHECKING:  # the server (aiohttp and the rest) is imported when the command runs: `botkit` starts quick
+    from botkit.sandbox.server import Sandbox
 
 DESCRIPTION = (
     "Run botkit's local WhiteBIT-compatible exchange on 127.0.0.1: REST v4 and v1 (public and HMAC-signed "
@@ -48,6 +48,10 @@ def _credentials(sandbox: Sandbox) -> list[str]:
 
 
 async def serve(config_path: Path | None, port: int) -> None:
+    from botkit.sandbox.config import load_sandbox_config
+    from botkit.sandbox.faults import ADMIN_HEADER
+    from botkit.sandbox.server import Sandbox
+
     started = time.perf_counter()
     sandbox = Sandbox(load_sandbox_config(config_path), port=port)
     await sandbox.start()
@@ -76,6 +80,8 @@ async def serve(config_path: Path | None, port: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from botkit.sandbox.config import SandboxConfigError
+
     try:
         asyncio.run(serve(args.config, args.port))
     except SandboxConfigError as exc:

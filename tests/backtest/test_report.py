@@ -144,15 +144,27 @@ def test_fmt_money_keeps_significant_digits() -> None:
     assert money_decimals(0.0, 2) == 2 and fmt_money(None, 2) == "n/a"
 
 
-def test_equity_csv_writer_is_exact_and_fast_path_equals_the_simple_one(tmp_path: Path) -> None:
+def test_equity_csv_writer_is_exact_and_shortest(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     e = np.repeat(10_000 * np.cumprod(1 + rng.normal(0, 0.01, 300)), rng.integers(1, 5, 300))
+    e[:6] = [10_000.0, 0.1 + 0.2, 1e-05, 1e20, 5e-324, 123456789.125]
     t = np.arange(len(e), dtype=np.int64) * 60_000 + 1_700_000_000_000
     _write_equity(tmp_path / "e.csv", t, e)
-    simple = "time_ms,equity\n" + "".join(f"{a},{b!r}\n" for a, b in zip(t.tolist(), e.tolist(), strict=True))
-    assert (tmp_path / "e.csv").read_text() == simple
+    lines = (tmp_path / "e.csv").read_text().splitlines()
+    assert lines[0] == "time_ms,equity" and len(lines) == len(e) + 1
+    cells = [line.split(",") for line in lines[1:]]
+    assert [int(a) for a, _ in cells] == t.tolist()
+    assert [float(b) for _, b in cells] == e.tolist()  # every value exact ...
+    def digits(text: str) -> str:  # significant digits: "0.00001" and "1e-05" both have one
+        return text.split("e")[0].replace("-", "").replace(".", "").strip("0")
+
+    assert all(digits(b) == digits(repr(x)) for (_, b), x in zip(cells, e.tolist(), strict=True))  # ... and short
+    assert cells[0][1] == "10000" and cells[1][1] == "0.30000000000000004"
     t2, e2 = read_equity(tmp_path / "e.csv")
     assert np.array_equal(t2, t) and np.array_equal(e2, e)
+    _write_equity(tmp_path / "empty.csv", t[:0], e[:0])
+    assert (tmp_path / "empty.csv").read_text() == "time_ms,equity\n"
+    assert len(read_equity(tmp_path / "empty.csv")[0]) == 0
 
 
 def test_downsample_keeps_extremes_and_ends() -> None:
