@@ -198,11 +198,12 @@ class Backtest:
                          record_fill_events=self.tape is None)
         outcome, failure = "complete", None
         marks: list[float] = []
+        tape_books: dict[str, BookStats] = {}
         with market_time_logs(clock):
             try:
                 loop.start()
                 if self.tape is not None:
-                    feed_tape(loop, self.tape, self.series, self._starts, self.progress)
+                    tape_books = feed_tape(loop, self.tape, self.series, self._starts, self.progress, self.book_depth)
                 elif self.books:
                     self._feed_books(loop, ev_m, ev_i, marks)
                 else:
@@ -230,7 +231,7 @@ class Backtest:
             ev_i = ev_i[:keep] if ev_i is not None else None
         result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
         result.book = {m: d.stats for m, d in venue.depth.items()}
-        result.warnings = book_warnings(result.book)
+        result.warnings = book_warnings(result.book | tape_books)  # (a tape's book gaps: warned, not a book replay)
         for text in result.warnings:
             log.warning(text)
         result.events = done

@@ -18,7 +18,7 @@ from botkit.loop import EventLoop, MarketClock
 from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill
-from botkit.market.types import BookSnapshot, Trade, TradeBatch
+from botkit.market.types import BookSnapshot, BookView, Trade, TradeBatch
 from botkit.venues.simulated import FillModel, SimulatedVenue
 from tests.backtest.test_trades_fill_model import SELL, TradeScript, tape, trades_run
 from tests.core.helpers import ETH, RULES, T0
@@ -43,6 +43,8 @@ class BookWatcher(TradeScript):
         self.books: list[BookSnapshot] = []
 
     def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+        assert isinstance(book, BookView)  # the book model's lazy view: read it here (what was read stays)
+        book.bids, book.asks  # noqa: B018
         self.books.append(book)
 
 
