@@ -13,7 +13,9 @@ What agrees, and why:
   trade (same price and amount; the time differs: the candle model stamps the candle's open time, the trades model
   the trade's). So the equity of the two runs (both marked at the same candle closes) is identical too.
 - Prices inside the data: candle fills lie in the filling candle's [low, high]; trades fills are at prices the
-  recording printed (market orders at the trade, limits at their own price, which is a close, hence a print).
+  recording printed (takers at the trade they filled on, limits as makers at their own price, which is a close,
+  hence a print, on a trade at or through it), and market orders of the trades model lie in their candle too.
+- Timing: every fill comes after its order was placed and before the next decision (which cancels what is left).
 
 What differs, and why:
 - Book fills are quotes, not prints: a market buy walks the asks from the best ask at the next book event (the
@@ -25,7 +27,8 @@ What differs, and why:
 - Limits at the signal candle's close differ by queue position and timing: the candle model calls one marketable
   against the next open (taker at the open) or fills it as a maker when a later candle trades through it; the trades
   model judges it against the last trade (the close itself: at its price, so it usually rests) and fills it at its
-  price once the queue ahead (the recorded book's size at that level) has traded, or on a trade through; the book
+  price once the queue ahead (the recorded book's size at that level) has traded, or on a trade through, so where
+  the candle model takes a better next open the trades model fills at the limit (more conservative); the book
   model takes the asks up to the limit when the ask is at or below it, else it rests behind the visible queue.
   Unfilled limits are cancelled at the next signal, so fills per model differ, never the decisions.
 - Equity is marked at candle closes (candles, trades) or at the book's mid (book).
@@ -132,13 +135,13 @@ def _candle_range(cs: object, fills: list[Fill]) -> list[tuple[float, float, flo
 
 
 def test_one_strategy_on_candles_trades_and_book_of_one_window(rec: Path, tmp_path: Path) -> None:
+    sigs = cf.signals(rec)  # (imports the recording into <rec>/store on first use)
     assert (rec / "store" / "candles" / MARKET).is_dir()  # the window has all three kinds recorded
     store = Store(rec / "store")
     trades = trades_from_store(store, MARKET)
     cs, _ = candles_from_trades(trades, 1000)
     printed = set(trades.price.tolist())
     book_times = (book_from_store(store, MARKET).event_index()[1] // 1000).tolist()
-    sigs = cf.signals(rec)
     assert len(sigs) >= 2 and [s[1] for s in sigs[:2]] == ["buy", "sell"]
 
     runs = {r.label: r for r in cf.compare(rec, tmp_path)}
@@ -151,10 +154,25 @@ def test_one_strategy_on_candles_trades_and_book_of_one_window(rec: Path, tmp_pa
         assert [d[0] for d in b.decisions] == [min(x for x in book_times if x >= s[0]) for s in sigs]
         assert len(c.result.orders) == len(t.result.orders) == len(b.result.orders) >= 2
         assert [o.side for o in c.result.orders] == [o.side for o in b.result.orders]
-        # candle fills inside the filling candle, trades fills at printed prices (and inside their candle)
-        for r in (c, t):
-            assert r.result.fills and all(lo <= p <= hi for lo, p, hi in _candle_range(cs, r.result.fills))
-        assert all(float(f.price) in printed for f in t.result.fills)
+        for r in (c, t, b):  # each order fills before the next decision (which cancels what is left of it)
+            placed = {o.client_id: o.created_ms for o in r.result.orders}
+            acts = [d[0] for d in r.decisions]
+            for f in r.result.fills:
+                later = [a for a in acts if a > placed[f.client_id]]
+                assert placed[f.client_id] <= f.time_ms < (later[0] if later else 2**62), (r.label, f)
+        # candle fills inside the filling candle
+        assert c.result.fills and all(lo <= p <= hi for lo, p, hi in _candle_range(cs, c.result.fills))
+        # trades fills at printed prices: a taker at the trade it filled on (a marketable limit: or the last one
+        # before, when that trade is beyond its limit), a maker at its own price (a close) on a trade at or through
+        # it (so a maker's price can lie outside the range of the candle it fills in)
+        assert t.result.fills and all(float(f.price) in printed for f in t.result.fills)
+        for f in t.result.fills:
+            at = trades.price[trades.time_ms == f.time_ms].tolist()
+            if f.maker:
+                assert any((p <= float(f.price)) if f.side == "buy" else (p >= float(f.price)) for p in at), f
+            else:
+                before = trades.price[int(np.searchsorted(trades.time_ms, f.time_ms, "left")) - 1]
+                assert float(f.price) in [*at, float(before)], f
         # book taker fills at or worse than the best price when decided
         for f in b.result.fills:
             if not f.maker:
