@@ -6,7 +6,7 @@ Records the real sandbox over its WebSocket (`botkit record`: trades, depth and 
 --seconds (or reuses the recording in --rec), then backtests the same decisions on that window under each model and
 prints, per run: orders, fills (taker / maker), mean fill price, final equity, fees and the book model's slippage.
 
-The decisions (`WindowCross`) are an SMA(2) x SMA(4) cross on the window's 1s candles built from the recorded
+The decisions (`WindowCross`) are an SMA(2) x SMA(3) cross on the window's 1s candles built from the recorded
 trades (the candles the candle model replays and `ctx.candles()` shows in the trades model), worked out once here
 and handed to the strategy as (close time, side, close) signals, so every model acts on identical decisions at the
 first event at or after each candle close; only the fills differ. Variants: `market` (a market buy of `size` quote
@@ -36,7 +36,7 @@ from botkit.market.orders import Fill
 from botkit.market.types import BookSnapshot, Candle
 
 MARKET = "BTC_USDT"
-FAST, SLOW = 2, 4
+FAST, SLOW = 2, 3
 SEED = 164  # the sandbox walk's seed: one that turns often in its first seconds (a short window has crosses)
 SELF = Path(__file__).resolve()
 

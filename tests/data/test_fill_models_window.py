@@ -3,7 +3,7 @@ strategy, the three fill models (`[backtest] fills = "candles"`, `"trades"`, `"b
 every difference has its reason (backtests/compare_fills.py prints the same runs side by side).
 
 What agrees, and why:
-- The decisions. `WindowCross` acts on SMA(2) x SMA(4) crosses of the window's 1s candles built from the recorded
+- The decisions. `WindowCross` acts on SMA(2) x SMA(3) crosses of the window's 1s candles built from the recorded
   trades (the candles the candle model replays, the candles `ctx.candles()` shows in the trades model), at the first
   event at or after each candle close: `on_candle` at the close itself in the candle and trades models, the first
   recorded book event at or after it in the book model (which replays book events only). Same signals, same sides,
