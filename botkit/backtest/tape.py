@@ -200,11 +200,12 @@ def _trades(loop: EventLoop, t: np.ndarray, p: np.ndarray, a: np.ndarray, s: np.
 
 
 def _level_size(latest: dict[str, L2Book], fallback: LevelSize | None) -> LevelSize:
-    """The trades fill model's queue estimate: the visible size at a new order's level in the latest book."""
+    """The trades fill model's queue estimate: the visible size at a new order's level in the latest book (before
+    the first book event and while the book is stale after a gap: `fallback`, i.e. `[backtest] queue_ahead`)."""
 
     def level_size(market: str, side: str, price: float) -> float | None:
         book = latest.get(market)
-        if book is None:
+        if book is None or book.stale:  # no book yet, or none to trust since a gap: as without book data
             return fallback(market, side, price) if fallback is not None else None
         return (book.bids if side == "buy" else book.asks).get(price, 0.0)
 
