@@ -53,7 +53,7 @@ async def clocked_sandbox(**server: Any) -> AsyncIterator[tuple[Sandbox, FakeClo
     """The fast sandbox on a fake clock (see `run_driven`), and demo REST on it. It accepts nonces within 60 s: the
     clients' signers keep the real clock while the exchange's runs ahead."""
     clock = FakeClock()
-    async with running_sandbox(fast_config(nonce_window_ms=60_000, **server), clock=clock.time) as sb, \
+    async with running_sandbox(fast_config(nonce_window_ms=60_000, **server), **clock.clocks()) as sb, \
             httpx.AsyncClient(timeout=10) as http:
         yield sb, clock, demo_rest(sb, http)
 

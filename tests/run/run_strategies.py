@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from botkit import Context, Strategy
@@ -17,7 +16,7 @@ class Recorder(Strategy):
 
     def __init__(self, params: object = None) -> None:
         super().__init__(None)
-        self.candles: list[tuple[Candle, int]] = []  # (candle, wall ms when received)
+        self.candles: list[tuple[Candle, int]] = []  # (candle, the bot's clock when received: wall ms when live)
         self.updates: list[tuple[str, str]] = []  # (client id, status)
         self.fills: list[Fill] = []
         self.books: list[BookSnapshot] = []
@@ -27,7 +26,7 @@ class Recorder(Strategy):
         self.started = True
 
     def on_candle(self, ctx: Context, candle: Candle) -> None:
-        self.candles.append((candle, int(time.time() * 1000)))
+        self.candles.append((candle, ctx.now))
 
     def on_order_update(self, ctx: Context, order: Order) -> None:
         self.updates.append((order.client_id, order.status.value))
@@ -60,7 +59,7 @@ class Prober(Recorder):
         ctx.schedule("tick", 500)
 
     def on_timer(self, ctx: Context, name: str) -> None:
-        self.timer_times.append(int(time.time() * 1000))
+        self.timer_times.append(ctx.now)
 
     def on_candle(self, ctx: Context, candle: Candle) -> None:
         super().on_candle(ctx, candle)

@@ -179,7 +179,7 @@ async def test_silent_feed_raises_a_staleness_event(sandbox: Sandbox) -> None:
     events: list[WsEvent] = []
     clock = FakeClock()
     ws = WsClient(sandbox.ws_url, events.append, stale_after=0.4,  # connected, but subscribed to no data
-                  clock=clock.time, **clock.clocks(), sleep=clock.wait)
+                  **clock.clocks(), sleep=clock.wait)
     async with driving(clock):
         await ws.start()
         try:

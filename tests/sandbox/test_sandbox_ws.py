@@ -11,7 +11,7 @@ import httpx
 import websockets
 
 from botkit.sandbox.server import Sandbox
-from botkit.sandbox.testing import running_sandbox, test_config
+from botkit.sandbox.testing import FakeClock, running_sandbox, test_config
 
 from .sandbox_signing import post_signed
 
@@ -68,11 +68,17 @@ async def test_invalid_json_closes(sandbox: Sandbox) -> None:
 
 
 async def test_idle_connection_closed_and_request_limit() -> None:
+    """On a fake sandbox clock: the requests all come at one instant, then the clock is moved past the idle
+    timeout (the next pulse closes the connection) instead of waiting it out."""
     cfg = test_config(ws_idle_timeout=1.0, ws_requests_per_minute=5)
-    async with running_sandbox(cfg) as sb, websockets.connect(sb.ws_url) as ws:
+    clock = FakeClock()
+    async with running_sandbox(cfg, **clock.clocks()) as sb, websockets.connect(sb.ws_url) as ws:
         results = [await rpc(ws, i, "ping", []) for i in range(6)]
         assert [r["error"] for r in results[:5]] == [None] * 5
         assert results[5]["error"] == {"code": 7, "message": "too many requests"}
+        await asyncio.sleep(0.1)
+        assert ws.close_code is None  # not idle yet: no time has passed on the sandbox's clock
+        clock.advance(1.01)
         await asyncio.wait_for(ws.wait_closed(), 5)  # then silence: closed after the idle timeout
         assert ws.close_code == 1000
 
