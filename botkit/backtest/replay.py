@@ -217,11 +217,12 @@ class Backtest:
                          record_fill_events=self.tape is None)
         outcome, failure = "complete", None
         marks: list[float] = []
+        tape_books: dict[str, BookStats] = {}
         with market_time_logs(clock), rare_young_collections():
             try:
                 loop.start()
                 if self.tape is not None:
-                    feed_tape(loop, self.tape, self.series, self._starts, self.progress)
+                    tape_books = feed_tape(loop, self.tape, self.series, self._starts, self.progress, self.book_depth)
                 elif self.books:
                     self._feed_books(loop, ev_m, ev_i, marks)
                 else:
@@ -250,7 +251,7 @@ class Backtest:
         with rare_young_collections():  # the results walk every order and fill: the same reasoning
             result = self._result(engine, venue, ev_m, ev_i, close_t, fill_k)
         result.book = {m: d.stats for m, d in venue.depth.items()}
-        result.warnings = book_warnings(result.book)
+        result.warnings = book_warnings(result.book | tape_books)  # (a tape's book gaps: warned, not a book replay)
         for text in result.warnings:
             log.warning(text)
         result.events = done

@@ -4,7 +4,10 @@ One time-ordered stream per run: the public trades of every market (merged by ti
 around them two kinds of interruptions, each at its place in time: a candle built from the trades closes (before
 the first trade at or after its close, when the strategy overrides `on_candle`; `ctx.candles()` shows the candles
 closed by the market time in any case, see `TapeState`) and a book event (delivered to `on_book`
-before the trades at or after its time). Trades themselves go through `EventLoop.trades`, which lets the simulated
+before the trades at or after its time). Book events are rebuilt by the book fill model's own matcher
+(`BookMatcher`, holding no orders here: the trades fill) and reach `on_book` as the same lazy `BookView` over its
+`L2Book`, so a strategy sees the same book objects, levels and gaps whatever the fill model (none while the book
+is stale after a gap). Trades themselves go through `EventLoop.trades`, which lets the simulated
 venue fill what they fill and the strategy see them, one by one or in batches.
 """
 
@@ -16,12 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from botkit.backtest.books import Book, BookEvents
+from botkit.backtest.books import BookEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.importers import TradeSeries
 from botkit.loop import EventLoop
 from botkit.market.buffer import CandleArrays, CandleBuffer, MarketState
-from botkit.market.types import BookSnapshot, Candle
+from botkit.market.rules import MarketRules
+from botkit.market.types import BookView, Candle
+from botkit.venues.book_matching import BookMatcher, BookStats, L2Book
 
 CHUNK = 1 << 16  # trades handed to the loop at a time
 LevelSize = Callable[[str, str, float], float | None]
@@ -81,21 +86,17 @@ def candles_from_trades(trades: TradeSeries, timeframe_ms: int) -> tuple[CandleS
     return series, starts.astype(np.int64)
 
 
-def _snapshot(market: str, time_ms: int, book: Book) -> BookSnapshot:
-    bids = tuple(sorted(book.bids.items(), reverse=True))
-    asks = tuple(sorted(book.asks.items()))
-    return BookSnapshot(market, time_ms, bids, asks)
-
-
 def feed_tape(
     loop: EventLoop,
     tape: Tape,
     series: list[CandleSeries],
     starts: list[np.ndarray],
     progress: Callable[[int, int], None] | None = None,
-) -> None:
+    book_depth: int = 20,
+) -> dict[str, BookStats]:
     """Replay the tape through `loop` (see the module docstring). `series[j]`/`starts[j]`: market j's candles built
-    from its trades and their first trades."""
+    from its trades and their first trades; `book_depth`: levels per side an `on_book` view shows. Returns what
+    the book rebuild counted per market (events, updates, resyncs), as the book model reports it."""
     k = len(tape.trades)
     if k == 1:
         tr = tape.trades[0]
@@ -119,18 +120,18 @@ def feed_tape(
             pos = np.searchsorted(t, close, "left")
             stops.append(zip(pos.tolist(), close.tolist(), [0] * len(cs), [j] * len(cs), range(len(cs)),
                              strict=True))
-    books: dict[int, Iterator[tuple[int, Book]]] = {}
-    latest: dict[str, Book] = {}  # each market's book as of now
+    books: dict[int, _BookFeed] = {}
+    latest: dict[str, L2Book] = {}  # each market's book as of now (from its first event)
     venue = loop.venue if loop.venue is not None and loop.venue.fill_model.kind == "trades" else None
     for j, market in enumerate(tape.markets):
         ev = tape.books.get(market)
         if ev is None or not len(ev) or not (loop.wants_books or venue is not None):
             continue
-        times_ms = np.array([int(ev.cols["time_us"][sl.start]) // 1000 for sl in ev.events()], dtype=np.int64)
+        feed = books[j] = _BookFeed(ev, loop.engine.rules[market], book_depth)
+        times_ms = feed.times_ms
         pos = np.searchsorted(t, times_ms, "left")
         stops.append(zip(pos.tolist(), times_ms.tolist(), [1] * len(times_ms), [j] * len(times_ms),
                          range(len(times_ms)), strict=True))
-        books[j] = ev.rebuild()
     if venue is not None and books:
         venue.level_size = _level_size(latest, venue.level_size)
     cur = 0
@@ -148,15 +149,40 @@ def feed_tape(
                                            float(cs.high[i]), float(cs.low[i]), float(cs.close[i]),
                                            float(cs.volume[i])))
         else:
-            _, book = next(books[j])
-            latest[tape.markets[j]] = book
-            if loop.wants_books:
-                loop.book(_snapshot(tape.markets[j], when, book))
+            feed = books[j]
+            latest[feed.market] = feed.book
+            if feed.event(i, when) and loop.wants_books:
+                loop.book(feed.view(when))
     for a0 in range(cur, n, CHUNK):
         b0 = min(n, a0 + CHUNK)
         _trades(loop, t, p, a, s, mkt, a0, b0)
         if progress is not None:
             progress(b0, n)
+    return {f.market: f.matcher.stats for f in books.values()}
+
+
+class _BookFeed:
+    """One market's book events, applied one at a time by the book fill model's matcher (no orders on it)."""
+
+    def __init__(self, ev: BookEvents, rules: MarketRules, depth: int) -> None:
+        self.market = ev.market
+        starts, t_us, flags = ev.event_index()
+        self.times_ms = t_us // 1000
+        self._starts = starts.tolist()
+        self._flags = flags.tolist()
+        c = ev.cols
+        self._rows = c["side"].tolist(), c["price"].tolist(), c["amount"].tolist()
+        self.matcher = BookMatcher(ev.market, rules)
+        self.book = self.matcher.book
+        self.book.view_depth = depth
+
+    def event(self, i: int, t_ms: int) -> bool:
+        """Apply event i; False while the book is stale after a gap (no `on_book` then)."""
+        return self.matcher.event(t_ms, self._flags[i], *self._rows, self._starts[i], self._starts[i + 1])
+
+    def view(self, t_ms: int) -> BookView:
+        book = self.book
+        return BookView(self.market, t_ms, book, book.best_bid(), book.best_ask())
 
 
 def _trades(loop: EventLoop, t: np.ndarray, p: np.ndarray, a: np.ndarray, s: np.ndarray, mkt: np.ndarray | None,
@@ -173,12 +199,13 @@ def _trades(loop: EventLoop, t: np.ndarray, p: np.ndarray, a: np.ndarray, s: np.
             loop.trades(int(m[x]), t[a0 + x:a0 + y], p[a0 + x:a0 + y], a[a0 + x:a0 + y], s[a0 + x:a0 + y])
 
 
-def _level_size(latest: dict[str, Book], fallback: LevelSize | None) -> LevelSize:
-    """The trades fill model's queue estimate: the visible size at a new order's level in the latest book."""
+def _level_size(latest: dict[str, L2Book], fallback: LevelSize | None) -> LevelSize:
+    """The trades fill model's queue estimate: the visible size at a new order's level in the latest book (before
+    the first book event and while the book is stale after a gap: `fallback`, i.e. `[backtest] queue_ahead`)."""
 
     def level_size(market: str, side: str, price: float) -> float | None:
         book = latest.get(market)
-        if book is None:
+        if book is None or book.stale:  # no book yet, or none to trust since a gap: as without book data
             return fallback(market, side, price) if fallback is not None else None
         return (book.bids if side == "buy" else book.asks).get(price, 0.0)
 

@@ -18,7 +18,7 @@ from botkit.loop import EventLoop, MarketClock
 from botkit.market.buffer import CandleBuffer, MarketState
 from botkit.market.grants import Grant
 from botkit.market.orders import Fill
-from botkit.market.types import BookSnapshot, Trade, TradeBatch
+from botkit.market.types import BookSnapshot, BookView, Trade, TradeBatch
 from botkit.venues.simulated import FillModel, SimulatedVenue
 from tests.backtest.test_trades_fill_model import SELL, TradeScript, tape, trades_run
 from tests.core.helpers import ETH, RULES, T0
@@ -43,6 +43,8 @@ class BookWatcher(TradeScript):
         self.books: list[BookSnapshot] = []
 
     def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+        assert isinstance(book, BookView)  # the book model's lazy view: read it here (what was read stays)
+        book.bids, book.asks  # noqa: B018
         self.books.append(book)
 
 
@@ -287,3 +289,41 @@ def test_paper_trading_refuses_the_book_fill_model(tmp_path, capsys):
         '''))
     assert main(["run", str(cfg)]) == 2
     assert 'fills = "book" is for backtests' in capsys.readouterr().err
+
+
+def test_a_tape_delivers_the_book_as_the_book_model_does_through_a_gap():
+    """One builder for both fill models: the book model's matcher. A gap in the update-id chain makes the tape's book
+    stale too (no on_book until the next snapshot rebuilds it, the old book never patched) and is warned; the views
+    (type, times, best prices, levels) are those the book model hands the same strategy."""
+    from botkit.backtest.importers import TradeSeries
+    from tests.backtest.test_book_fills import ASK, BID, SNAP
+    from tests.backtest.test_book_fills import RULES as BOOK_RULES
+    from tests.backtest.test_book_fills import T0 as B0
+    from tests.backtest.test_book_fills import book_events as book_rows
+    from tests.backtest.test_book_fills import run as book_run
+
+    class Looks(Strategy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, int, float | None, float | None, object, object]] = []
+
+        def on_book(self, ctx: Context, book: BookSnapshot) -> None:
+            self.seen.append((type(book).__name__, book.time_ms - B0, book.best_bid, book.best_ask, book.bids,
+                              book.asks))
+
+    events = book_rows((0, "snap", SNAP), (10, "delta", [(BID, 99.5, 1.0)]),
+                       (20, "gap", [(BID, 98.0, 0.0), (ASK, 97.0, 9.0)]), (30, "delta", [(ASK, 96.0, 9.0)]),
+                       (40, "snap", [(BID, 97.5, 1.0), (ASK, 99.5, 1.0)]), (50, "delta", [(BID, 97.6, 1.0)]))
+    in_book = Looks()
+    book_run(events, in_book, depth=2)
+    n = 6
+    trades = TradeSeries("BTC_USDT", B0 + 5 + 10 * np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64),
+                         np.full(n, 99.0), np.full(n, 0.1), np.ones(n, np.int8), "test")
+    in_tape = Looks()
+    res = Backtest(in_tape, [], {"BTC_USDT": BOOK_RULES}, {"USDT": D("1000")}, grant=Grant.of(GRANT),
+                   fill_model=FillModel(kind="trades"), tape=Tape([trades], {"BTC_USDT": events}), book_depth=2).run()
+    assert [s[1:4] for s in in_tape.seen] == [(0, 99.0, 100.0), (10, 99.5, 100.0), (40, 97.5, 99.5),
+                                             (50, 97.6, 99.5)]
+    assert in_tape.seen == in_book.seen and {s[0] for s in in_tape.seen} == {"BookView"}
+    assert in_tape.seen[0][4:] == (((99.0, 1.0), (98.0, 2.0)), ((100.0, 0.5), (101.0, 1.0)))  # book_depth 2
+    assert any("1 gap(s) in the book's update-id chain" in w and "3 updates" in w for w in res.warnings)

@@ -129,3 +129,15 @@ def test_bench_replay_smoke() -> None:
     assert "target >= 500,000" in line and "20,000 in" in line, line
     assert "the same in both modes: True" in out.stdout
     assert "one by one" in out.stdout
+
+
+def test_compare_fills_smoke() -> None:
+    """backtests/compare_fills.py records the sandbox for a few seconds and prints the three fill models' runs."""
+    out = run("compare_fills.py", "--smoke")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "window: " in text and "final equity" in text and "slippage (book)" in text
+    labels = [ln.split("  ")[0] for ln in text.splitlines()[text.splitlines().index(
+        next(ln for ln in text.splitlines() if ln.startswith("run "))) + 1:]]
+    assert labels == ["market candles", "market trades", "market book", "market book x40 (40000 USDT)",
+                      "limit candles", "limit trades", "limit book"]
