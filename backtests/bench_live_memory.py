@@ -15,9 +15,9 @@ that instead (target: < 50 KB per 1,000 orders: nothing kept per order; a kept o
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import subprocess
