@@ -6,13 +6,16 @@ Records the real sandbox over its WebSocket (`botkit record`: trades, depth and 
 --seconds (or reuses the recording in --rec), then backtests the same decisions on that window under each model and
 prints, per run: orders, fills (taker / maker), mean fill price, final equity, fees and the book model's slippage.
 
-The decisions (`WindowCross`) are an SMA(2) x SMA(3) cross on the window's 1s candles built from the recorded
-trades (the candles the candle model replays and `ctx.candles()` shows in the trades model), worked out once here
-and handed to the strategy as (close time, side, close) signals, so every model acts on identical decisions at the
-first event at or after each candle close; only the fills differ. Variants: `market` (a market buy of `size` quote
-on a cross up, a market sell of the position on a cross down) and `limit` (a limit at the candle's close, resting if
-not marketable; unfilled orders are cancelled at the next signal). The market variant also runs the book model at
-40x its size to show slippage growing with size. Exit 0 (there is no target: the figures are for reading).
+The decisions (`WindowCross`) are a fixed schedule on the window's 1s candles built from the recorded trades (the
+candles the candle model replays and `ctx.candles()` shows in the trades model): a buy at the close of candle 2, a
+sell two candles later, and so on, alternating every EVERY candles. They depend on candles only, so a window of any
+length and any price path has them (an SMA cross needs the walk to turn, and a short window of a random walk often
+has one turn or none). They are worked out once here and handed to the strategy as (close time, side, close)
+signals, so every model acts on identical decisions at the first event at or after each candle close; only the fills
+differ. Variants: `market` (a market buy of `size` quote, a market sell of the position) and `limit` (a limit at the
+candle's close, resting if not marketable; unfilled orders are cancelled at the next signal). The market variant
+also runs the book model at 40x its size to show slippage growing with size. Exit 0 (there is no target: the
+figures are for reading).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from botkit.market.orders import Fill
 from botkit.market.types import BookSnapshot, Candle
 
 MARKET = "BTC_USDT"
-FAST, SLOW = 2, 3
-SEED = 164  # the sandbox walk's seed: one that turns often in its first seconds (a short window has crosses)
+EVERY = 2  # candles between decisions
+SEED = 164  # the sandbox walk's seed (a fixed one: the printed figures come from the same walk)
 SELF = Path(__file__).resolve()
 
 
@@ -125,8 +128,9 @@ def config(rec: Path, fills: str, params: dict[str, Any], plugin: str = f"{SELF}
 
 
 def signals(rec: Path) -> list[tuple[int, str, float]]:
-    """SMA(FAST) x SMA(SLOW) crosses on the window's 1s candles built from its trades (what the candle model
-    replays); none in the last second, so every model still has events after each one."""
+    """Alternating buy/sell decisions at every EVERY-th close of the window's 1s candles built from its trades (what
+    the candle model replays), starting with a buy at the second close; none in the last second, so every model
+    still has events after each one."""
     from botkit.backtest.run import load_tape, timeframe_ms
     from botkit.backtest.tape import candles_from_trades
 
@@ -136,15 +140,9 @@ def signals(rec: Path) -> list[tuple[int, str, float]]:
     closes, ends = cs.close.tolist(), (cs.time_ms + cs.timeframe_ms).tolist()
     end = int(tape.trades[0].time_ms[-1]) - 1000
     out: list[tuple[int, str, float]] = []
-    prev = 0
-    for i in range(SLOW - 1, len(closes)):
-        diff = sum(closes[i - FAST + 1:i + 1]) / FAST - sum(closes[i - SLOW + 1:i + 1]) / SLOW
-        if abs(diff) < 1e-9 * closes[i]:
-            continue
-        sign = 1 if diff > 0 else -1
-        if prev and sign != prev and ends[i] <= end and (out or sign > 0):  # long only: start with a buy
-            out.append((int(ends[i]), "buy" if sign > 0 else "sell", float(closes[i])))
-        prev = sign
+    for i in range(1, len(closes), EVERY):
+        if ends[i] <= end:
+            out.append((int(ends[i]), "buy" if len(out) % 2 == 0 else "sell", float(closes[i])))
     return out
 
 
@@ -213,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             rec = work / "rec"
             record(rec, 8.0 if args.smoke else args.seconds)
         sigs = signals(rec)
-        print(f"window: {rec}  ({MARKET}, SMA {FAST}/{SLOW} on 1s candles built from the recorded trades: "
+        print(f"window: {rec}  ({MARKET}, a decision every {EVERY} of the 1s candles built from the recorded trades: "
               f"{len(sigs)} signals)")
         print(table(compare(rec, work)))
     return 0

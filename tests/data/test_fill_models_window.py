@@ -3,11 +3,11 @@ strategy, the three fill models (`[backtest] fills = "candles"`, `"trades"`, `"b
 every difference has its reason (backtests/compare_fills.py prints the same runs side by side).
 
 What agrees, and why:
-- The decisions. `WindowCross` acts on SMA(2) x SMA(3) crosses of the window's 1s candles built from the recorded
-  trades (the candles the candle model replays, the candles `ctx.candles()` shows in the trades model), at the first
-  event at or after each candle close: `on_candle` at the close itself in the candle and trades models, the first
-  recorded book event at or after it in the book model (which replays book events only). Same signals, same sides,
-  same number of orders in every model.
+- The decisions. `WindowCross` acts on a fixed buy/sell schedule (every 2nd close) of the window's 1s candles built
+  from the recorded trades (the candles the candle model replays, the candles `ctx.candles()` shows in the trades
+  model), at the first event at or after each candle close: `on_candle` at the close itself in the candle and
+  trades models, the first recorded book event at or after it in the book model (which replays book events only).
+  Same signals, same sides, same number of orders in every model.
 - Candles vs trades, market orders: identical fills. A candle-model market order fills at the open of the next
   candle; a trades-model one at the first trade printed at or after its arrival, which is that candle's opening
   trade (same price and amount; the time differs: the candle model stamps the candle's open time, the trades model

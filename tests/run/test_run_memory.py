@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rss_growth_per_thousand_orders_is_near_zero() -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "backtests" / "bench_live_memory.py"), "--orders", "3000",
-                        "--rate", "100", "--warmup", "1500", "--trace"], capture_output=True, text=True, timeout=300,
+    r = subprocess.run([sys.executable, str(ROOT / "backtests" / "bench_live_memory.py"), "--orders", "4000",
+                        "--rate", "100", "--warmup", "2000", "--trace"], capture_output=True, text=True, timeout=300,
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     m = re.search(r"Python heap growth after warm-up: ([+-][\d.]+) KB per 1,000 orders", r.stdout)
     assert m is not None, r.stdout + r.stderr
     assert r.returncode == 0, r.stdout  # the script's own verdict
     assert float(m.group(1)) < 50
-    assert "orders placed: 3,000" in r.stdout and "RSS growth after warm-up" in r.stdout
+    assert "orders placed: 4,000" in r.stdout and "RSS growth after warm-up" in r.stdout
