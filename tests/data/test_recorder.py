@@ -22,7 +22,8 @@ from botkit.backtest.store import Store
 from botkit.market.grants import Grant
 from botkit.market.rules import MarketRules
 from botkit.recorder import RecordSpec, ReplayStats, lines, read_manifest, recording, replay
-from botkit.sandbox.testing import FakeClock, running_sandbox, test_config
+from botkit.sandbox.server import Sandbox
+from botkit.sandbox.testing import running_sandbox, test_config
 from botkit.strategy import Strategy
 from botkit.whitebit.ws import BookChanged, BookTop, CandleRow, DepthGap, LastPrice, TradePrinted, WsEvent
 
@@ -43,32 +44,13 @@ async def sandbox():
         yield sb
 
 
-@pytest_asyncio.fixture
-async def clocked():
-    """The busy sandbox on a fake clock driven at 5x (0.25 s every 50 ms): its prints and candles come five times
-    as fast, so a recording of N seconds of the exchange's time takes N / 5 seconds."""
-    clock = FakeClock()
-    async with running_sandbox(busy_config(), clock=clock.time) as sb:
-        driver = asyncio.create_task(clock.drive(0.25, 0.05))
-        try:
-            yield sb, clock
-        finally:
-            driver.cancel()
-
-
-async def _clock_wait(clock: FakeClock | None, seconds: float) -> None:
-    await (asyncio.sleep(seconds) if clock is None else clock.wait(seconds))
-
-
-async def _record(clocked, out: Path, seconds: float, spec: RecordSpec, during=None) -> list[WsEvent]:
-    """Record `seconds` of the exchange's clock (of real time for a sandbox without a fake clock)."""
-    sb, clock = clocked
+async def _record(sb: Sandbox, out: Path, seconds: float, spec: RecordSpec, during=None) -> list[WsEvent]:
     live: list[WsEvent] = []
     async with recording(sb.ws_url, spec, out, on_event=lambda m, ev: live.append(ev), ping_interval=5,
                          backoff_base=0.05) as rec:
         if during is not None:
             await during(rec)
-        await _clock_wait(clock, seconds)
+        await asyncio.sleep(seconds)
     return live
 
 
@@ -82,12 +64,10 @@ def _raw_frames(out: Path) -> list[dict[str, Any]]:
 
 
 async def test_replay_through_the_parser_equals_what_the_live_client_produced(sandbox, tmp_path):
-    """On real time: the sandbox sends one frame per channel per pulse, so the volume (and the 20 kB rotation)
-    follows the wall clock."""
     spec = RecordSpec(["BTC_USDT"], ["trades", "depth", "candles", "bookTicker"], interval_s=1, depth_limit=20,
                       rotate_bytes=20_000)
     out = tmp_path / "rec"
-    live = await _record((sandbox, None), out, 3.0, spec)
+    live = await _record(sandbox, out, 3.0, spec)
     stats = ReplayStats()
     replayed = [ev for _, ev in replay(out, stats)]
     want = [ev for ev in live if isinstance(ev, COMPARED)]
@@ -115,13 +95,12 @@ async def test_replay_through_the_parser_equals_what_the_live_client_produced(sa
     assert all(r["t"] <= s["t"] for r, s in itertools.pairwise(raw))
 
 
-async def test_a_disconnect_is_a_gap_and_a_depth_break_a_resync_point(clocked, tmp_path):
+async def test_a_disconnect_is_a_gap_and_a_depth_break_a_resync_point(sandbox, tmp_path):
     spec = RecordSpec(["BTC_USDT"], ["trades", "depth"], depth_limit=20)
     out = tmp_path / "rec"
-    sandbox, clock = clocked
 
     async def faults(rec):
-        await _clock_wait(clock, 0.8)
+        await asyncio.sleep(0.8)
         sandbox.hub.drop_all()  # the server closes every socket: the recorder must reconnect and resubscribe
         end = asyncio.get_running_loop().time() + 8
         while rec.reconnects < 1:
@@ -133,7 +112,7 @@ async def test_a_disconnect_is_a_gap_and_a_depth_break_a_resync_point(clocked, t
             await asyncio.sleep(0.02)
         sandbox.set_faults(skip_depth_ids=0.0)
 
-    live = await _record(clocked, out, 1.0, spec, during=faults)
+    live = await _record(sandbox, out, 1.0, spec, during=faults)
     manifest = read_manifest(out)
     assert manifest["reconnects"] == 1
     (gap,) = manifest["gaps"]
@@ -173,10 +152,10 @@ class CountCandles(Strategy):
             ctx.buy("BTC_USDT", Decimal("100"))  # at market: 100 USDT to spend
 
 
-async def test_a_recording_goes_into_the_store_and_a_candle_backtest_runs_on_it(clocked, tmp_path):
+async def test_a_recording_goes_into_the_store_and_a_candle_backtest_runs_on_it(sandbox, tmp_path):
     spec = RecordSpec(["BTC_USDT"], ["trades", "depth", "candles"], interval_s=1, depth_limit=20)
     out = tmp_path / "rec"
-    await _record(clocked, out, 4.0, spec)
+    await _record(sandbox, out, 4.0, spec)
     store = Store(tmp_path / "store")
     lines_seen: list[str] = []
     made = to_store(out, store, progress=lines_seen.append)
