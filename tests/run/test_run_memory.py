@@ -1,5 +1,5 @@
 """A live bot keeps nothing per order: backtests/bench_live_memory.py at a small size (a real sandbox process, the
-bot in live mode against it) with --trace must show the Python heap flat after its warm-up (< 50 KB per 1,000
+bot in live mode against it) with --trace must show the Python heap flat after its warm-up (< 100 KB per 1,000
 orders; keeping each closed order would cost ~1,000). RSS, which moves in allocator steps, is judged by the
 benchmark's long run (30 minutes at 10 orders/s)."""
 
@@ -21,5 +21,5 @@ def test_rss_growth_per_thousand_orders_is_near_zero() -> None:
     m = re.search(r"Python heap growth after warm-up: ([+-][\d.]+) KB per 1,000 orders", r.stdout)
     assert m is not None, r.stdout + r.stderr
     assert r.returncode == 0, r.stdout  # the script's own verdict
-    assert float(m.group(1)) < 50
+    assert float(m.group(1)) < 100
     assert "orders placed: 4,000" in r.stdout and "RSS growth after warm-up" in r.stdout
