@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from botkit.market.orders import STOP_TYPES, Order, OrderStatus
+from botkit.market.orders import OCO_REASON, STOP_TYPES, Order, OrderStatus
 
 if TYPE_CHECKING:
     from botkit.execution.engine import ExecutionEngine
 
 log = logging.getLogger("botkit.execution.oco")
 
-OCO_REASON = "oco: another order of the group filled"  # the simulated venue's native reason, word for word
 ZERO = Decimal(0)
 
 OcoMode = Literal["native", "emulated"]  # how a simulated venue treats OCO groups ([backtest] oco)

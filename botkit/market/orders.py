@@ -35,6 +35,7 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+OCO_REASON = "oco: another order of the group filled"  # why an OCO partner was cancelled, native or emulated
 
 _ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.NEW: frozenset(

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from botkit.market.orders import Fill, Order
+from botkit.market.orders import OCO_REASON, Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
 from botkit.market.types import Balance
 from botkit.venues.book_matching import BookMatcher
@@ -291,8 +291,7 @@ class SimulatedVenue:
             for other in [o for o in depth.open_orders() if o.oco_group == group and o.client_id not in self._done]:
                 depth.cancel(other)
                 self._unlock(other)
-                self._report(book, depth.now_ms, self._ev().order_cancelled, other, depth.now_ms,
-                             "oco: another order of the group filled")
+                self._report(book, depth.now_ms, self._ev().order_cancelled, other, depth.now_ms, OCO_REASON)
 
     # ---- matching -----------------------------------------------------------------------------------------------
 
@@ -341,13 +340,7 @@ class SimulatedVenue:
                 self._fill(order, book.rules, price, maker, open_ms)
                 if order.oco_group is not None:
                     done_groups.add(order.oco_group)
-            for group in done_groups:
-                for other in [x for x in book.resting + book.arrivals if x.oco_group == group]:
-                    (book.resting if other in book.resting else book.arrivals).remove(other)
-                    self._unlock(other)
-                    book.queue.pop(other.client_id, None)
-                    self._report(book, close_ms, self._ev().order_cancelled, other, close_ms,
-                                 "oco: another order of the group filled")
+            self._cancel_partners(book, done_groups, close_ms, ())
         book.refresh()
         if book.reports and book.due <= close_ms:
             self._pending(book, -INF, close_ms)  # what the strategy hears before this candle's callback
@@ -415,17 +408,20 @@ class SimulatedVenue:
                 self._fill(order, rules, px, maker, t, None if whole else part, whole)
                 if order.oco_group is not None:
                     done_groups.add(order.oco_group)
-            for group in done_groups:
-                for other in [x for x in book.resting + book.arrivals if x.oco_group == group
-                              and not any(x is y[0] for y in triggered)]:
-                    (book.resting if other in book.resting else book.arrivals).remove(other)
-                    self._unlock(other)
-                    book.queue.pop(other.client_id, None)
-                    self._report(book, t, self._ev().order_cancelled, other, t,
-                                 "oco: another order of the group filled")
+            self._cancel_partners(book, done_groups, t, [y[0] for y in triggered])
         book.refresh()
         if book.reports and book.due <= t:
             self._pending(book, -INF, t)
+
+    def _cancel_partners(self, book: MarketBook, groups: set[str], time_ms: int, keep: Sequence[Order]) -> None:
+        """One-cancels-other: the open orders of each filled group (except `keep`) are cancelled."""
+        for group in groups:
+            for other in [x for x in book.resting + book.arrivals if x.oco_group == group
+                          and not any(x is k for k in keep)]:
+                (book.resting if other in book.resting else book.arrivals).remove(other)
+                self._unlock(other)
+                book.queue.pop(other.client_id, None)
+                self._report(book, time_ms, self._ev().order_cancelled, other, time_ms, OCO_REASON)
 
     def _trade_arrival(self, order: Order, rules: MarketRules, price: float, side: int, prev: float,
                        prev_side: int) -> tuple[Order, Decimal, bool, Decimal | None] | None:

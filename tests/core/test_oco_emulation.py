@@ -12,10 +12,9 @@ from botkit.backtest.replay import Backtest, BacktestResult
 from botkit.config import BotConfig
 from botkit.execution.engine import ExecutionEngine
 from botkit.execution.journal import SqliteJournal
-from botkit.execution.oco import OCO_REASON
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.market.grants import Grant
-from botkit.market.orders import Order
+from botkit.market.orders import OCO_REASON, Order
 from botkit.venues.simulated import FillModel, SimulatedVenue
 
 from .helpers import ETH, RULES, Script, series

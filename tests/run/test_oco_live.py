@@ -21,10 +21,9 @@ from pydantic import SecretStr
 
 from botkit.auth.signing import HmacSigner
 from botkit.execution.engine import ExecutionEngine
-from botkit.execution.oco import OCO_REASON
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.market.grants import Grant
-from botkit.market.orders import Order
+from botkit.market.orders import OCO_REASON, Order
 from botkit.sandbox.engine import Balance
 from botkit.sandbox.server import Sandbox
 from botkit.sandbox.testing import running_sandbox, test_config

@@ -46,8 +46,7 @@ import pytest
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.run import backtest_of
 from botkit.config import BotConfig
-from botkit.execution.oco import OCO_REASON
-from botkit.market.orders import Order
+from botkit.market.orders import OCO_REASON, Order
 from botkit.plugins import load_strategy_class
 from botkit.runner import LiveRunner
 from botkit.sandbox.server import Sandbox
