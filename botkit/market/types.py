@@ -9,48 +9,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Side = Literal["buy", "sell"]
 
 
-class Candle:
-    """One closed candle. `time_ms` is the open time; callbacks only ever receive closed candles."""
+class Candle(NamedTuple):
+    """One closed candle. `time_ms` is the open time; callbacks only ever receive closed candles.
 
-    __slots__ = ("close", "close_time_ms", "high", "low", "market", "open", "time_ms", "volume")
+    A named tuple, not a class with slots: the backtest builds one per candle, and a tuple is built in C from the
+    data columns (`tuple.__new__` over `zip`), at about half the cost of a Python `__init__`. Immutable; equal to
+    another candle with the same fields."""
 
-    def __init__(
-        self,
-        market: str,
-        time_ms: int,
-        close_time_ms: int,
-        open: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
-    ) -> None:
-        self.market = market
-        self.time_ms = time_ms
-        self.close_time_ms = close_time_ms
-        self.open = open
-        self.high = high
-        self.low = low
-        self.close = close
-        self.volume = volume
+    market: str
+    time_ms: int
+    close_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
 
     def __repr__(self) -> str:
         return (
             f"Candle({self.market} t={self.time_ms} o={self.open} h={self.high} l={self.low} c={self.close} "
             f"v={self.volume})"
         )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Candle):
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in Candle.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class Trade:
