@@ -290,3 +290,35 @@ def datetime_ms(text: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_equity_csv_is_written_beside_the_other_files_and_its_errors_reach_the_caller(
+        tmp_path: Path, in_root: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import botkit.backtest.report as report
+    from botkit.backtest.run import run_backtest
+    from botkit.config import load_config
+
+    result = run_backtest(load_config("configs/sma_cross.toml"))
+    real = report._write_equity
+    threads: list[str] = []
+
+    def spy(path: Path, t: np.ndarray, e: np.ndarray) -> None:
+        threads.append(threading.current_thread().name)
+        real(path, t, e)
+
+    monkeypatch.setattr(report, "_write_equity", spy)
+    paths = report.write_report(result, tmp_path / "ok", "x", html=False)
+    assert threads == ["botkit-equity-csv"]  # not the caller's thread
+    assert [p.name for p in paths] == ["report.json", "trades.csv", "roundtrips.csv", "lots.csv", "equity.csv",
+                                       "prices.csv"]
+    t, e = read_equity(tmp_path / "ok" / "equity.csv")  # complete when write_report returns
+    assert np.array_equal(t, result.event_time_ms) and np.array_equal(e, result.equity)
+
+    def full(path: Path, t: np.ndarray, e: np.ndarray) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "_write_equity", full)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_report(result, tmp_path / "full", "x", html=False)
