@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -322,3 +323,56 @@ def test_equity_csv_is_written_beside_the_other_files_and_its_errors_reach_the_c
     monkeypatch.setattr(report, "_write_equity", full)
     with pytest.raises(OSError, match="No space left"):
         report.write_report(result, tmp_path / "full", "x", html=False)
+
+
+def _months_by_date(t: np.ndarray, e: np.ndarray) -> list[tuple[int, list[float | None], float]]:
+    """monthly_returns the plain way: a calendar month per bar."""
+    month = ((t - 1).astype("datetime64[ms]")).astype("datetime64[M]").astype(np.int64)
+    last = np.flatnonzero(np.append(month[1:] != month[:-1], True))
+    closes = e[last]
+    base = np.concatenate(([e[0]], closes[:-1]))
+    rets = np.where(base > 0, closes / np.where(base > 0, base, 1.0) - 1.0, 0.0)
+    by_year: dict[int, list[float | None]] = {}
+    growth: dict[int, float] = {}
+    for mo, r in zip(month[last].tolist(), rets.tolist(), strict=True):
+        by_year.setdefault(1970 + mo // 12, [None] * 12)[mo % 12] = r
+        growth[1970 + mo // 12] = growth.get(1970 + mo // 12, 1.0) * (1.0 + r)
+    return [(y, by_year[y], growth[y] - 1.0) for y in sorted(by_year)]
+
+
+def _m4(t: np.ndarray, v: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """downsample the plain way: first, min, max, last of each bucket (first index of the min and the max)."""
+    if len(v) <= points:
+        return t, v
+    edges = np.linspace(0, len(v), points // 4 + 1).astype(np.int64).tolist()
+    idx: list[int] = []
+    for a, b in itertools.pairwise(edges):
+        for i in sorted((a, a + int(np.argmin(v[a:b])), a + int(np.argmax(v[a:b])), b - 1)):
+            if not idx or idx[-1] != i:
+                idx.append(i)
+    return t[idx], v[idx]
+
+
+def test_downsample_drawdown_and_monthly_returns_match_the_plain_computations() -> None:
+    from botkit.backtest.html import drawdown
+
+    rng = np.random.default_rng(11)
+    day = 86_400_000
+    for trial in range(120):
+        n = int(rng.choice([2, 3, 50, 4001, 5003, 20011]))
+        step = int(rng.choice([60_000, 3_600_000, day, 7 * day, 40 * day]))
+        t = 1_704_067_200_000 + np.cumsum(rng.integers(0, 3, n) * step) + int(rng.choice([0, 1, -1]))
+        if trial % 7 == 0:
+            t -= t % day  # bars closing exactly at midnight close the day (and month) before
+        if trial % 11 == 0:
+            t = rng.permutation(t)  # out of time order
+        v = [np.cumsum(rng.normal(size=n)) + 100, np.zeros(n), np.round(rng.normal(size=n), 1) + 5,
+             np.repeat(rng.normal(size=n // 10 + 1), 10)[:n] + 50][trial % 4]
+        got, want = monthly_returns(t, v), _months_by_date(t, v)
+        assert got == want, trial
+        for points in (4000, 400):
+            (dt, dv), (wt, wv) = downsample(t, v, points), _m4(t, v, points)
+            assert np.array_equal(dt, wt) and np.array_equal(dv, wv), trial
+        peak = np.maximum.accumulate(v)
+        plain = np.where(peak > 0, v / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+        assert np.array_equal(drawdown(v), plain), trial
