@@ -169,7 +169,8 @@ def _month_ends(t: np.ndarray) -> np.ndarray:
     starts = np.arange(first + 1, last + 1).astype("datetime64[ms]").astype(np.int64)  # of the months after the 1st
     ends = np.searchsorted(t, starts, side="right") - 1  # last bar with t - 1 < the next month's start
     ends = np.append(ends, len(t) - 1)
-    return ends[np.append(True, ends[1:] != ends[:-1])]  # months without a bar: no entry
+    out: np.ndarray = ends[np.append(True, ends[1:] != ends[:-1])]  # months without a bar: no entry
+    return out
 
 
 def monthly_returns(t: np.ndarray, e: np.ndarray) -> list[tuple[int, list[float | None], float]]:
