@@ -389,9 +389,14 @@ class Backtest:
         for asset in assets:  # one asset at a time keeps peak memory to a few columns
             start = float(self.start_balances.get(asset, 0))
             amounts = [ds if asset == st else (dm if asset == mo else 0.0) for st, mo, ds, dm in moves]
-            h = np.zeros(n, dtype=np.float64)
-            if fills:
-                np.add.at(h, kk, np.asarray(amounts, dtype=np.float64))
+            w = np.asarray(amounts, dtype=np.float64)
+            if fills and int(kk.min()) >= 0 and int(kk.max()) < n:
+                # np.add.at's sums (fill by fill, in fill order, from 0.0) at a twentieth of its cost
+                h: np.ndarray = np.bincount(kk, weights=w, minlength=n).astype(np.float64, copy=False)
+            else:
+                h = np.zeros(n, dtype=np.float64)
+                if fills:
+                    np.add.at(h, kk, w)
             np.cumsum(h, out=h)
             h += start
             if asset == self.quote:
