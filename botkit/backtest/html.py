@@ -15,6 +15,7 @@ import importlib.util
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,9 @@ class RunData:
     report: dict[str, Any]
     time_ms: np.ndarray
     equity: np.ndarray
-    fills: list[dict[str, str]]
-    round_trips: list[dict[str, str]]
-    lots: list[dict[str, str]]
+    fills: Sequence[dict[str, str]]
+    round_trips: Sequence[dict[str, str]]
+    lots: Sequence[dict[str, str]]
     prices: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -370,7 +371,7 @@ def _per_market_table(rep: dict[str, Any]) -> str:
                   rows, "num")
 
 
-def _trades_table(rows: list[dict[str, str]], cols: list[str], what: str, file: str) -> str:
+def _trades_table(rows: Sequence[dict[str, str]], cols: list[str], what: str, file: str) -> str:
     shown = rows[:MAX_ROWS]
     note = f"<p>{len(rows):,} {what}" + (f"; the first {MAX_ROWS:,} shown, all in {file}" if len(rows) > MAX_ROWS
                                           else f" (also in {file})") + ".</p>"

@@ -12,11 +12,11 @@ import json
 import math
 import threading
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -197,13 +197,40 @@ class _Background:
             raise self.error
 
 
-def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
+class RowDicts(Sequence[dict[str, str]]):
+    """Rows of a CSV file as the dicts `csv.DictReader` reads back, each made when it is asked for: the page shows
+    the first thousand trips and lots of files that can hold hundreds of thousands."""
+
+    def __init__(self, head: list[str], rows: list[list[str]]) -> None:
+        self.head, self.rows = head, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, str]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, str]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        head = self.head
+        if isinstance(i, slice):
+            return [dict(zip(head, r, strict=True)) for r in self.rows[i]]
+        return dict(zip(head, self.rows[i], strict=True))
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        head = self.head
+        return (dict(zip(head, r, strict=True)) for r in self.rows)
+
+
+def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> RowDicts:
     """Write the rows (all strings, so reading the file back gives exactly them) and return them as dicts."""
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(head)
         w.writerows(rows)
-    return [dict(zip(head, r, strict=True)) for r in rows]
+    return RowDicts(head, rows)
 
 
 def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, html: bool = True) -> list[Path]:
@@ -231,10 +258,10 @@ def _write_files(result: BacktestResult, out_dir: Path, config_name: str, html: 
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    fills = _write_csv(p, [*TRADES_COLUMNS, "type", "reason", "slippage", "slippage_bps"], [
+    fills = list(_write_csv(p, [*TRADES_COLUMNS, "type", "reason", "slippage", "slippage_bps"], [
         [*fill_row(f, when), a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, ""), *_slip_cells(f)]
         for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
-    ])
+    ]))  # every fill is a marker on the page: made into dicts once, here
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
@@ -323,10 +350,18 @@ def book_dict(result: BacktestResult) -> dict[str, Any]:
 
 
 def _price(v: Decimal | None) -> str:
-    """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable."""
+    """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable.
+
+    The same text as `fmt(Decimal(format(v, ".12g")))`: a plain (no exponent) 12-digit text reads back as a Decimal
+    whose str is that text, so fmt would only cut its trailing zeros, done here on the text itself."""
     if v is None:
         return ""
-    return fmt(Decimal(format(v, ".12g"))) if v else "0"
+    if not v:
+        return "0"
+    text = format(v, ".12g")
+    if "e" in text or "E" in text:
+        return fmt(Decimal(text))
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _pct(v: Any) -> str:

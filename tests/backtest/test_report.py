@@ -376,3 +376,37 @@ def test_downsample_drawdown_and_monthly_returns_match_the_plain_computations() 
         peak = np.maximum.accumulate(v)
         plain = np.where(peak > 0, v / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
         assert np.array_equal(drawdown(v), plain), trial
+
+
+def test_trade_prices_are_twelve_significant_digits_without_trailing_zeros() -> None:
+    import random
+    from decimal import Decimal
+
+    from botkit.backtest.report import _price
+    from botkit.market.rules import fmt
+
+    def plain(v: Decimal | None) -> str:  # the definition: round to 12 digits, read back, write as fmt does
+        if v is None:
+            return ""
+        return fmt(Decimal(format(v, ".12g"))) if v else "0"
+
+    rng = random.Random(3)
+    values = [None, Decimal(0), Decimal("-0"), Decimal("1E+5"), Decimal("100"), Decimal("1.500"),
+              Decimal("0.0000001234"), Decimal("123456789012345"), Decimal("0.000001"), Decimal("-2.5E-7")]
+    for _ in range(20_000):
+        d = Decimal(rng.randint(-10**20, 10**20)).scaleb(rng.randint(-30, 10))
+        values += [d, d / Decimal(rng.randint(1, 10**6))]
+    assert [_price(v) for v in values] == [plain(v) for v in values]
+    assert _price(Decimal("30037.550000")) == "30037.55" and _price(Decimal("1E+5")) == "100000"
+
+
+def test_csv_rows_come_back_as_the_dicts_the_file_reads_back(tmp_path: Path) -> None:
+    from botkit.backtest.report import _write_csv
+
+    head = ["market", "side", "note"]
+    rows = [["BTC_USDT", "buy", f"n{i}"] for i in range(2500)] + [["ETH_USDT", "sell", 'a "quoted", text']]
+    got = _write_csv(tmp_path / "r.csv", head, rows)
+    with (tmp_path / "r.csv").open(newline="") as fh:
+        back = list(csv.DictReader(fh))
+    assert len(got) == len(back) == 2501
+    assert list(got) == back and got[:1000] == back[:1000] and got[-1] == back[-1] and got[7] == back[7]
