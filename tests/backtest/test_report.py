@@ -410,3 +410,26 @@ def test_csv_rows_come_back_as_the_dicts_the_file_reads_back(tmp_path: Path) -> 
         back = list(csv.DictReader(fh))
     assert len(got) == len(back) == 2501
     assert list(got) == back and got[:1000] == back[:1000] and got[-1] == back[-1] and got[7] == back[7]
+
+
+def test_csv_files_are_what_csv_writer_writes_whatever_the_fields(tmp_path: Path) -> None:
+    import io
+
+    from botkit.backtest.report import _write_csv
+
+    head = ["a", "b", "c"]
+    cases = [
+        [["1", "2", "3"], ["x y", "", "z"]],  # the usual: nothing to quote (written by the fast path)
+        [["1", "2,5", "3"]], [["1", 'say "hi"', "3"]], [["1", "two\nlines", "3"]], [["1", "cr\r", "3"]],
+        [["1", "2"]],  # a short row
+        [],
+    ]
+    for rows in cases:
+        want = io.StringIO()
+        w = csv.writer(want, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+        _write_csv(tmp_path / "t.csv", head, rows)
+        assert (tmp_path / "t.csv").read_bytes() == want.getvalue().encode(), rows
+    _write_csv(tmp_path / "one.csv", ["only"], [[""], ["x"]])
+    assert (tmp_path / "one.csv").read_text() == 'only\n""\nx\n'
