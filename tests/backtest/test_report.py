@@ -433,3 +433,17 @@ def test_csv_files_are_what_csv_writer_writes_whatever_the_fields(tmp_path: Path
         assert (tmp_path / "t.csv").read_bytes() == want.getvalue().encode(), rows
     _write_csv(tmp_path / "one.csv", ["only"], [[""], ["x"]])
     assert (tmp_path / "one.csv").read_text() == 'only\n""\nx\n'
+
+
+def test_drawdown_and_downsample_of_curves_with_nan_are_the_plain_computations() -> None:
+    from botkit.backtest.html import drawdown
+
+    v = np.array([100.0, 110.0, np.nan, 90.0, 120.0, 60.0] * 2000)
+    peak = np.maximum.accumulate(v)
+    want = np.where(peak > 0, v / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+    assert np.array_equal(drawdown(v), want, equal_nan=True)
+    w = np.cumsum(np.ones(9000))
+    w[5] = np.inf
+    t = np.arange(len(w))
+    (dt, dv), (wt, wv) = downsample(t, w, 400), _m4(t, w, 400)
+    assert np.array_equal(dt, wt) and np.array_equal(dv, wv)
