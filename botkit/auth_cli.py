@@ -9,22 +9,20 @@ port) before the URL is shown: a one-time code is never spent on a login that ca
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from botkit.auth.errors import AuthError
-from botkit.auth.settings import AuthSettings, ConfigError, load_auth_settings
-from botkit.auth.tokens import TokenSet, fingerprint
-
-if TYPE_CHECKING:  # the HTTP stack and the token store are imported when a command runs: `botkit` starts quick
+if TYPE_CHECKING:  # asyncio, the settings, the HTTP stack and the token store are imported when a command runs:
+    # every `botkit` command (a backtest too) imports this module to register `auth`, and starts quick
     import httpx
 
     from botkit.auth.oauth import OAuthClient
+    from botkit.auth.settings import AuthSettings
     from botkit.auth.store import StoredCredentials, TokenStore
+    from botkit.auth.tokens import TokenSet
 
 Out = Callable[[str], None]
 
@@ -63,6 +61,8 @@ def _seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     try:
         return asyncio.run(run_async(args))
     except KeyboardInterrupt:
@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def run_async(args: argparse.Namespace, out: Out = print, err: Out | None = None) -> int:
     import httpx
+
+    from botkit.auth.errors import AuthError
+    from botkit.auth.settings import ConfigError, load_auth_settings
 
     err = err or (lambda m: print(m, file=sys.stderr))
     try:
@@ -100,6 +103,9 @@ async def run_async(args: argparse.Namespace, out: Out = print, err: Out | None 
 async def _preflight(settings: AuthSettings) -> TokenStore:
     """What a login needs afterwards, checked before the browser opens: the client secret, the encryption key,
     the token folder (0700, writable) and any file already in it (ours, 0600, readable)."""
+    import asyncio
+
+    from botkit.auth.settings import ConfigError
     from botkit.auth.store import store_for
 
     if settings.client_secret is None:
@@ -144,7 +150,10 @@ def _expiry(t: TokenSet) -> str:
 
 
 async def _status(settings: AuthSettings, out: Out) -> int:
+    import asyncio
+
     from botkit.auth.store import store_for
+    from botkit.auth.tokens import fingerprint
 
     store = store_for(settings)
     stored = await asyncio.to_thread(store.load)
@@ -172,6 +181,7 @@ async def _status(settings: AuthSettings, out: Out) -> int:
 
 
 def _load_or_none(store: TokenStore, out: Out) -> StoredCredentials:
+    from botkit.auth.errors import AuthError
     from botkit.auth.store import StoredCredentials
 
     try:
@@ -182,6 +192,9 @@ def _load_or_none(store: TokenStore, out: Out) -> StoredCredentials:
 
 
 async def _logout(settings: AuthSettings, http: httpx.AsyncClient, args: argparse.Namespace, out: Out) -> int:
+    import asyncio
+
+    from botkit.auth.errors import AuthError
     from botkit.auth.oauth import OAuthClient
     from botkit.auth.store import store_for
 

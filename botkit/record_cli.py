@@ -7,7 +7,6 @@ sandbox mode (the default) records the embedded sandbox exchange, as `botkit run
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -78,6 +77,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    import asyncio  # here, as every import of a command: each `botkit` start imports this module
+
     out: Path = args.out or Path("recordings") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
         manifest = asyncio.run(_record(spec, out, url, sandbox, sandbox_config, args.seconds))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ def _positive(text: str) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio  # here, as every import of a command: each `botkit` start imports this module
+
     from botkit.auth.errors import ReauthRequired
     from botkit.config import ConfigError, load_config
     from botkit.execution.journal import JournalError

@@ -104,11 +104,24 @@ def _sampled(col: F64, limit: int = _SAMPLE) -> F64:
     return col[::step]
 
 
+def median(x: F64) -> float:
+    """`float(np.median(x))` of a 1-d float array, the same value, without np.median's check for masked arrays:
+    that check imports numpy.ma, ~10 ms of every backtest's start."""
+    n = len(x)
+    if n == 0 or bool(np.isnan(x).any()):
+        return float(np.median(x))
+    half = n // 2
+    if n % 2:
+        return float(np.partition(x, half)[half])
+    part = np.partition(x, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2)  # np.median's mean of the two middle values
+
+
 def _price_step(s: CandleSeries, rule: MarketRules) -> list[str]:
     step = 10.0 ** -rule.money_prec
     close = _sampled(s.close)
-    median_close = float(np.median(close))
-    median_range = float(np.median(_sampled(s.high) - _sampled(s.low)))
+    median_close = median(close)
+    median_range = median(_sampled(s.high) - _sampled(s.low))
     coarse = step / median_close > _COARSE_TICK
     flat = 0 < median_range < step
     quoted = _decimals(np.concatenate([_sampled(c, 500) for c in (s.open, s.high, s.low, s.close)]))

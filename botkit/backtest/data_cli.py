@@ -7,21 +7,16 @@ the same file:line message the loader raises. Each subcommand sets `func(args) -
 
 from __future__ import annotations
 
+# What only a `data` subcommand uses is imported in it: every `botkit` start (a backtest too) imports this module.
 import argparse
-import gzip
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from botkit.backtest.data import REPAIRS, CandleSeries, DataError, format_timeframe, iso_time, load_candles
-from botkit.backtest.sample import SAMPLE_MARKETS, SAMPLE_START_MS, generate_candles, write_candles_csv, write_sample
 
 DEFAULT_SAMPLE_DIR = Path("backtests") / "sample"
 DEFAULT_STORE = Path("data") / "store"
@@ -258,6 +253,8 @@ print(status("VmHWM:") - before)
 
 def _rss_peak(path: Path) -> int | str:
     """Peak RSS above the RSS before loading, in bytes, from a fresh process; or why it could not be measured."""
+    import subprocess
+
     out = subprocess.run(
         [sys.executable, "-c", _RSS_PROBE, str(path)], capture_output=True, text=True, check=False, timeout=600
     )
@@ -269,6 +266,13 @@ def _rss_peak(path: Path) -> int | str:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Time and measure loading a big SYNTHETIC file; figures go next to the target the issue sets."""
+    import gzip
+    import shutil
+    import tempfile
+    import tracemalloc
+
+    from botkit.backtest.sample import SAMPLE_START_MS, generate_candles, write_candles_csv
+
     rows: int = args.rows
     with tempfile.TemporaryDirectory(prefix="botkit-bench-") as tmp:
         path = Path(tmp) / f"bench_{rows}.csv"
@@ -355,6 +359,8 @@ def _write_freqtrade_json(series: CandleSeries, path: Path) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from botkit.backtest.sample import SAMPLE_MARKETS, write_sample
+
     out: Path = args.out
     paths = write_sample(out, seed=args.seed)
     print(f"SYNTHETIC sample data (seed {args.seed}) - generated, not recorded from any exchange:")

@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import html
 import importlib.util
+import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +53,9 @@ class RunData:
     report: dict[str, Any]
     time_ms: np.ndarray
     equity: np.ndarray
-    fills: list[dict[str, str]]
-    round_trips: list[dict[str, str]]
-    lots: list[dict[str, str]]
+    fills: Sequence[dict[str, str]]
+    round_trips: Sequence[dict[str, str]]
+    lots: Sequence[dict[str, str]]
     prices: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -112,6 +114,20 @@ def downsample(t: np.ndarray, v: np.ndarray, points: int = CHART_POINTS) -> tupl
         return t, v
     buckets = max(1, points // 4)
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    if bool(np.isfinite(v).all()):
+        # A thousand buckets: argmin/argmax per bucket (the first index of its min / max, as below) is ~3x faster
+        # than the whole-array passes, which stay for data with NaN or inf (same result otherwise).
+        bounds = edges.tolist()
+        pick = np.empty(4 * buckets, dtype=np.int64)
+        argmin, argmax = np.ndarray.argmin, np.ndarray.argmax
+        k = 0
+        for a, b in itertools.pairwise(bounds):
+            part = v[a:b]
+            i, j = a + int(argmin(part)), a + int(argmax(part))
+            pick[k:k + 4] = (a, i, j, b - 1) if i <= j else (a, j, i, b - 1)
+            k += 4
+        pick = pick[np.append(True, pick[1:] != pick[:-1])]
+        return t[pick], v[pick]
     starts = edges[:-1]
     ends = edges[1:] - 1
     lo = np.minimum.reduceat(v, starts)
@@ -135,7 +151,27 @@ def drawdown(e: np.ndarray) -> np.ndarray:
     if len(e) == 0:
         return e
     peak = np.maximum.accumulate(e)
+    if peak.dtype == np.float64 and peak[0] > 0 and not np.isnan(peak[-1]):  # every peak > 0, no NaN in e:
+        # the same values in two passes instead of five
+        fast: np.ndarray = np.divide(e, peak, out=peak)
+        fast -= 1.0
+        return fast
     out: np.ndarray = np.where(peak > 0, e / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+    return out
+
+
+def _month_ends(t: np.ndarray) -> np.ndarray:
+    """Index of each month's last bar (by close time: a bar closing at 00:00 on the 1st ends the month before),
+    for bars in time order; found by a binary search per month rather than a date per bar."""
+    t = np.asarray(t, dtype=np.int64)
+    if len(t) > 1 and not bool((t[1:] >= t[:-1]).all()):  # out of order: month changes bar by bar
+        month = ((t - 1).astype("datetime64[ms]")).astype("datetime64[M]").astype(np.int64)
+        return np.flatnonzero(np.append(month[1:] != month[:-1], True))
+    first, last = (np.asarray([t[0], t[-1]]) - 1).astype("datetime64[ms]").astype("datetime64[M]")
+    starts = np.arange(first + 1, last + 1).astype("datetime64[ms]").astype(np.int64)  # of the months after the 1st
+    ends = np.searchsorted(t, starts, side="right") - 1  # last bar with t - 1 < the next month's start
+    ends = np.append(ends, len(t) - 1)
+    out: np.ndarray = ends[np.append(True, ends[1:] != ends[:-1])]  # months without a bar: no entry
     return out
 
 
@@ -144,14 +180,14 @@ def monthly_returns(t: np.ndarray, e: np.ndarray) -> list[tuple[int, list[float 
     month is measured from the first bar."""
     if len(e) < 2:
         return []
-    month = ((t - 1).astype("datetime64[ms]")).astype("datetime64[M]").astype(np.int64)  # months since 1970-01
-    last = np.flatnonzero(np.append(month[1:] != month[:-1], True))
+    last = _month_ends(t)
+    month = ((t[last] - 1).astype("datetime64[ms]")).astype("datetime64[M]").astype(np.int64)  # since 1970-01
     closes = e[last]
     base = np.concatenate(([e[0]], closes[:-1]))
     rets = np.where(base > 0, closes / np.where(base > 0, base, 1.0) - 1.0, 0.0)
     by_year: dict[int, list[float | None]] = {}
     year_growth: dict[int, float] = {}
-    for mo, r in zip(month[last].tolist(), rets.tolist(), strict=True):
+    for mo, r in zip(month.tolist(), rets.tolist(), strict=True):
         y, m = 1970 + mo // 12, mo % 12
         by_year.setdefault(y, [None] * 12)[m] = r
         year_growth[y] = year_growth.get(y, 1.0) * (1.0 + r)
@@ -336,7 +372,7 @@ def _per_market_table(rep: dict[str, Any]) -> str:
                   rows, "num")
 
 
-def _trades_table(rows: list[dict[str, str]], cols: list[str], what: str, file: str) -> str:
+def _trades_table(rows: Sequence[dict[str, str]], cols: list[str], what: str, file: str) -> str:
     shown = rows[:MAX_ROWS]
     note = f"<p>{len(rows):,} {what}" + (f"; the first {MAX_ROWS:,} shown, all in {file}" if len(rows) > MAX_ROWS
                                           else f" (also in {file})") + ".</p>"

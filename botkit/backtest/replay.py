@@ -375,22 +375,28 @@ class Backtest:
         equity = np.zeros(n, dtype=np.float64)
         in_market = np.zeros(n, dtype=bool)
         unvalued: list[str] = []
+        # Each fill's (stock, money, stock change, money change), converted to float once for all assets.
+        moves: list[tuple[str, str, float, float]] = []
+        fee_values: list[float] = []  # each fee in quote, for fees_paid
+        rules = self.rules
+        for f in fills:
+            r = rules[f.market]
+            if f.side == "buy":
+                moves.append((r.stock, r.money, float(f.amount - f.fee), -float(f.quote)))
+            else:
+                moves.append((r.stock, r.money, -float(f.amount), float(f.quote - f.fee)))
+            fee_values.append(float(f.fee) * (float(f.price) if f.fee_asset == r.stock else 1.0))
         for asset in assets:  # one asset at a time keeps peak memory to a few columns
             start = float(self.start_balances.get(asset, 0))
-            amounts = []
-            for f in fills:
-                r = self.rules[f.market]
-                if f.side == "buy":
-                    amounts.append(
-                        float(f.amount - f.fee) if asset == r.stock else (-float(f.quote) if asset == r.money else 0.0)
-                    )
-                else:
-                    amounts.append(
-                        -float(f.amount) if asset == r.stock else (float(f.quote - f.fee) if asset == r.money else 0.0)
-                    )
-            h = np.zeros(n, dtype=np.float64)
-            if fills:
-                np.add.at(h, kk, np.asarray(amounts, dtype=np.float64))
+            amounts = [ds if asset == st else (dm if asset == mo else 0.0) for st, mo, ds, dm in moves]
+            w = np.asarray(amounts, dtype=np.float64)
+            if fills and int(kk.min()) >= 0 and int(kk.max()) < n:
+                # np.add.at's sums (fill by fill, in fill order, from 0.0) at a twentieth of its cost
+                h: np.ndarray = np.bincount(kk, weights=w, minlength=n).astype(np.float64, copy=False)
+            else:
+                h = np.zeros(n, dtype=np.float64)
+                if fills:
+                    np.add.at(h, kk, w)
             np.cumsum(h, out=h)
             h += start
             if asset == self.quote:
@@ -412,8 +418,7 @@ class Backtest:
         # open positions are valued at the last close replayed (a partial replay stops before the data's end)
         last_close = {s.market: float(self._ffill_close(s.market, ev_m, ev_i)[n - 1]) for s in self.series} if n else {}
         round_trips = round_trips_of(fills, self.rules, last_close, fill_reasons(engine.orders.values()))
-        fees_paid = sum(float(f.fee) * (float(f.price) if f.fee_asset == self.rules[f.market].stock else 1.0)
-                        for f in fills)
+        fees_paid = sum(fee_values)  # in fill order, as ever: the same float
         pnls = np.asarray([rt.pnl for rt in round_trips if rt.closed], dtype=np.float64)
         metrics = compute_metrics(close_t, equity, pnls, in_market, fees_paid)
         return BacktestResult(

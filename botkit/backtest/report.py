@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 import tomllib
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -173,17 +175,102 @@ def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
                             write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
-def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
+class _Background:
+    """`fn(*args)` on a thread; `join` waits and raises what it raised. For work that holds no GIL (Arrow's CSV
+    writer), so it runs beside the Python work of the other files on a second core."""
+
+    def __init__(self, fn: Callable[..., None], *args: Any) -> None:
+        self.error: BaseException | None = None
+
+        def work() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # raised again by join, in the caller's thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=work, name="botkit-equity-csv", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class RowDicts(Sequence[dict[str, str]]):
+    """Rows of a CSV file as the dicts `csv.DictReader` reads back, each made when it is asked for: the page shows
+    the first thousand trips and lots of files that can hold hundreds of thousands."""
+
+    def __init__(self, head: list[str], rows: list[list[str]]) -> None:
+        self.head, self.rows = head, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, str]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, str]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        head = self.head
+        if isinstance(i, slice):
+            return [dict(zip(head, r, strict=True)) for r in self.rows[i]]
+        return dict(zip(head, self.rows[i], strict=True))
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        head = self.head
+        return (dict(zip(head, r, strict=True)) for r in self.rows)
+
+
+def _csv_text(head: list[str], rows: list[list[str]]) -> str | None:
+    """What `csv.writer(lineterminator="\\n")` writes for these rows when no field needs quoting (no comma, quote or
+    newline in any: the usual case), joined at C speed; None otherwise. csv.writer looks each character up in its
+    line terminator, a quarter of writing a report's trade files."""
+    n = len(head)
+    if n < 2 or any(len(r) != n for r in rows):  # (a lone empty field is written '""')
+        return None
+    try:
+        text = "\n".join([",".join(head), *(",".join(r) for r in rows)]) + "\n"
+    except TypeError:  # a field that is not text: csv.writer converts it
+        return None
+    lines = len(rows) + 1
+    if text.count(",") != lines * (n - 1) or text.count("\n") != lines or '"' in text or "\r" in text:
+        return None  # a field holds a comma, a quote or a line break: left to csv.writer, which quotes what needs it
+    return text
+
+
+def _write_csv(path: Path, head: list[str], rows: list[list[str]]) -> RowDicts:
     """Write the rows (all strings, so reading the file back gives exactly them) and return them as dicts."""
+    text = _csv_text(head, rows)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(head)
-        w.writerows(rows)
-    return [dict(zip(head, r, strict=True)) for r in rows]
+        if text is not None:
+            fh.write(text)
+        else:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(head)
+            w.writerows(rows)
+    return RowDicts(head, rows)
 
 
 def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, html: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    import pyarrow.csv  # noqa: F401  (for _write_equity: imported here, not on its thread beside other imports)
+
+    equity_csv = out_dir / "equity.csv"
+    # The longest file (a line per event), written by Arrow without the GIL while the other files are made.
+    equity = _Background(_write_equity, equity_csv, result.event_time_ms, result.equity)
+    try:
+        paths = _write_files(result, out_dir, config_name, html, equity_csv)
+    except BaseException:
+        equity.thread.join()  # the first error is the one to see
+        raise
+    equity.join()
+    return paths
+
+
+def _write_files(result: BacktestResult, out_dir: Path, config_name: str, html: bool, equity_csv: Path) -> list[Path]:
     a = analysis_of(result)
     paths = []
     p = out_dir / "report.json"
@@ -192,10 +279,10 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     paths.append(p)
 
     p = out_dir / "trades.csv"
-    fills = _write_csv(p, [*TRADES_COLUMNS, "type", "reason", "slippage", "slippage_bps"], [
+    fills = list(_write_csv(p, [*TRADES_COLUMNS, "type", "reason", "slippage", "slippage_bps"], [
         [*fill_row(f, when), a.order_types.get(f.client_id, ""), a.reasons.get(f.client_id, ""), *_slip_cells(f)]
         for f, when in zip(result.fills, iso_many([f.time_ms for f in result.fills]), strict=True)
-    ])
+    ]))  # every fill is a marker on the page: made into dicts once, here
     paths.append(p)
 
     p = out_dir / "roundtrips.csv"
@@ -220,9 +307,7 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
     ])
     paths.append(p)
 
-    p = out_dir / "equity.csv"
-    _write_equity(p, result.event_time_ms, result.equity)
-    paths.append(p)
+    paths.append(equity_csv)  # being written meanwhile (write_report)
 
     p = out_dir / "prices.csv"
     prices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -286,10 +371,18 @@ def book_dict(result: BacktestResult) -> dict[str, Any]:
 
 
 def _price(v: Decimal | None) -> str:
-    """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable."""
+    """A volume-weighted price: 12 significant digits are plenty and keep the CSV readable.
+
+    The same text as `fmt(Decimal(format(v, ".12g")))`: a plain (no exponent) 12-digit text reads back as a Decimal
+    whose str is that text, so fmt would only cut its trailing zeros, done here on the text itself."""
     if v is None:
         return ""
-    return fmt(Decimal(format(v, ".12g"))) if v else "0"
+    if not v:
+        return "0"
+    text = format(v, ".12g")
+    if "e" in text or "E" in text:
+        return fmt(Decimal(text))
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _pct(v: Any) -> str:

@@ -300,7 +300,10 @@ class Sweep:
                 self._tick(r)
             elif r.key not in todo:
                 todo[r.key] = r
-        waiting = {k: [r for r in rows if r.key == k] for k in todo}
+        waiting: dict[str, list[Row]] = {k: [] for k in todo}  # the rows each backtest fills in, in row order
+        for r in rows:
+            if r.key in waiting:
+                waiting[r.key].append(r)
         jobs = [Job(k, self.config_for(r.params), r.start_ms, r.end_ms) for k, r in todo.items()]
         try:
             for res in engine.run(jobs):

@@ -112,18 +112,19 @@ class _Trip:
     n: int = 0
 
     def add(self, f: Fill) -> None:
-        base, _, _ = _deltas(f)
-        self.pos += base
-        self.size = max(self.size, abs(self.pos))
+        buy = f.side == "buy"
+        pos = self.pos = self.pos + (f.amount - f.fee if buy else -f.amount)  # _deltas' base change, alone
+        size = abs(pos)
+        if size > self.size:  # = max(self.size, size), which also keeps the first of two equals
+            self.size = size
         self.n += 1
-        entering = (f.side == "buy") == self.long
-        if entering:
+        if buy == self.long:  # entering
             self.in_base += f.amount
             self.in_quote += f.quote
         else:
             self.out_base += f.amount
             self.out_quote += f.quote
-        if f.side == "buy":
+        if buy:
             self.base_fee += f.fee
         else:
             self.quote_fee += f.fee
@@ -194,8 +195,8 @@ class _Open:
     exit_ms: int = 0
     reason: str = ""
 
-    def take(self, base: Decimal, f: Fill, reason: str) -> None:
-        base_d, quote_d, fee_q = _deltas(f)
+    def take(self, base: Decimal, f: Fill, reason: str, deltas: tuple[Decimal, Decimal, Decimal]) -> None:
+        base_d, quote_d, fee_q = deltas  # _deltas(f)
         share = base / abs(base_d)
         self.left -= base
         self.out_base += base
@@ -236,7 +237,7 @@ def lots(
         book: deque[_Open] = deque()
         slack = ZERO  # dust already valued as closed but still held (+) or owed (-): absorbed by later fills
         for f in fs:
-            base_d, quote_d, fee_q = _deltas(f)
+            deltas = base_d, quote_d, fee_q = _deltas(f)
             long_fill = base_d > 0
             rest = abs(base_d)
             # Dust of earlier lots in the direction this fill reduces is absorbed first.
@@ -247,12 +248,12 @@ def lots(
             while rest > 0 and book and book[0].long != long_fill:
                 lot = book[0]
                 part = min(rest, lot.left)
-                lot.take(part, f, reasons.get(f.client_id, ""))
+                lot.take(part, f, reasons.get(f.client_id, ""), deltas)
                 rest -= part
                 if lot.left < dust:
                     if lot.left:  # value the dust as closed with this fill
                         slack += lot.left if lot.long else -lot.left
-                        lot.take(lot.left, f, lot.reason)
+                        lot.take(lot.left, f, lot.reason, deltas)
                     out.append(lot.lot(market, True))
                     book.popleft()
             if rest >= dust or (rest > 0 and rest == abs(base_d)):  # a whole fill always makes a lot

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import sys
@@ -48,6 +47,8 @@ def _credentials(sandbox: Sandbox) -> list[str]:
 
 
 async def serve(config_path: Path | None, port: int) -> None:
+    import asyncio
+
     from botkit.sandbox.config import load_sandbox_config
     from botkit.sandbox.faults import ADMIN_HEADER
     from botkit.sandbox.server import Sandbox
@@ -80,6 +81,8 @@ async def serve(config_path: Path | None, port: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import asyncio  # here: importing this module (every `botkit` start does) stays quick
+
     from botkit.sandbox.config import SandboxConfigError
 
     try:

@@ -290,3 +290,24 @@ def test_coarse_step_and_sub_step_candles_are_told_apart(tmp_path):
     assert len(fine_price) == 1 and "round by" not in fine_price[0]
     assert "a typical candle's range (high - low, median) of 4e-05 is less than one step" in fine_price[0]
     assert data_warnings([s], rules(5)) == []  # a step of 0.00001 holds every price of the file
+
+
+def test_checks_median_is_numpys_median_without_importing_numpy_ma() -> None:
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from botkit.backtest.checks import median
+
+    rng = np.random.default_rng(3)
+    for n in [*range(1, 30), 1000, 1001]:
+        for scale in (1e-9, 1.0, 1e9):
+            x = rng.normal(size=n) * scale + 5e4
+            assert median(x) == float(np.median(x)), (n, scale)
+            assert median(np.round(x, 2)) == float(np.median(np.round(x, 2)))
+    assert np.isnan(median(np.array([1.0, np.nan, 2.0])))
+    code = ("import sys, numpy as np; from botkit.backtest.checks import median; median(np.arange(5.0)); "
+            "print('numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -290,3 +291,159 @@ def datetime_ms(text: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_equity_csv_is_written_beside_the_other_files_and_its_errors_reach_the_caller(
+        tmp_path: Path, in_root: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import botkit.backtest.report as report
+    from botkit.backtest.run import run_backtest
+    from botkit.config import load_config
+
+    result = run_backtest(load_config("configs/sma_cross.toml"))
+    real = report._write_equity
+    threads: list[str] = []
+
+    def spy(path: Path, t: np.ndarray, e: np.ndarray) -> None:
+        threads.append(threading.current_thread().name)
+        real(path, t, e)
+
+    monkeypatch.setattr(report, "_write_equity", spy)
+    paths = report.write_report(result, tmp_path / "ok", "x", html=False)
+    assert threads == ["botkit-equity-csv"]  # not the caller's thread
+    assert [p.name for p in paths] == ["report.json", "trades.csv", "roundtrips.csv", "lots.csv", "equity.csv",
+                                       "prices.csv"]
+    t, e = read_equity(tmp_path / "ok" / "equity.csv")  # complete when write_report returns
+    assert np.array_equal(t, result.event_time_ms) and np.array_equal(e, result.equity)
+
+    def full(path: Path, t: np.ndarray, e: np.ndarray) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "_write_equity", full)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_report(result, tmp_path / "full", "x", html=False)
+
+
+def _months_by_date(t: np.ndarray, e: np.ndarray) -> list[tuple[int, list[float | None], float]]:
+    """monthly_returns the plain way: a calendar month per bar."""
+    month = ((t - 1).astype("datetime64[ms]")).astype("datetime64[M]").astype(np.int64)
+    last = np.flatnonzero(np.append(month[1:] != month[:-1], True))
+    closes = e[last]
+    base = np.concatenate(([e[0]], closes[:-1]))
+    rets = np.where(base > 0, closes / np.where(base > 0, base, 1.0) - 1.0, 0.0)
+    by_year: dict[int, list[float | None]] = {}
+    growth: dict[int, float] = {}
+    for mo, r in zip(month[last].tolist(), rets.tolist(), strict=True):
+        by_year.setdefault(1970 + mo // 12, [None] * 12)[mo % 12] = r
+        growth[1970 + mo // 12] = growth.get(1970 + mo // 12, 1.0) * (1.0 + r)
+    return [(y, by_year[y], growth[y] - 1.0) for y in sorted(by_year)]
+
+
+def _m4(t: np.ndarray, v: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """downsample the plain way: first, min, max, last of each bucket (first index of the min and the max)."""
+    if len(v) <= points:
+        return t, v
+    edges = np.linspace(0, len(v), points // 4 + 1).astype(np.int64).tolist()
+    idx: list[int] = []
+    for a, b in itertools.pairwise(edges):
+        for i in sorted((a, a + int(np.argmin(v[a:b])), a + int(np.argmax(v[a:b])), b - 1)):
+            if not idx or idx[-1] != i:
+                idx.append(i)
+    return t[idx], v[idx]
+
+
+def test_downsample_drawdown_and_monthly_returns_match_the_plain_computations() -> None:
+    from botkit.backtest.html import drawdown
+
+    rng = np.random.default_rng(11)
+    day = 86_400_000
+    for trial in range(120):
+        n = int(rng.choice([2, 3, 50, 4001, 5003, 20011]))
+        step = int(rng.choice([60_000, 3_600_000, day, 7 * day, 40 * day]))
+        t = 1_704_067_200_000 + np.cumsum(rng.integers(0, 3, n) * step) + int(rng.choice([0, 1, -1]))
+        if trial % 7 == 0:
+            t -= t % day  # bars closing exactly at midnight close the day (and month) before
+        if trial % 11 == 0:
+            t = rng.permutation(t)  # out of time order
+        v = [np.cumsum(rng.normal(size=n)) + 100, np.zeros(n), np.round(rng.normal(size=n), 1) + 5,
+             np.repeat(rng.normal(size=n // 10 + 1), 10)[:n] + 50][trial % 4]
+        got, want = monthly_returns(t, v), _months_by_date(t, v)
+        assert got == want, trial
+        for points in (4000, 400):
+            (dt, dv), (wt, wv) = downsample(t, v, points), _m4(t, v, points)
+            assert np.array_equal(dt, wt) and np.array_equal(dv, wv), trial
+        peak = np.maximum.accumulate(v)
+        plain = np.where(peak > 0, v / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+        assert np.array_equal(drawdown(v), plain), trial
+
+
+def test_trade_prices_are_twelve_significant_digits_without_trailing_zeros() -> None:
+    import random
+    from decimal import Decimal
+
+    from botkit.backtest.report import _price
+    from botkit.market.rules import fmt
+
+    def plain(v: Decimal | None) -> str:  # the definition: round to 12 digits, read back, write as fmt does
+        if v is None:
+            return ""
+        return fmt(Decimal(format(v, ".12g"))) if v else "0"
+
+    rng = random.Random(3)
+    values = [None, Decimal(0), Decimal("-0"), Decimal("1E+5"), Decimal("100"), Decimal("1.500"),
+              Decimal("0.0000001234"), Decimal("123456789012345"), Decimal("0.000001"), Decimal("-2.5E-7")]
+    for _ in range(20_000):
+        d = Decimal(rng.randint(-10**20, 10**20)).scaleb(rng.randint(-30, 10))
+        values += [d, d / Decimal(rng.randint(1, 10**6))]
+    assert [_price(v) for v in values] == [plain(v) for v in values]
+    assert _price(Decimal("30037.550000")) == "30037.55" and _price(Decimal("1E+5")) == "100000"
+
+
+def test_csv_rows_come_back_as_the_dicts_the_file_reads_back(tmp_path: Path) -> None:
+    from botkit.backtest.report import _write_csv
+
+    head = ["market", "side", "note"]
+    rows = [["BTC_USDT", "buy", f"n{i}"] for i in range(2500)] + [["ETH_USDT", "sell", 'a "quoted", text']]
+    got = _write_csv(tmp_path / "r.csv", head, rows)
+    with (tmp_path / "r.csv").open(newline="") as fh:
+        back = list(csv.DictReader(fh))
+    assert len(got) == len(back) == 2501
+    assert list(got) == back and got[:1000] == back[:1000] and got[-1] == back[-1] and got[7] == back[7]
+
+
+def test_csv_files_are_what_csv_writer_writes_whatever_the_fields(tmp_path: Path) -> None:
+    import io
+
+    from botkit.backtest.report import _write_csv
+
+    head = ["a", "b", "c"]
+    cases = [
+        [["1", "2", "3"], ["x y", "", "z"]],  # the usual: nothing to quote (written by the fast path)
+        [["1", "2,5", "3"]], [["1", 'say "hi"', "3"]], [["1", "two\nlines", "3"]], [["1", "cr\r", "3"]],
+        [["1", "2"]],  # a short row
+        [],
+    ]
+    for rows in cases:
+        want = io.StringIO()
+        w = csv.writer(want, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+        _write_csv(tmp_path / "t.csv", head, rows)
+        assert (tmp_path / "t.csv").read_bytes() == want.getvalue().encode(), rows
+    _write_csv(tmp_path / "one.csv", ["only"], [[""], ["x"]])
+    assert (tmp_path / "one.csv").read_text() == 'only\n""\nx\n'
+
+
+def test_drawdown_and_downsample_of_curves_with_nan_are_the_plain_computations() -> None:
+    from botkit.backtest.html import drawdown
+
+    v = np.array([100.0, 110.0, np.nan, 90.0, 120.0, 60.0] * 2000)
+    peak = np.maximum.accumulate(v)
+    want = np.where(peak > 0, v / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+    assert np.array_equal(drawdown(v), want, equal_nan=True)
+    w = np.cumsum(np.ones(9000))
+    w[5] = np.inf
+    t = np.arange(len(w))
+    (dt, dv), (wt, wv) = downsample(t, w, 400), _m4(t, w, 400)
+    assert np.array_equal(dt, wt) and np.array_equal(dv, wv)

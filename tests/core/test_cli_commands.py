@@ -27,3 +27,16 @@ def test_a_broken_command_module_is_an_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(ImportError, match="simulated"):
         cli.build_parser()
+
+
+def test_building_the_parser_imports_no_module_that_only_another_command_uses() -> None:
+    """Every `botkit` start (a backtest too) imports each command's module to register it: what only that command
+    needs is imported when it runs."""
+    import subprocess
+    import sys
+
+    only_others = ("botkit.auth.settings", "botkit.auth.tokens", "botkit.backtest.sample", "tracemalloc", "httpx")
+    code = ("import sys; from botkit.cli import build_parser; build_parser(); "
+            f"print(','.join(m for m in {only_others!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
