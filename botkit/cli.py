@@ -6,13 +6,16 @@ Exit codes: 0 success, 1 the strategy or a run failed, 2 bad input (config, data
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from botkit import __version__
 
@@ -223,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
+    """Run one command; returns its exit status. `hard_exit` (the `botkit` console script only): see `_exit_now`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
@@ -237,8 +241,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     install_redaction()  # every handler scrubs tokens, secrets, codes and verifiers
     code: int = args.func(args)
+    if hard_exit and args.command in _HARD_EXIT_COMMANDS:
+        _exit_now(code)
     return code
 
 
+# Batch commands that start no process, thread or server outliving them: once their outputs are written, nothing
+# is left for the interpreter's normal exit to do but free what they built.
+_HARD_EXIT_COMMANDS = frozenset({"backtest", "report", "compare"})
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Flush the streams and the log handlers, then leave without the interpreter's clean-up: freeing a 1M-candle
+    backtest's objects and tearing down numpy, Arrow and pydantic one object at a time takes ~0.3 s after the last
+    output is written (mypy exits the same way for the same reason). Never used when `main` is called in-process."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe must not turn a finished run into a traceback
+            stream.flush()
+    os._exit(code)
+
+
+def entry() -> NoReturn:
+    """The `botkit` console script."""
+    sys.exit(main(hard_exit=True))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

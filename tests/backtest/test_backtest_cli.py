@@ -5,6 +5,8 @@ data-mismatch warnings said at the start and kept in report.json. Each test runs
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -311,3 +313,51 @@ def test_checks_median_is_numpys_median_without_importing_numpy_ma() -> None:
             "print('numpy.ma' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _console(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m botkit.cli` in a fresh process: the console script's path, hard exit included."""
+    return subprocess.run([sys.executable, "-m", "botkit.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_console_backtest_exits_hard_with_every_output_written_and_all_text_flushed(tmp_path):
+    """The console script leaves a batch command with os._exit (no interpreter clean-up): the pipe still gets the
+    whole summary, the log handlers' lines reach stderr, and every file is complete."""
+    data = candles(tmp_path / "BTC_USDT_1m.csv", 3000, skip=(1500,))
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text((ROOT / "configs" / "sma_cross.toml").read_text()
+                   .replace('"strategies/sma_cross.py:SmaCross"', f'"{ROOT / "strategies" / "sma_cross.py"}:SmaCross"')
+                   .replace("backtests/sample/BTC_USDT_1m.csv", str(data))
+                   .replace("repair = []", 'repair = ["allow_gaps"]'))
+    done = _console(["backtest", str(cfg), "--out", str(tmp_path / "out")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().splitlines()[-1].startswith("wrote "), done.stdout[-500:]
+    assert "\nBacktest bot" in done.stdout and "repaired: kept 1 gap" in done.stdout
+    assert "WARNING botkit.execution" in done.stderr  # the log handler's lines (risk rejections) are flushed too
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    rows = (tmp_path / "out" / "equity.csv").read_text().splitlines()
+    assert len(rows) == 1 + report["events"] == 3000, (len(rows), report["events"])
+    assert (tmp_path / "out" / "report.html").read_text().rstrip().endswith("</html>")
+
+
+def test_console_backtest_keeps_its_exit_codes(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[strategy]\nplugin = 'strategies/sma_cross.py:SmaCross'\n[backtest]\nslippage_pct = 'lots'\n")
+    done = _console(["backtest", str(bad)], tmp_path)
+    assert done.returncode == 2 and "slippage_pct" in done.stderr, (done.returncode, done.stderr)
+    (tmp_path / "boom.py").write_text(textwrap.dedent("""\
+        from botkit import Strategy
+        class Boom(Strategy):
+            def on_candle(self, ctx, candle):
+                raise RuntimeError("boom at the first candle")
+        """))
+    data = candles(tmp_path / "BTC_USDT_1m.csv", 200)
+    cfg = tmp_path / "boom.toml"
+    cfg.write_text((ROOT / "configs" / "sma_cross.toml").read_text()
+                   .replace('"strategies/sma_cross.py:SmaCross"', f'"{tmp_path / "boom.py"}:Boom"')
+                   .replace("params = { fast = 20, slow = 100, fraction = \"0.95\" }", "")
+                   .replace("backtests/sample/BTC_USDT_1m.csv", str(data)))
+    done = _console(["backtest", str(cfg), "-q", "--out", str(tmp_path / "out")], tmp_path)
+    assert done.returncode == 1 and "boom at the first candle" in done.stderr, (done.returncode, done.stderr)
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["outcome"] == "halted"
