@@ -125,13 +125,7 @@ def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from botkit.backtest.data import DataError
-    from botkit.backtest.replay import BacktestError, rare_young_collections
-    from botkit.backtest.report import summary_table, write_report
-    from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
     from botkit.config import ConfigError, load_config
-    from botkit.market.grants import InsufficientScope
-    from botkit.plugins import PluginError
 
     try:
         cfg = load_config(args.config, _backtest_overrides(args))
@@ -147,6 +141,16 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"error: {args.config}: [data] repair has both fill_gaps and allow_gaps, which exclude each other; "
               "keep one (a --repair fill_gaps or --repair allow_gaps replaces the config's choice)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from botkit.backtest.loading import load_series_in_background
+
+    loading = load_series_in_background(cfg)  # Arrow parses the files on a second core while the rest is imported
+    from botkit.backtest.data import DataError
+    from botkit.backtest.replay import BacktestError, rare_young_collections
+    from botkit.backtest.report import summary_table, write_report
+    from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
+    from botkit.market.grants import InsufficientScope
+    from botkit.plugins import PluginError
+
     show = cfg.backtest.progress and not args.quiet
     t0 = time.perf_counter()
 
@@ -157,7 +161,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         unit = "trades" if replays_trades(cfg) else "book events" if cfg.backtest.fills == "book" else "candles"
         bar = ProgressBar(unit=unit) if show else None
         with rare_young_collections():  # loading and the replay allocate much that lives long (as mypy does)
-            result = run_backtest(cfg, bar, on_warning=warn)
+            result = run_backtest(cfg, bar, on_warning=warn, loading=loading)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

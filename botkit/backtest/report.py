@@ -10,9 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import threading
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from botkit.backtest.analysis import Analysis, TradeStats, analyse, duration, fmt_money
+from botkit.backtest.background import Background
 from botkit.backtest.html import PRICE_POINTS, PlotlyMissing, RunData, downsample, write_run_html
 from botkit.backtest.metrics import CONVENTION, MIN_ANNUAL_DAYS, span_warnings
 from botkit.backtest.replay import BacktestResult
@@ -175,28 +175,6 @@ def _write_equity(path: Path, t: np.ndarray, e: np.ndarray) -> None:
                             write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
-class _Background:
-    """`fn(*args)` on a thread; `join` waits and raises what it raised. For work that holds no GIL (Arrow's CSV
-    writer), so it runs beside the Python work of the other files on a second core."""
-
-    def __init__(self, fn: Callable[..., None], *args: Any) -> None:
-        self.error: BaseException | None = None
-
-        def work() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # raised again by join, in the caller's thread
-                self.error = exc
-
-        self.thread = threading.Thread(target=work, name="botkit-equity-csv", daemon=True)
-        self.thread.start()
-
-    def join(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
 class RowDicts(Sequence[dict[str, str]]):
     """Rows of a CSV file as the dicts `csv.DictReader` reads back, each made when it is asked for: the page shows
     the first thousand trips and lots of files that can hold hundreds of thousands."""
@@ -260,13 +238,13 @@ def write_report(result: BacktestResult, out_dir: Path, config_name: str, *, htm
 
     equity_csv = out_dir / "equity.csv"
     # The longest file (a line per event), written by Arrow without the GIL while the other files are made.
-    equity = _Background(_write_equity, equity_csv, result.event_time_ms, result.equity)
+    equity = Background("botkit-equity-csv", _write_equity, equity_csv, result.event_time_ms, result.equity)
     try:
         paths = _write_files(result, out_dir, config_name, html, equity_csv)
     except BaseException:
-        equity.thread.join()  # the first error is the one to see
+        equity.wait()  # the first error is the one to see
         raise
-    equity.join()
+    equity.result()
     return paths
 
 

@@ -7,16 +7,17 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+from botkit.backtest.background import Background
 from botkit.backtest.books import BookEvents
 from botkit.backtest.checks import data_warnings
-from botkit.backtest.data import CandleSeries, DataError, load_candles, parse_timeframe
+from botkit.backtest.data import CandleSeries, DataError, parse_timeframe
+from botkit.backtest.loading import epoch_ms, load_series, plain_candle_files
 from botkit.backtest.replay import Backtest, BacktestError, BacktestResult
 from botkit.backtest.tape import Tape, candles_from_trades
 from botkit.config import BotConfig
@@ -25,40 +26,6 @@ from botkit.plugins import build_strategy
 from botkit.strategy import Strategy
 
 _log = logging.getLogger("botkit.backtest")
-
-
-def _ms(dt: datetime | None) -> int | None:
-    return int(dt.timestamp() * 1000) if dt is not None else None
-
-
-def load_series(cfg: BotConfig) -> list[CandleSeries]:
-    """Candles for every market in [data] files, in config order of [markets].
-
-    A bad [data] option (timeframe "5x", fill_gaps with allow_gaps) is a DataError naming the key, like bad data.
-    """
-    out = []
-    for market in cfg.markets:
-        path = cfg.data.files.get(market)
-        if path is None:
-            continue
-        try:
-            series = load_candles(
-                path,
-                market,
-                fmt=cfg.data.format,
-                timeframe=cfg.data.timeframe,
-                repair=cfg.data.repair,
-                start_ms=_ms(cfg.data.start),
-                end_ms=_ms(cfg.data.end),
-            )
-        except DataError:
-            raise
-        except ValueError as exc:  # the options, not the file: load_candles checks them before reading
-            key = "timeframe" if "timeframe" in str(exc) else "repair" if "repair" in str(exc) else "format"
-            where = " (or the --repair flags)" if key == "repair" else ""
-            raise DataError(f"[data] {key}", None, str(exc), f"Fix [data] {key} in the config{where}.") from None
-        out.append(series)
-    return out
 
 
 class ProgressBar:
@@ -220,7 +187,7 @@ def load_tape(cfg: BotConfig) -> Tape:
         raise BacktestError(f'fills = "{cfg.backtest.fills}" replays recorded data: set [data] store (a directory of '
                             '`botkit data import`) or [data] recording (a `botkit record` directory), or pass '
                             '--data DIR')
-    start, end = _ms(d.start), _ms(d.end)
+    start, end = epoch_ms(d.start), epoch_ms(d.end)
     trades = []
     books = {}
     book_fills = cfg.backtest.fills == "book"
@@ -267,12 +234,15 @@ def run_backtest(
     cfg: BotConfig,
     progress: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    loading: Background[list[CandleSeries]] | None = None,
 ) -> BacktestResult:
-    """Load, check, run. Each data warning goes to `on_warning` before the first candle (default: the log)."""
+    """Load, check, run. Each data warning goes to `on_warning` before the first candle (default: the log).
+    `loading`: the candles already being loaded (`load_series_in_background`); its errors are raised here, after
+    the strategy's, as if loaded here."""
     if not cfg.balances:
         raise BacktestError("[balances] is empty: a backtest needs starting balances, e.g. [balances] USDT = \"10000\"")
     strategy = build_strategy(cfg.strategy.plugin, cfg.strategy.params)
-    if cfg.data.store is not None or cfg.data.recording is not None or cfg.backtest.fills != "candles":
+    if not plain_candle_files(cfg):
         tape = load_tape(cfg)
         if cfg.backtest.fills == "book":  # the order-book model replays the book events (on_book), not trades
             result = backtest_of(cfg, strategy, [], progress, books=list(tape.books.values())).run()
@@ -282,7 +252,7 @@ def run_backtest(
         else:
             result = backtest_of(cfg, strategy, [], progress, tape=tape).run()
         return result
-    series = load_series(cfg)
+    series = loading.result() if loading is not None else load_series(cfg)
     warnings = series_warnings(cfg, series)
     for text in warnings:
         (on_warning or _log.warning)(text)

@@ -230,7 +230,7 @@ class Sweep:
         """Load the base config's data once here: bad data stops the sweep before any worker starts, and
         walk-forward needs the span."""
         from botkit.backtest.data import DataError
-        from botkit.backtest.run import load_series
+        from botkit.backtest.loading import load_series
 
         if not self.base.data.files:
             raise SweepError(f"{self.spec.config}: [data] files is empty; a sweep needs candle files (a [data] store "

@@ -60,7 +60,7 @@ class _Worker:
         logging.getLogger("botkit").setLevel(logging.ERROR)  # rejections etc. are counted in the figures
 
     def series(self, cfg: BotConfig) -> list[CandleSeries]:
-        from botkit.backtest.run import load_series
+        from botkit.backtest.loading import load_series
 
         key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
         hit = self.cache.get(key)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from botkit.backtest.run import load_series, run_backtest
+from botkit.backtest.loading import load_series
+from botkit.backtest.run import run_backtest
 from botkit.config import load_config
 from botkit.execution.journal import SqliteJournal
 from botkit.market.types import Candle
