@@ -141,6 +141,7 @@ class ExecutionEngine:
         self.status_counts: dict[str, int] = {}  # closed orders by final status
         self.sink: EventSink | None = None
         self._at_venue: dict[str, Order | None] = {}
+        self._cleared: dict[str, tuple[Grant, frozenset[str]]] = {}  # operation -> what its scope check passed with
         self._queue: deque[tuple[Order | None, Fill | None]] = deque()
         # One-cancels-other on a venue without it: stops of a group are held here (botkit/execution/oco.py).
         self.oco = OcoEmulator(self)
@@ -153,10 +154,15 @@ class ExecutionEngine:
         self.grant.require("strategy start", self.declared)
 
     def require(self, operation: str) -> None:
+        # A passed check holds while the grant and the declarations are the ones it passed with (both frozen).
+        cleared = self._cleared.get(operation)
+        if cleared is not None and cleared[0] is self.grant and cleared[1] is self.declared:
+            return
         need = OPERATION_SCOPES[operation]
         if not need <= self.declared:
             raise UndeclaredScope(operation, need, self.declared)
         self.grant.require(operation, need)
+        self._cleared[operation] = (self.grant, self.declared)
 
     # ---- strategy-facing operations ----------------------------------------------------------------------------
 
@@ -417,7 +423,8 @@ class ExecutionEngine:
     def _close(self, order: Order) -> None:
         self.open.pop(order.client_id, None)
         self.risk.state.open_orders = len(self.open)
-        self.status_counts[order.status.value] = self.status_counts.get(order.status.value, 0) + 1
+        status = order.status._value_  # (the plain attribute: `.value` is an enum property, slow on this path)
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
         if not self.keep_closed:
             self.orders.pop(order.client_id, None)
 
