@@ -31,6 +31,7 @@ from botkit.market.types import Side
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 
 log = logging.getLogger("botkit.execution")
+ZERO = Decimal(0)
 
 # Each strategy-facing operation and the WhiteBIT endpoints that carry it out: its scopes come from the endpoint
 # registry (botkit/whitebit/endpoints.py), the one scope table, and are checked in every mode, reads included.
@@ -140,6 +141,10 @@ class ExecutionEngine:
         self.rejection_counts: dict[str, int] = {}
         self.status_counts: dict[str, int] = {}  # closed orders by final status
         self.sink: EventSink | None = None
+        # What the sink hears (the event loop sets these from its strategy and observers): a change nobody hears is
+        # not queued, so no snapshot is built for it (a backtest's strategy often handles neither: two per order).
+        self.tell_updates = True
+        self.tell_fills = True
         self._at_venue: dict[str, Order | None] = {}
         self._cleared: dict[str, tuple[Grant, frozenset[str]]] = {}  # operation -> what its scope check passed with
         self._queue: deque[tuple[Order | None, Fill | None]] = deque()
@@ -199,20 +204,10 @@ class ExecutionEngine:
         px = rules.round_price(to_decimal(price, "price"), side) if price is not None else None
         stop = to_decimal(stop_price, "stop_price").quantize(rules.price_step) if stop_price is not None else None
         amt = rules.truncate_quote(amt) if otype == "market" and side == "buy" else rules.truncate_amount(amt)
-        order = Order(
-            client_id=cid,
-            market=market,
-            side=side,
-            type=otype,
-            amount=amt,
-            price=px,
-            stop_price=stop,
-            post_only=post_only,
-            ioc=ioc,
-            oco_group=oco_group,
-            created_ms=now,
-            updated_ms=now,
-        )
+        # (positionally: keywords cost a dict per order) client_id, market, side, type, amount, price, stop_price,
+        # post_only, ioc, oco_group, status, filled, filled_quote, fee, exchange_id, created_ms, updated_ms
+        order = Order(cid, market, side, otype, amt, px, stop, post_only, ioc, oco_group, OrderStatus.NEW, ZERO, ZERO,
+                      ZERO, None, now, now)
         if cid in self.open:
             return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
         emulate = oco_group is not None and not self.venue.supports_oco
@@ -292,7 +287,7 @@ class ExecutionEngine:
         self.open[order.client_id] = order
         self.risk.state.open_orders = len(self.open)
         self.journal.record("adopted", order)
-        self._queue.append((order.snapshot(), None))
+        self.tell(order)
 
     def restore(self, orders: Iterable[Order]) -> int:
         """Open orders journaled by an earlier run of this bot rejoin the books as ours (not adopted); the venue's
@@ -333,7 +328,7 @@ class ExecutionEngine:
     # ---- venue events (VenueEvents) ---------------------------------------------------------------------------
 
     def order_accepted(self, order: Order, time_ms: int, exchange_id: str) -> None:
-        parent = self.oco.parent_of(order)
+        parent = self.oco.parent_of(order) if self.oco.children else None  # (no OCO stop sent: skip the call)
         if parent is not None:  # the market order of a triggered OCO stop: the stop stays open, now on the exchange
             order.exchange_id = parent.exchange_id = exchange_id
             order.transition(OrderStatus.OPEN, time_ms)
@@ -342,10 +337,11 @@ class ExecutionEngine:
         order.exchange_id = exchange_id
         order.transition(OrderStatus.OPEN, time_ms)
         self.journal.record("accepted", order, exchange_id)
-        self._queue.append((order.snapshot(), None))
+        if self.tell_updates:
+            self._queue.append((order.snapshot(), None))
 
     def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:
-        parent = self.oco.parent_of(order)
+        parent = self.oco.parent_of(order) if self.oco.children else None
         if parent is not None:  # its fills are the stop's
             order.apply_fill(fill, complete)
             if complete:
@@ -356,7 +352,8 @@ class ExecutionEngine:
         if self.keep_closed:
             self.fills.append(fill)
         self.journal.record("fill", order, f"{fill.amount}@{fill.price}")
-        self._queue.append((order.snapshot(), fill))
+        if self.tell_updates or self.tell_fills:
+            self.tell(order, fill)
         if complete:
             self._close(order)
         if self.oco.members and self.oco.is_member(order):
@@ -371,7 +368,7 @@ class ExecutionEngine:
         order.transition(OrderStatus.CANCELLED, time_ms)
         order.reject_reason = None if reason == "cancelled" else reason
         self.journal.record("cancelled", order, reason)
-        self._queue.append((order.snapshot(), None))
+        self.tell(order)
         self._close(order)
         if self.oco.members and self.oco.is_member(order):
             self.oco.on_member(order)
@@ -401,6 +398,15 @@ class ExecutionEngine:
                 sink.on_fill(fill)
             if order is not None:
                 sink.on_order_update(order)
+
+    def tell(self, order: Order, fill: Fill | None = None) -> None:
+        """Queue a change for the sink: the order as it is now (a snapshot) and the fill that caused it, each only
+        if the sink hears it."""
+        snap = order.snapshot() if self.tell_updates else None
+        if not self.tell_fills:
+            fill = None
+        if snap is not None or fill is not None:
+            self._queue.append((snap, fill))
 
     @property
     def has_events(self) -> bool:
@@ -443,7 +449,7 @@ class ExecutionEngine:
         log.log(level, "order %s rejected (%s): %s", order.client_id, rule, message)
         if total == REJECTIONS_SHOWN:
             log.warning("further rejections are counted in the summary (-v shows each)")
-        self._queue.append((order.snapshot(), None))
+        self.tell(order)
         self._close(order)
         return order
 
