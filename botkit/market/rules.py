@@ -9,6 +9,7 @@ Error codes follow WhiteBIT's order/new table: 32 amount, 33 price, 30 generic v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
@@ -51,6 +52,8 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
     """Convert to Decimal without float noise: floats go through repr (shortest round-trip)."""
     if isinstance(value, Decimal):
         d = value
+    elif type(value) is float:
+        return _float_to_decimal(value, what)
     else:
         try:
             d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
@@ -58,6 +61,24 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
             raise ValueError(f"{what} {value!r} is not a number") from exc
     if not d.is_finite():
         raise ValueError(f"{what} {value!r} is not a finite number")
+    return d
+
+
+_last_float: tuple[float, Decimal] = (math.nan, ZERO)  # the last float converted and its Decimal (NaN: none yet)
+
+
+def _float_to_decimal(value: float, what: str) -> Decimal:
+    """`to_decimal` of a float. The last one converted is remembered: its repr costs more than the rest of an
+    order's checks, and the same price is often converted twice in a row (the last close an order is checked
+    against is usually the next candle's open, where it fills)."""
+    global _last_float
+    last = _last_float  # (one tuple, read and replaced whole: threads never see half of it)
+    if value == last[0] and value:  # (0.0 == -0.0, but their Decimals differ: zero is not remembered)
+        return last[1]
+    d = Decimal(repr(value))
+    if not d.is_finite():
+        raise ValueError(f"{what} {value!r} is not a finite number")
+    _last_float = (value, d)
     return d
 
 
