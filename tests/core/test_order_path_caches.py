@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from botkit import Strategy
 from botkit.execution.engine import UndeclaredScope
 from botkit.execution.portfolio import Valuation, mark_to_market
 from botkit.market.grants import Grant, InsufficientScope
@@ -135,3 +136,47 @@ def test_a_scope_check_passed_once_is_redone_for_another_grant_or_declaration():
 
     run(Script({0: probe}), [series([(100.0, 101.0, 99.0, 100.0)] * 2)])
     assert seen == {"ok": True}
+
+
+def test_float_conversion_remembers_only_what_it_would_compute():
+    from botkit.market.rules import to_decimal
+
+    for v in [30000.5, 30000.5, -0.0, 0.0, -0.0, 1e-7, 1e-7, 0.1, 0.1 + 0.2, 0.1 + 0.2, 2.5, -2.5]:
+        got = to_decimal(v)
+        assert got == D(repr(v)) and got.as_tuple() == D(repr(v)).as_tuple(), v
+    for bad in [float("nan"), float("inf"), float("-inf")]:
+        with pytest.raises(ValueError, match="not a finite number"):
+            to_decimal(bad)
+
+
+class _Quiet(Script):
+    """Places like Script but hears no order events (the base class's no-op callbacks)."""
+
+    on_order_update = Strategy.on_order_update  # type: ignore[assignment]
+    on_fill = Strategy.on_fill  # type: ignore[assignment]
+
+
+def test_order_events_are_queued_only_for_listeners_and_results_do_not_change():
+    ohlc = [(100.0, 101.0, 99.0, 100.0), (101.0, 102.0, 100.0, 101.0), (99.0, 100.0, 90.0, 95.0)] * 3
+    plan = {0: lambda ctx, c: ctx.buy("BTC_USDT", "500"), 1: lambda ctx, c: ctx.sell("BTC_USDT", "1"),
+            2: lambda ctx, c: ctx.buy("BTC_USDT", "1", "91"), 4: lambda ctx, c: ctx.buy("BTC_USDT", "1", "50"),
+            5: lambda ctx, c: ctx.cancel_all(), 6: lambda ctx, c: ctx.sell("BTC_USDT", "1000")}
+    told: dict[str, tuple[bool, bool]] = {}
+
+    def probe(name):
+        def step(ctx, c):
+            told[name] = (ctx._engine.tell_updates, ctx._engine.tell_fills)
+            return plan[0](ctx, c)
+        return step
+
+    loud, quiet = Script(plan | {0: probe("loud")}), _Quiet(plan | {0: probe("quiet")})
+    a, b = run(loud, [series(ohlc)]), run(quiet, [series(ohlc)])
+    assert told == {"loud": (True, True), "quiet": (False, False)}
+    assert loud.updates and loud.fills and quiet.updates == [] and quiet.fills == []
+    assert [(f.client_id, f.price, f.amount, f.fee) for f in a.fills] == \
+           [(f.client_id, f.price, f.amount, f.fee) for f in b.fills]
+    assert [(o.client_id, o.status, o.filled) for o in a.orders] == \
+           [(o.client_id, o.status, o.filled) for o in b.orders]
+    assert [r.rule for r in a.rejections] == [r.rule for r in b.rejections] != []
+    assert a.final_balances == b.final_balances
+    assert (a.equity == b.equity).all()
