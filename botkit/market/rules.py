@@ -188,26 +188,29 @@ class MarketRules:
 
     # ---- quanta -------------------------------------------------------------------------------------------------
 
+    # (The quanta are looked up in `_STEPS` directly where every order passes: a property and a call cost more
+    # than the quantize itself.)
+
     @property
     def amount_step(self) -> Decimal:
-        return step_of(self.stock_prec)
+        return _STEPS.get(self.stock_prec) or step_of(self.stock_prec)
 
     @property
     def price_step(self) -> Decimal:
-        return step_of(self.money_prec)
+        return _STEPS.get(self.money_prec) or step_of(self.money_prec)
 
     def truncate_amount(self, amount: Decimal) -> Decimal:
         """Amount cut down (never up) to `stockPrec` decimals."""
-        return amount.quantize(self.amount_step, rounding=ROUND_DOWN)
+        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), rounding=ROUND_DOWN)
 
     def truncate_quote(self, total: Decimal) -> Decimal:
         """A quote-currency amount (market-buy size) cut down to `moneyPrec` decimals."""
-        return total.quantize(self.price_step, rounding=ROUND_DOWN)
+        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=ROUND_DOWN)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Price to `moneyPrec` decimals, toward the passive side: buys down, sells up."""
         rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        return price.quantize(self.price_step, rounding=rounding)
+        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=rounding)
 
     # ---- fees ---------------------------------------------------------------------------------------------------
 
