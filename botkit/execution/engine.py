@@ -203,7 +203,8 @@ class ExecutionEngine:
         amt = to_decimal(amount, "amount")
         px = rules.round_price(to_decimal(price, "price"), side) if price is not None else None
         stop = to_decimal(stop_price, "stop_price").quantize(rules.price_step) if stop_price is not None else None
-        amt = rules.truncate_quote(amt) if otype == "market" and side == "buy" else rules.truncate_amount(amt)
+        quote_amount = otype == "market" and side == "buy"  # (Order.quote_amount, known before the order exists)
+        amt = rules.truncate_quote(amt) if quote_amount else rules.truncate_amount(amt)
         # (positionally: keywords cost a dict per order) client_id, market, side, type, amount, price, stop_price,
         # post_only, ioc, oco_group, status, filled, filled_quote, fee, exchange_id, created_ms, updated_ms
         order = Order(cid, market, side, otype, amt, px, stop, post_only, ioc, oco_group, OrderStatus.NEW, ZERO, ZERO,
@@ -227,7 +228,7 @@ class ExecutionEngine:
         last_f = self.last_price(market)
         last = to_decimal(last_f) if last_f is not None else None
         ref = px if px is not None else (stop if stop is not None else last)
-        if order.quote_amount:
+        if quote_amount:
             notional = amt
             base = amt / last if last else Decimal(0)
         else:

@@ -188,9 +188,13 @@ class SimulatedVenue:
         return bal
 
     def balances(self) -> dict[str, Balance]:
-        if len(self._assets) != len(self._available):
-            self._assets = tuple(sorted(self._available))
-        return {a: self.balance(a) for a in self._assets}
+        assets, read = self._assets, self._read
+        if len(assets) != len(self._available):
+            assets = self._assets = tuple(sorted(self._available))
+        if len(read) != len(assets):  # funds moved since some asset was last read
+            for a in assets:
+                self.balance(a)
+        return dict(zip(assets, map(read.__getitem__, assets), strict=True))
 
     def submit(self, order: Order, now_ms: int) -> None:
         ev = self._ev()
@@ -368,7 +372,8 @@ class SimulatedVenue:
                 self._fill(order, book.rules, price, maker, open_ms)
                 if order.oco_group is not None:
                     done_groups.add(order.oco_group)
-            self._cancel_partners(book, done_groups, close_ms, ())
+            if done_groups:
+                self._cancel_partners(book, done_groups, close_ms, ())
         book.refresh()
         if book.reports and book.due <= close_ms:
             self._pending(book, -INF, close_ms)  # what the strategy hears before this candle's callback
@@ -549,8 +554,9 @@ class SimulatedVenue:
         cid = order.client_id
         key = self._lock_key[cid]
         asset, locked = self._locks[key]
+        book = self.books[order.market]
         if base is None:
-            base = order.amount - self._done.get(cid, Decimal(0))
+            base = order.amount - self._done.get(cid, ZERO)
             if order.side == "buy" and order.quote_amount:
                 base = rules.truncate_amount(order.amount / price)
         if order.side == "buy":
@@ -570,7 +576,7 @@ class SimulatedVenue:
             self._members[key].discard(cid)
             del self._locks[key]
             self._done.pop(cid, None)
-            self.books[order.market].queue.pop(cid, None)
+            book.queue.pop(cid, None)
             release = locked  # unspent funds return
         else:
             if order.side == "sell" or order.quote_amount:
@@ -578,14 +584,14 @@ class SimulatedVenue:
             else:  # a limit (stop) buy locked its amount at its limit (stop) price
                 release = base * (order.price if order.type == "limit" else order.stop_price)  # type: ignore[operator]
             self._locks[key] = (asset, locked - release)
-            self._done[cid] = self._done.get(cid, Decimal(0)) + base
+            self._done[cid] = self._done.get(cid, ZERO) + base
         self._frozen[asset] -= release
         self._available[asset] += release - spent
         self._available[fee_asset] += got
         self._read.pop(asset, None)
         self._read.pop(fee_asset, None)
         fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms, ref)
-        self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, complete)
+        self._report(book, time_ms, self._ev().order_filled, order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)
