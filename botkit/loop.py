@@ -174,7 +174,7 @@ class EventLoop:
         self.clock = clock
         self.ctx = Context(engine, state, clock, logger)
         self.on_error = on_error
-        self.observers = list(observers)
+        self.observers = tuple(observers)  # fixed here: the engine is told below which order events anyone hears
         self.names = list(state.order)
         self.index = {m: i for i, m in enumerate(self.names)}
         self.buffers = [state.buffers[m] for m in self.names]
@@ -207,6 +207,8 @@ class EventLoop:
         self.halt_reason: str | None = None  # set when the bot halts, whatever the cause
         self.stopped = False
         engine.sink = self
+        engine.tell_updates = bool(self.observers) or strategy_type.on_order_update is not Strategy.on_order_update
+        engine.tell_fills = bool(self.observers) or strategy_type.on_fill is not Strategy.on_fill
 
     # ---- lifecycle --------------------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
 from botkit.execution.engine import ExecutionEngine, Rejection
 from botkit.execution.oco import OcoMode
-from botkit.execution.portfolio import mark_to_market
+from botkit.execution.portfolio import Valuation
 from botkit.execution.risk import RiskLimits, RiskManager
 from botkit.loop import (
     ErrorPolicy,
@@ -201,6 +201,7 @@ class Backtest:
             l2 = venue.use_book(b.market).book
             l2.view_depth = self.book_depth
             state.marks[b.market] = l2.mid
+        value = Valuation(self.rules, self.quote, state.last_price)
         engine = ExecutionEngine(
             grant=self.grant,
             declared_scopes=type(self.strategy).scopes,
@@ -209,7 +210,7 @@ class Backtest:
             venue=venue,
             clock=clock,
             last_price=state.last_price,
-            equity=lambda: mark_to_market(venue.balances(), self.rules, self.quote, state.last_price),
+            equity=lambda: value(venue.balances()),
             ids=ClientIdFactory("bt"),
         )
         engine.check_start()

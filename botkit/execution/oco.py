@@ -107,7 +107,7 @@ class OcoEmulator:
         order.held = True
         order.transition(OrderStatus.OPEN, order.created_ms)
         eng.journal.record("held", order, "stop held by the execution layer (the venue has no OCO)")
-        eng._queue.append((order.snapshot(), None))
+        eng.tell(order)
         self._keep(order, market_ms)
 
     def member(self, order: Order) -> None:
@@ -232,7 +232,7 @@ class OcoEmulator:
                 elif left != h.order.amount:
                     h.order.amount = left  # the stop now covers what the take-profit has not sold
                     self.engine.journal.record("shrunk", h.order, f"{order.client_id} filled {order.filled}")
-                    self.engine._queue.append((h.order.snapshot(), None))
+                    self.engine.tell(h.order)
         if not order.is_open:
             members = self.members.get(group or "")
             if members is not None and order in members and not any(h.order.oco_group == group for h in

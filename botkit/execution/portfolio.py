@@ -11,6 +11,33 @@ from botkit.market.rules import MarketRules
 from botkit.market.types import Balance
 
 
+class Valuation:
+    """`mark_to_market` for one set of markets: which market prices each asset is worked out once, not on each
+    call (the daily loss limit values the account before every order)."""
+
+    __slots__ = ("last_price", "priced", "quote")
+
+    def __init__(self, rules: Mapping[str, MarketRules], quote: str, last_price: Callable[[str], float | None]) -> None:
+        self.priced = {r.stock: m for m, r in rules.items() if r.money == quote}
+        self.quote = quote
+        self.last_price = last_price
+
+    def __call__(self, balances: Mapping[str, Balance]) -> float:
+        """Sum of balances in the quote currency; an asset counts at the last price of its `ASSET_quote` market, and
+        assets with no such market (or no price yet) are left out."""
+        quote, priced, last_price = self.quote, self.priced, self.last_price
+        total = 0.0
+        for asset, bal in balances.items():
+            if asset == quote:
+                total += float(bal.total)
+                continue
+            market = priced.get(asset)
+            px = last_price(market) if market is not None else None
+            if px is not None:
+                total += float(bal.total) * px
+        return total
+
+
 def mark_to_market(
     balances: Mapping[str, Balance],
     rules: Mapping[str, MarketRules],
@@ -19,14 +46,4 @@ def mark_to_market(
 ) -> float:
     """Sum of balances in `quote`; an asset counts at the last price of its `ASSET_quote` market, and assets with
     no such market (or no price yet) are left out."""
-    priced = {r.stock: m for m, r in rules.items() if r.money == quote}
-    total = 0.0
-    for asset, bal in balances.items():
-        if asset == quote:
-            total += float(bal.total)
-            continue
-        market = priced.get(asset)
-        px = last_price(market) if market is not None else None
-        if px is not None:
-            total += float(bal.total) * px
-    return total
+    return Valuation(rules, quote, last_price)(balances)

@@ -54,6 +54,8 @@ class RiskManager:
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
         self.state = RiskState()
+        # The daily loss limit as the float the equity is compared with (limits are frozen: converted once).
+        self._loss_limit = float(limits.daily_loss_limit) if limits.daily_loss_limit is not None else None
 
     def new_day_if_needed(self, now_ms: int, equity: float) -> None:
         """Record the equity at the first event of each UTC day (the daily-loss baseline)."""
@@ -81,9 +83,10 @@ class RiskManager:
     ) -> RiskRejection | None:
         """First limit the order breaks, or None. `amount_base` may be an estimate for a market buy."""
         lim = self.limits
-        if lim.daily_loss_limit is not None and equity is not None and self.state.day_start_equity is not None:
+        loss_limit = self._loss_limit
+        if loss_limit is not None and equity is not None and self.state.day_start_equity is not None:
             loss = self.state.day_start_equity - equity
-            if loss >= float(lim.daily_loss_limit) or self.state.halted_day_ms == self.state.day_start_ms:
+            if loss >= loss_limit or self.state.halted_day_ms == self.state.day_start_ms:
                 self.state.halted_day_ms = self.state.day_start_ms
                 return RiskRejection(
                     "daily_loss_limit",

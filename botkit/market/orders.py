@@ -85,14 +85,23 @@ class ClientIdFactory:
         prefix = re.sub(r"[^A-Za-z0-9._-]", "", prefix)[:20] or "bk"
         self.prefix = prefix
         self._n = 0
+        self._high = 0  # n // 36 of the last id, and the text of the id up to its last digit
+        self._head = f"{prefix}-"
 
     def __call__(self) -> str:
         self._n += 1
-        n, digits = self._n, ""
+        high, low = divmod(self._n, 36)
+        if high != self._high:  # every 36th id: the digits before the last one change
+            self._high, self._head = high, f"{self.prefix}-{self._base36(high)}" if high else f"{self.prefix}-"
+        return self._head + self._DIGITS[low]
+
+    @classmethod
+    def _base36(cls, n: int) -> str:
+        digits = ""
         while n:
             n, r = divmod(n, 36)
-            digits = self._DIGITS[r] + digits
-        return f"{self.prefix}-{digits}"
+            digits = cls._DIGITS[r] + digits
+        return digits
 
 
 @dataclass(slots=True)

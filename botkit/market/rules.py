@@ -9,6 +9,7 @@ Error codes follow WhiteBIT's order/new table: 32 amount, 33 price, 30 generic v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
@@ -51,6 +52,8 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
     """Convert to Decimal without float noise: floats go through repr (shortest round-trip)."""
     if isinstance(value, Decimal):
         d = value
+    elif type(value) is float:
+        return _float_to_decimal(value, what)
     else:
         try:
             d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
@@ -61,11 +64,52 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
     return d
 
 
+_last_float: tuple[float, Decimal] = (math.nan, ZERO)  # the last float converted and its Decimal (NaN: none yet)
+
+
+def _float_to_decimal(value: float, what: str) -> Decimal:
+    """`to_decimal` of a float. The last one converted is remembered: its repr costs more than the rest of an
+    order's checks, and the same price is often converted twice in a row (the last close an order is checked
+    against is usually the next candle's open, where it fills)."""
+    global _last_float
+    last = _last_float  # (one tuple, read and replaced whole: threads never see half of it)
+    if value == last[0] and value:  # (0.0 == -0.0, but their Decimals differ: zero is not remembered)
+        return last[1]
+    d = Decimal(repr(value))
+    if not d.is_finite():
+        raise ValueError(f"{what} {value!r} is not a finite number")
+    _last_float = (value, d)
+    return d
+
+
 def decimals_of(value: Decimal) -> int:
     """Number of decimal places written in `value` after normalisation (trailing zeros do not count)."""
     exp = value.normalize().as_tuple().exponent
     assert isinstance(exp, int)
     return max(0, -exp)
+
+
+def finer_than(value: Decimal, places: int) -> bool:
+    """`decimals_of(value) > places`, without normalising the usual value: one already written with at most
+    `places` decimals (an amount the engine has just cut to its step) cannot have more after normalisation. (Read
+    from its str: `as_tuple` builds a named tuple, several times slower, and every order is checked.)"""
+    text = str(value)
+    if "E" not in text and value.is_finite():
+        dot = text.find(".")
+        if (len(text) - dot - 1 if dot >= 0 else 0) <= places:
+            return False
+    return decimals_of(value) > places
+
+
+_STEPS: dict[int, Decimal] = {}  # precision -> 10**-precision: each order quantizes to one, often twice
+
+
+def step_of(places: int) -> Decimal:
+    """The quantum of `places` decimals (0.01 for 2), built once per precision."""
+    step = _STEPS.get(places)
+    if step is None:
+        step = _STEPS[places] = Decimal(1).scaleb(-places)
+    return step
 
 
 def fmt(value: Decimal) -> str:
@@ -144,26 +188,29 @@ class MarketRules:
 
     # ---- quanta -------------------------------------------------------------------------------------------------
 
+    # (The quanta are looked up in `_STEPS` directly where every order passes: a property and a call cost more
+    # than the quantize itself.)
+
     @property
     def amount_step(self) -> Decimal:
-        return Decimal(1).scaleb(-self.stock_prec)
+        return _STEPS.get(self.stock_prec) or step_of(self.stock_prec)
 
     @property
     def price_step(self) -> Decimal:
-        return Decimal(1).scaleb(-self.money_prec)
+        return _STEPS.get(self.money_prec) or step_of(self.money_prec)
 
     def truncate_amount(self, amount: Decimal) -> Decimal:
         """Amount cut down (never up) to `stockPrec` decimals."""
-        return amount.quantize(self.amount_step, rounding=ROUND_DOWN)
+        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), rounding=ROUND_DOWN)
 
     def truncate_quote(self, total: Decimal) -> Decimal:
         """A quote-currency amount (market-buy size) cut down to `moneyPrec` decimals."""
-        return total.quantize(self.price_step, rounding=ROUND_DOWN)
+        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=ROUND_DOWN)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Price to `moneyPrec` decimals, toward the passive side: buys down, sells up."""
         rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        return price.quantize(self.price_step, rounding=rounding)
+        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=rounding)
 
     # ---- fees ---------------------------------------------------------------------------------------------------
 
@@ -183,13 +230,13 @@ class MarketRules:
         if amount <= 0:
             out.append(RuleViolation(32, "amount", "Amount should be greater than 0."))
         else:
-            if decimals_of(amount) > self.stock_prec:
+            if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
             if amount < self.min_amount:
                 out.append(RuleViolation(32, "amount", f"Given amount is less than min amount {fmt(self.min_amount)}"))
         if price <= 0:
             out.append(RuleViolation(33, "price", "Price should be greater than 0."))
-        elif decimals_of(price) > self.money_prec:
+        elif finer_than(price, self.money_prec):
             out.append(RuleViolation(33, "price", f"Min price step = {fmt(self.price_step)}"))
         if amount > 0 and price > 0:
             out.extend(self._total_violations(amount * price))
@@ -201,11 +248,11 @@ class MarketRules:
         if amount <= 0:
             return [RuleViolation(32, "amount", "Amount should be greater than 0.")]
         if side == "buy":
-            if decimals_of(amount) > self.money_prec:
+            if finer_than(amount, self.money_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.price_step)}"))
             out.extend(self._total_violations(amount))
         else:
-            if decimals_of(amount) > self.stock_prec:
+            if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
             if amount < self.min_amount:
                 out.append(RuleViolation(32, "amount", f"Given amount is less than min amount {fmt(self.min_amount)}"))

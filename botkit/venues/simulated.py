@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botkit.market.orders import OCO_REASON, Fill, Order
 from botkit.market.rules import MarketRules, to_decimal
@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward
     from botkit.execution.venue import VenueEvents
 
 INF = float("inf")
+ZERO = Decimal(0)
 
 
 FillKind = Literal["candles", "trades", "book"]
@@ -107,11 +108,27 @@ class MarketBook:
             self.lo, self.hi = INF, -INF
         else:
             self.lo, self.hi = lo, hi
-        self.due = min(self.reports[0][0] if self.reports else INF, min((c[0] for c in self.cancels), default=INF))
+        due = self.reports[0][0] if self.reports else INF
+        if self.cancels:
+            due = min(due, min(c[0] for c in self.cancels))
+        self.due = due
 
 
 class InsufficientBalance(Exception):
     pass
+
+
+_Hit = TypeVar("_Hit", tuple[Order, Decimal, bool], tuple[Order, Decimal, bool, Decimal | None])
+
+
+def _in_fill_order(triggered: list[_Hit]) -> list[_Hit]:
+    """Orders one event triggered, (order, fill price, ...), in the order they fill: sells lowest price first, then
+    buys highest price first (rule 5 of the fill model). Most events trigger one order: nothing to sort then."""
+    if len(triggered) == 1:
+        return triggered
+    sells = sorted((t for t in triggered if t[0].side == "sell"), key=lambda t: t[1])
+    buys = sorted((t for t in triggered if t[0].side == "buy"), key=lambda t: -t[1])
+    return sells + buys
 
 
 class SimulatedVenue:
@@ -138,12 +155,17 @@ class SimulatedVenue:
             for asset in (r.stock, r.money):
                 self._available.setdefault(asset, Decimal(0))
                 self._frozen.setdefault(asset, Decimal(0))
+        # Balances as last read, per asset: a strategy, the risk check and the equity for the daily loss limit read
+        # them around every order, far more often than funds move; an asset's entry goes whenever its funds move.
+        self._read: dict[str, Balance] = {}
+        self._assets: tuple[str, ...] = ()  # every asset, sorted (assets are only ever added)
         self._locks: dict[str, tuple[str, Decimal]] = {}  # lock key -> (asset, amount)
         self._lock_key: dict[str, str] = {}  # client id -> lock key
         self._members: dict[str, set[str]] = {}  # lock key -> open client ids using it
         self._events: VenueEvents | None = None
         self._next_id = 0
         self._slip = self.fill_model.slippage_pct / 100
+        self._worse = {"buy": 1 + self._slip, "sell": 1 - self._slip}  # price factor of a slipped fill, by side
         self._lat = self.fill_model.latency_ms
         self._flat = self.fill_model.fill_latency_ms
         self._queue_ahead = float(self.fill_model.queue_ahead)
@@ -158,10 +180,21 @@ class SimulatedVenue:
         self._events = events
 
     def balance(self, asset: str) -> Balance:
-        return Balance(self._available.get(asset, Decimal(0)), self._frozen.get(asset, Decimal(0)))
+        bal = self._read.get(asset)
+        if bal is None:
+            bal = Balance(self._available.get(asset, ZERO), self._frozen.get(asset, ZERO))
+            if asset in self._available:
+                self._read[asset] = bal
+        return bal
 
     def balances(self) -> dict[str, Balance]:
-        return {a: self.balance(a) for a in sorted(self._available)}
+        assets, read = self._assets, self._read
+        if len(assets) != len(self._available):
+            assets = self._assets = tuple(sorted(self._available))
+        if len(read) != len(assets):  # funds moved since some asset was last read
+            for a in assets:
+                self.balance(a)
+        return dict(zip(assets, map(read.__getitem__, assets), strict=True))
 
     def submit(self, order: Order, now_ms: int) -> None:
         ev = self._ev()
@@ -169,11 +202,11 @@ class SimulatedVenue:
         asset, need = self._lock_need(order, book.rules)
         # Orders of one OCO group share one lock (WhiteBIT locks an OCO pair once): lock only what is missing.
         key = f"oco:{order.oco_group}" if order.oco_group is not None else order.client_id
-        held_asset, held = self._locks.get(key, (asset, Decimal(0)))
+        held_asset, held = self._locks.get(key, (asset, ZERO))
         if held_asset != asset:
             ev.order_rejected(order, now_ms, f"oco: orders of group {order.oco_group} must lock the same asset")
             return
-        extra = max(Decimal(0), need - held)
+        extra = max(ZERO, need - held)
         if self._available[asset] < extra:
             ev.order_rejected(
                 order, now_ms, f"balance: Not enough balance ({asset} available {self._available[asset]}, need {extra})"
@@ -181,6 +214,7 @@ class SimulatedVenue:
             return
         self._available[asset] -= extra
         self._frozen[asset] += extra
+        self._read.pop(asset, None)
         self._locks[key] = (asset, held + extra)
         self._lock_key[order.client_id] = key
         self._members.setdefault(key, set()).add(order.client_id)
@@ -327,10 +361,8 @@ class SimulatedVenue:
         book.arrivals = still
         book.resting.extend(arrived)
         if triggered:
-            sells = sorted((t for t in triggered if t[0].side == "sell"), key=lambda t: t[1])
-            buys = sorted((t for t in triggered if t[0].side == "buy"), key=lambda t: -t[1])
             done_groups: set[str] = set()
-            for order, price, maker in sells + buys:
+            for order, price, maker in _in_fill_order(triggered):
                 if order.oco_group is not None and order.oco_group in done_groups:
                     continue
                 if order in book.resting:
@@ -340,7 +372,8 @@ class SimulatedVenue:
                 self._fill(order, book.rules, price, maker, open_ms)
                 if order.oco_group is not None:
                     done_groups.add(order.oco_group)
-            self._cancel_partners(book, done_groups, close_ms, ())
+            if done_groups:
+                self._cancel_partners(book, done_groups, close_ms, ())
         book.refresh()
         if book.reports and book.due <= close_ms:
             self._pending(book, -INF, close_ms)  # what the strategy hears before this candle's callback
@@ -393,10 +426,8 @@ class SimulatedVenue:
             if hit is not None:
                 triggered.append(hit)
         if triggered:
-            sells = sorted((x for x in triggered if x[0].side == "sell"), key=lambda x: x[1])
-            buys = sorted((x for x in triggered if x[0].side == "buy"), key=lambda x: -x[1])
             done_groups: set[str] = set()
-            for order, px, maker, part in sells + buys:
+            for order, px, maker, part in _in_fill_order(triggered):
                 if order.oco_group is not None and order.oco_group in done_groups:
                     continue
                 whole = part is None or part >= order.amount - self._done.get(order.client_id, Decimal(0))
@@ -512,10 +543,8 @@ class SimulatedVenue:
         return None
 
     def _slipped(self, price: float, side: str, rules: MarketRules) -> Decimal:
-        p = to_decimal(price)
-        if side == "buy":
-            return (p * (1 + self._slip)).quantize(rules.price_step, rounding=ROUND_CEILING)
-        return (p * (1 - self._slip)).quantize(rules.price_step, rounding=ROUND_FLOOR)
+        worse = to_decimal(price) * self._worse[side]
+        return worse.quantize(rules.price_step, rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
               base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
@@ -525,8 +554,9 @@ class SimulatedVenue:
         cid = order.client_id
         key = self._lock_key[cid]
         asset, locked = self._locks[key]
+        book = self.books[order.market]
         if base is None:
-            base = order.amount - self._done.get(cid, Decimal(0))
+            base = order.amount - self._done.get(cid, ZERO)
             if order.side == "buy" and order.quote_amount:
                 base = rules.truncate_amount(order.amount / price)
         if order.side == "buy":
@@ -546,7 +576,7 @@ class SimulatedVenue:
             self._members[key].discard(cid)
             del self._locks[key]
             self._done.pop(cid, None)
-            self.books[order.market].queue.pop(cid, None)
+            book.queue.pop(cid, None)
             release = locked  # unspent funds return
         else:
             if order.side == "sell" or order.quote_amount:
@@ -554,12 +584,14 @@ class SimulatedVenue:
             else:  # a limit (stop) buy locked its amount at its limit (stop) price
                 release = base * (order.price if order.type == "limit" else order.stop_price)  # type: ignore[operator]
             self._locks[key] = (asset, locked - release)
-            self._done[cid] = self._done.get(cid, Decimal(0)) + base
+            self._done[cid] = self._done.get(cid, ZERO) + base
         self._frozen[asset] -= release
         self._available[asset] += release - spent
         self._available[fee_asset] += got
+        self._read.pop(asset, None)
+        self._read.pop(fee_asset, None)
         fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms, ref)
-        self._report(self.books[order.market], time_ms, self._ev().order_filled, order, fill, complete)
+        self._report(book, time_ms, self._ev().order_filled, order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)
@@ -590,6 +622,7 @@ class SimulatedVenue:
         asset, amount = self._locks.pop(key)
         self._frozen[asset] -= amount
         self._available[asset] += amount
+        self._read.pop(asset, None)
 
     def _ev(self) -> VenueEvents:
         if self._events is None:
