@@ -104,7 +104,8 @@ def test_bench_command_smoke() -> None:
     r = run("bench_command.py", "--rows", "2000", "--repeat", "1", "--smoke")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2,000 candles, SMA crossover, whole command: best" in r.stdout and "report.json" in r.stdout
-    assert "backtesting.py engine only (same file):" in r.stdout and "(target >= 3x)" in r.stdout
+    assert "backtesting.py engine only (same file), 1 runs:" in r.stdout and "(target >= 3x)" in r.stdout
+    assert "best against best: backtesting.py" in r.stdout
 
 
 def test_bench_book_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
