@@ -338,8 +338,7 @@ class ExecutionEngine:
         order.exchange_id = exchange_id
         order.transition(OrderStatus.OPEN, time_ms)
         self.journal.record("accepted", order, exchange_id)
-        if self.tell_updates:
-            self._queue.append((order.snapshot(), None))
+        self.tell(order)
 
     def order_filled(self, order: Order, fill: Fill, complete: bool) -> None:
         parent = self.oco.parent_of(order) if self.oco.children else None
@@ -353,8 +352,7 @@ class ExecutionEngine:
         if self.keep_closed:
             self.fills.append(fill)
         self.journal.record("fill", order, f"{fill.amount!s}@{fill.price!s}")  # (!s: the same text, 3x faster)
-        if self.tell_updates or self.tell_fills:
-            self.tell(order, fill)
+        self.tell(order, fill)
         if complete:
             self._close(order)
         if self.oco.members and self.oco.is_member(order):
