@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 
 from botkit.backtest.books import BookEvents
+from botkit.backtest.candle_events import CHUNK, CandleEvents
 from botkit.backtest.data import CandleSeries
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
@@ -48,9 +48,6 @@ from botkit.venues.book_matching import BookStats
 from botkit.venues.simulated import FillModel, SimulatedVenue
 
 log = logging.getLogger("botkit.backtest")
-
-CHUNK = 1 << 14  # candles converted to Python lists at a time: fast loop, small memory
-
 
 GC_YOUNG_THRESHOLD = 100_000  # first-generation threshold of the garbage collector in replays and the CLI
 
@@ -130,10 +127,12 @@ class Backtest:
         book_depth: int = 20,
         tape: Tape | None = None,
         timeframe_ms: int = 60_000,
+        events: CandleEvents | None = None,
     ) -> None:
         """`books`: replay order-book events (the book fill model) instead of candles. `tape` (trades, and optionally
         book events, from the store or a recording): replay those, with candles of `timeframe_ms` built from the
-        trades for `on_candle`, the equity curve and the report (`series` is then ignored)."""
+        trades for `on_candle`, the equity curve and the report (`series` is then ignored). `events`: the candle
+        events of these very `series`, built once and kept by a caller that replays them many times (a sweep)."""
         self.books = list(books)
         self.book_depth = book_depth
         self.tape = tape
@@ -181,6 +180,9 @@ class Backtest:
         self.progress = progress
         self.on_error: ErrorPolicy = on_error
         self.log = logger or logging.getLogger(f"botkit.strategy.{type(strategy).__name__}")
+        if events is not None and (self.books or tape is not None or not events.serves(series)):
+            raise BacktestError("the candle events given were built from other data than this backtest replays")
+        self.events = events
 
     # ---- run ----------------------------------------------------------------------------------------------------
 
@@ -188,7 +190,12 @@ class Backtest:
         """Replay every candle through the shared event loop. A strategy error (policy "halt") or Ctrl-C ends the
         replay early: the result then covers the events replayed so far and says why it is partial."""
         t0 = time.perf_counter()
-        ev_m, ev_i, close_t = self._merge_books() if self.books else self._merge()
+        events = None
+        if self.books:
+            ev_m, ev_i, close_t = self._merge_books()
+        else:
+            events = self.events if self.events is not None else CandleEvents(self.series)
+            ev_m, ev_i, close_t = events.ev_m, events.ev_i, events.close_t
         n = len(close_t)
         first = 0 if ev_m is None or not n else int(ev_m[0])
         clock = MarketClock(int(close_t[0]) - self.series[first].timeframe_ms if n else 0)
@@ -226,8 +233,8 @@ class Backtest:
                     tape_books = feed_tape(loop, self.tape, self.series, self._starts, self.progress, self.book_depth)
                 elif self.books:
                     self._feed_books(loop, ev_m, ev_i, marks)
-                else:
-                    self._feed(loop, ev_m, ev_i, close_t)
+                elif events is not None:
+                    self._feed(loop, events)
                 loop.flush_venue(float("inf"))  # what latency still held back reaches the strategy
                 loop.stop()
                 loop.flush_venue(float("inf"))  # cancels placed in on_stop
@@ -266,32 +273,16 @@ class Backtest:
         result.elapsed_s = time.perf_counter() - t0
         return result
 
-    def _merge(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-        """Event order: by candle close time, then by market order. One market needs no merge arrays."""
-        if len(self.series) == 1:
-            s = self.series[0]
-            return None, None, s.time_ms + s.timeframe_ms
-        ms = np.concatenate([np.full(len(s), j, dtype=np.int64) for j, s in enumerate(self.series)])
-        rows = np.concatenate([np.arange(len(s), dtype=np.int64) for s in self.series])
-        ct = np.concatenate([s.time_ms + s.timeframe_ms for s in self.series])
-        order = np.lexsort((ms, ct))
-        return ms[order], rows[order], ct[order]
-
-    def _feed(self, loop: EventLoop, ev_m: np.ndarray | None, ev_i: np.ndarray | None, close_t: np.ndarray) -> None:
-        """The backtest's event source: candles in event order, a chunk of Python lists at a time."""
-        n = len(close_t)
-        cols = [(s.time_ms, s.open, s.high, s.low, s.close, s.volume) for s in self.series]
-        for a in range(0, n, CHUNK):
-            b = min(n, a + CHUNK)
-            ct_l = close_t[a:b].tolist()
-            if ev_m is None or ev_i is None:  # one market: event index == row index
-                t_c, o_c, h_c, l_c, c_c, v_c = (x[a:b].tolist() for x in cols[0])
-                loop.candles_one(0, a, t_c, o_c, h_c, l_c, c_c, v_c, ct_l, a)
+    def _feed(self, loop: EventLoop, events: CandleEvents) -> None:
+        """The backtest's event source: candles in event order, a chunk at a time."""
+        n = len(events)
+        for chunk in events.chunks():
+            if chunk.markets is None or chunk.rows is None:  # one market: event index == row index
+                loop.candles_one(0, chunk.start, chunk.candles, chunk.start)
             else:
-                t_c, o_c, h_c, l_c, c_c, v_c = self._gather(cols, ev_m[a:b], ev_i[a:b])
-                loop.candles_mixed(ev_m[a:b].tolist(), ev_i[a:b].tolist(), t_c, o_c, h_c, l_c, c_c, v_c, ct_l, a)
+                loop.candles_mixed(chunk.markets, chunk.rows, chunk.candles, chunk.start)
             if self.progress is not None:
-                self.progress(b, n)
+                self.progress(chunk.end, n)
 
     def _merge_books(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
         """Book events of all markets in time order (ties: market order); as `_merge`, with event numbers for rows."""
@@ -342,20 +333,6 @@ class Backtest:
             px = _ffill(mk[mine])
             out.append(_mark_series(b.market, close_t[mine].astype(np.int64), px, b.source, b.repairs))
         self.series = out
-
-    @staticmethod
-    def _gather(
-        cols: Sequence[tuple[np.ndarray, ...]], ms: np.ndarray, rows: np.ndarray
-    ) -> tuple[list[Any], ...]:
-        """Columns of a chunk of merged events, market by market."""
-        out = [np.empty(len(ms), dtype=np.int64)] + [np.empty(len(ms), dtype=np.float64) for _ in range(5)]
-        for j, c in enumerate(cols):
-            sel = ms == j
-            if sel.any():
-                r = rows[sel]
-                for k in range(6):
-                    out[k][sel] = c[k][r]
-        return tuple(x.tolist() for x in out)
 
     # ---- results ------------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from botkit.backtest.background import Background
 from botkit.backtest.books import BookEvents
+from botkit.backtest.candle_events import CandleEvents
 from botkit.backtest.checks import data_warnings
 from botkit.backtest.data import CandleSeries, DataError, parse_timeframe
 from botkit.backtest.loading import epoch_ms, load_series, plain_candle_files
@@ -263,7 +264,7 @@ def run_backtest(
 
 def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
                 progress: Callable[[int, int], None] | None = None, tape: Tape | None = None,
-                books: list[BookEvents] | None = None) -> Backtest:
+                books: list[BookEvents] | None = None, events: CandleEvents | None = None) -> Backtest:
     """The Backtest a config describes, on series already loaded (a sweep loads them once per worker), on a tape
     of trades (`load_tape`), or on book events (the order-book model)."""
     return Backtest(
@@ -281,5 +282,6 @@ def backtest_of(cfg: BotConfig, strategy: Strategy, series: list[CandleSeries],
         books=books or (),
         tape=tape,
         timeframe_ms=timeframe_ms(cfg),
+        events=events,
     )
 
