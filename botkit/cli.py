@@ -125,6 +125,13 @@ def _data_item(item: str, config: Path, markets: list[str]) -> tuple[str, str]:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    from botkit.backtest.gcpolicy import rare_young_collections
+
+    with rare_young_collections():  # from the first heavy import to the last report row (botkit/backtest/gcpolicy.py)
+        return _backtest(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
     from botkit.config import ConfigError, load_config
 
     try:
@@ -145,7 +152,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     loading = load_series_in_background(cfg)  # Arrow parses the files on a second core while the rest is imported
     from botkit.backtest.data import DataError
-    from botkit.backtest.replay import BacktestError, rare_young_collections
+    from botkit.backtest.replay import BacktestError
     from botkit.backtest.report import summary_table, write_report
     from botkit.backtest.run import ProgressBar, replays_trades, run_backtest
     from botkit.market.grants import InsufficientScope
@@ -160,8 +167,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     try:
         unit = "trades" if replays_trades(cfg) else "book events" if cfg.backtest.fills == "book" else "candles"
         bar = ProgressBar(unit=unit) if show else None
-        with rare_young_collections():  # loading and the replay allocate much that lives long (as mypy does)
-            result = run_backtest(cfg, bar, on_warning=warn, loading=loading)
+        result = run_backtest(cfg, bar, on_warning=warn, loading=loading)
     except (PluginError, DataError, BacktestError, InsufficientScope) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -170,8 +176,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - t0
     out_dir = cfg.out_dir
-    with rare_young_collections():  # the report's rows: tens of thousands of small objects that all stay
-        paths = write_report(result, out_dir, str(args.config))
+    paths = write_report(result, out_dir, str(args.config))
     if not args.quiet:
         for market, source in result.sources.items():
             note = "  (SYNTHETIC sample data)" if "synthetic" in source.lower() or "/sample/" in source else ""
@@ -232,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
     """Run one command; returns its exit status. `hard_exit` (the `botkit` console script only): see `_exit_now`."""
-    parser = build_parser()
+    from botkit.backtest.gcpolicy import rare_young_collections
+
+    with rare_young_collections():  # the commands' modules import numpy, pydantic, ...: see gcpolicy.py
+        parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     handler = logging.StreamHandler()

@@ -20,14 +20,15 @@ import math
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
-from botkit.execution.engine import ExecutionEngine
+from botkit.execution.engine import EventSink, ExecutionEngine
 from botkit.market.buffer import MarketState
 from botkit.market.orders import Fill, Order
 from botkit.market.types import SIDE_NAMES, BookSnapshot, BookView, Candle, Trade, TradeBatch
@@ -203,7 +204,7 @@ class EventLoop:
         self.halted: StrategyFailure | None = None
         self.halt_reason: str | None = None  # set when the bot halts, whatever the cause
         self.stopped = False
-        engine.sink = self
+        engine.sink = cast(EventSink, weakref.proxy(self))  # the engine is this loop's: no strong link back
         engine.tell_updates = bool(self.observers) or strategy_type.on_order_update is not Strategy.on_order_update
         engine.tell_fills = bool(self.observers) or strategy_type.on_fill is not Strategy.on_fill
 

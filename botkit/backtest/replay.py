@@ -9,12 +9,10 @@ from the fills, not per candle.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -23,6 +21,7 @@ import numpy as np
 from botkit.backtest.books import BookEvents
 from botkit.backtest.candle_events import CHUNK, CandleEvents
 from botkit.backtest.data import CandleSeries
+from botkit.backtest.gcpolicy import rare_young_collections
 from botkit.backtest.metrics import Metrics, compute_metrics
 from botkit.backtest.tape import Tape, TapeState, candles_from_trades, feed_tape
 from botkit.backtest.trades import RoundTrip, fill_reasons, round_trips_of
@@ -48,23 +47,6 @@ from botkit.venues.book_matching import BookStats
 from botkit.venues.simulated import FillModel, SimulatedVenue
 
 log = logging.getLogger("botkit.backtest")
-
-GC_YOUNG_THRESHOLD = 100_000  # first-generation threshold of the garbage collector in replays and the CLI
-
-
-@contextlib.contextmanager
-def rare_young_collections() -> Iterator[None]:
-    """Fewer garbage-collector passes during the replay, restored afterwards. Each order leaves a few dozen
-    long-lived objects (order, fill, snapshots, journal rows), so at the default threshold (700) a collection runs
-    every few orders and walks the chunk's Python lists (~115,000 items) each time, and full collections walk the
-    whole heap: ~5-10 % of an order-heavy replay. Cycles are still collected, only less often."""
-    old = gc.get_threshold()
-    gc.set_threshold(max(old[0], GC_YOUNG_THRESHOLD), old[1], old[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-
 
 class BacktestError(Exception):
     """The backtest cannot run as configured (e.g. markets with different quote currencies)."""

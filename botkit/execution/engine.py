@@ -7,15 +7,16 @@ while a strategy callback runs are queued and delivered after it returns (`drain
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, cast
 
 from botkit.execution.oco import OcoEmulator
 from botkit.execution.risk import RiskManager, RiskRejection
-from botkit.execution.venue import Venue
+from botkit.execution.venue import Venue, VenueEvents
 from botkit.market.grants import Grant, InsufficientScope
 from botkit.market.orders import (
     STOP_TYPES,
@@ -150,7 +151,9 @@ class ExecutionEngine:
         self._queue: deque[tuple[Order | None, Fill | None]] = deque()
         # One-cancels-other on a venue without it: stops of a group are held here (botkit/execution/oco.py).
         self.oco = OcoEmulator(self)
-        venue.bind(self)
+        # The venue reports back through a weak link, as the OCO helper and the sink (the loop) hold theirs: no run
+        # builds a reference cycle, so a finished backtest's objects are freed at once, not by a collector pass.
+        venue.bind(cast(VenueEvents, weakref.proxy(self)))
 
     # ---- grant --------------------------------------------------------------------------------------------------
 

@@ -25,9 +25,10 @@ The strategy API does not change: a strategy places an OCO exactly as on a venue
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from botkit.market.orders import OCO_REASON, STOP_TYPES, Order, OrderStatus
 
@@ -63,7 +64,7 @@ class OcoEmulator:
     """The engine's helper for OCO groups on a venue without native OCO (see the module docstring)."""
 
     def __init__(self, engine: ExecutionEngine) -> None:
-        self.engine = engine
+        self.engine = cast("ExecutionEngine", weakref.proxy(engine))  # its owner: a strong link back is a cycle
         self.watches: dict[str, MarketWatch] = {}
         self.held: dict[str, _Held] = {}  # client id -> held (or triggered, not yet finished) stop
         self.members: dict[str, list[Order]] = {}  # group -> its orders on the exchange

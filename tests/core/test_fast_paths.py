@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from botkit.backtest.data import _arrow_values
-from botkit.backtest.replay import GC_YOUNG_THRESHOLD, rare_young_collections
+from botkit.backtest.gcpolicy import GC_YOUNG_THRESHOLD, rare_young_collections
 from botkit.backtest.report import iso, iso_many
 from botkit.backtest.sample import generate_candles, write_candles_csv
 from botkit.market.rules import fmt
@@ -108,3 +108,35 @@ def test_iso_many_is_iso_of_each_time() -> None:
     ms = [0, 999, 1000, 1_600_000_059_999, 4_102_444_800_000] + list(range(1_700_000_000_000, 1_700_100_000_000,
                                                                           7_777_777))
     assert iso_many(ms) == [iso(m) for m in ms]
+
+
+def test_a_finished_backtest_leaves_no_reference_cycles() -> None:
+    """The engine's venue, OCO helper and sink hold weak links back: reference counting frees a finished run at once,
+    so a sweep worker pays no collector pass over tens of thousands of orders after every backtest."""
+
+    def enter(ctx, candle):  # type: ignore[no-untyped-def]
+        return ctx.buy("BTC_USDT", "500")
+
+    def bracket(ctx, candle):  # type: ignore[no-untyped-def]
+        held = ctx.balance("BTC").available
+        ctx.sell("BTC_USDT", held, "130", oco="g")
+        return ctx.sell("BTC_USDT", held, stop="90", oco="g")
+
+    def rest(ctx, candle):  # type: ignore[no-untyped-def]
+        order = ctx.buy("BTC_USDT", "0.01", "50")
+        ctx.cancel(order)
+        return order
+
+    plan = {0: enter, 1: bracket, 2: rest, 5: enter}
+    data = [series([(100.0, 101.0, 99.0, 100.5)] * 3 + [(100.0, 100.0, 85.0, 86.0)] * 5)]
+    gc.collect()
+    gc.disable()
+    try:
+        strategy = Script(plan)
+        result = run(strategy, data)
+        assert len(result.fills) >= 3 and len(result.orders) >= 5  # entries, the triggered stop, the cancelled limit
+        assert any(o.status.value == "cancelled" for o in result.orders)
+        del result, strategy
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
