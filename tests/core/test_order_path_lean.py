@@ -1,0 +1,67 @@
+"""What a backtest's order path leaves out or builds more cheaply (no journal, balances and trades as named tuples,
+fee rates worked out once) must not change what it decides, nor what a paper or live run records."""
+
+from decimal import Decimal as D
+
+from botkit.execution.engine import ExecutionEngine, MemoryJournal, NullJournal
+from botkit.execution.risk import RiskLimits, RiskManager
+from botkit.market.grants import Grant
+from botkit.market.types import Balance
+from botkit.venues.simulated import FillModel, SimulatedVenue
+
+from .helpers import RULES
+
+SCOPES = {"orders.create", "orders.delete", "balances.read"}
+
+
+def _engine(journal: MemoryJournal | None) -> tuple[ExecutionEngine, SimulatedVenue]:
+    venue = SimulatedVenue({"BTC_USDT": RULES}, {"USDT": D("1000"), "BTC": D("1")}, FillModel(D("0.01")))
+    eng = ExecutionEngine(grant=Grant.of(SCOPES), declared_scopes=SCOPES, rules={"BTC_USDT": RULES},
+                          risk=RiskManager(RiskLimits(daily_loss_limit=D("100"))), venue=venue, clock=lambda: 1000,
+                          last_price=lambda m: 100.0, equity=lambda: 1100.0, journal=journal)
+    return eng, venue
+
+
+def _trade(eng: ExecutionEngine, venue: SimulatedVenue) -> None:
+    eng.place("BTC_USDT", "buy", "150")
+    eng.place("BTC_USDT", "sell", "0.5")
+    resting = eng.place("BTC_USDT", "buy", "0.1", "90")
+    venue.process_candle("BTC_USDT", 60_000, 100.5, 101.0, 99.5, 120_000)
+    eng.cancel(resting)
+    eng.place("BTC_USDT", "buy", "1", "95", stop_price="96")  # a rejection (stop-limit): recorded too
+
+
+def test_a_given_journal_records_every_event_as_before_and_a_backtest_none() -> None:
+    journal = MemoryJournal()
+    eng, venue = _engine(journal)
+    _trade(eng, venue)
+    cids = list(eng.orders)
+    buy, sell = eng.orders[cids[0]], eng.orders[cids[1]]
+    assert [e[:3] for e in journal.entries] == [
+        (1000, "submit", cids[0]), (1000, "accepted", cids[0]),
+        (1000, "submit", cids[1]), (1000, "accepted", cids[1]),
+        (1000, "submit", cids[2]), (1000, "accepted", cids[2]),
+        (60_000, "fill", cids[1]), (60_000, "fill", cids[0]),  # sells fill first (rule 5 of the fill model)
+        (1000, "cancel", cids[2]), (1000, "cancelled", cids[2]), (1000, "rejected", cids[3]),
+    ]
+    assert journal.entries[1][3] == "1" and journal.entries[3][3] == "2"  # accepted: the exchange id
+    assert journal.entries[6][3] == f"{sell.fills[0].amount}@{sell.fills[0].price}"
+    assert journal.entries[7][3] == f"{buy.fills[0].amount}@{buy.fills[0].price}"
+
+    bare, bare_venue = _engine(None)
+    assert isinstance(bare.journal, NullJournal)
+    _trade(bare, bare_venue)
+    assert [(o.client_id, o.status, o.filled, o.filled_quote, o.fee, o.exchange_id, o.reject_reason)
+            for o in bare.orders.values()] == [
+        (o.client_id, o.status, o.filled, o.filled_quote, o.fee, o.exchange_id, o.reject_reason)
+        for o in eng.orders.values()]
+    assert bare.fills == eng.fills and bare_venue.balances() == venue.balances()
+
+
+def test_a_balance_is_what_it_was_as_a_dataclass() -> None:
+    _, venue = _engine(None)
+    usdt = venue.balance("USDT")
+    assert type(usdt) is Balance and usdt == Balance(D("1000"), D(0)) == Balance(available=D("1000"), frozen=D(0))
+    assert (usdt.available, usdt.frozen, usdt.total) == (D("1000"), D(0), D("1000"))
+    assert repr(usdt) == "Balance(available=Decimal('1000'), frozen=Decimal('0'))"
+    assert hash(usdt) == hash(Balance(D("1000"), D(0)))
