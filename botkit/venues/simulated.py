@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward
 
 INF = float("inf")
 ZERO = Decimal(0)
+_new_tuple = tuple.__new__  # Balance(a, f) without the named tuple's Python `__new__`: tuple.__new__(Balance, (a, f))
 
 
 FillKind = Literal["candles", "trades", "book"]
@@ -182,7 +183,7 @@ class SimulatedVenue:
     def balance(self, asset: str) -> Balance:
         bal = self._read.get(asset)
         if bal is None:
-            bal = Balance(self._available.get(asset, ZERO), self._frozen.get(asset, ZERO))
+            bal = _new_tuple(Balance, (self._available.get(asset, ZERO), self._frozen.get(asset, ZERO)))
             if asset in self._available:
                 self._read[asset] = bal
         return bal
