@@ -65,3 +65,25 @@ def test_a_balance_is_what_it_was_as_a_dataclass() -> None:
     assert (usdt.available, usdt.frozen, usdt.total) == (D("1000"), D(0), D("1000"))
     assert repr(usdt) == "Balance(available=Decimal('1000'), frozen=Decimal('0'))"
     assert hash(usdt) == hash(Balance(D("1000"), D(0)))
+
+
+def test_fee_rates_worked_out_once_give_the_fees_rules_give() -> None:
+    from botkit.market.rules import MarketRules
+
+    rules = MarketRules("X_Y", "X", "Y", 6, 2, maker_fee=D("0.075"), taker_fee=D("0.2"))
+    venue = SimulatedVenue({"X_Y": rules}, {"Y": D("1000"), "X": D("3")}, FillModel(D("0.013")))
+    book = venue.books["X_Y"]
+    assert book.fee_rates == (rules.fee_rate(False), rules.fee_rate(True))
+    eng = ExecutionEngine(grant=Grant.of(SCOPES), declared_scopes=SCOPES, rules={"X_Y": rules},
+                          risk=RiskManager(RiskLimits()), venue=venue, clock=lambda: 0, last_price=lambda m: 77.7)
+    eng.place("X_Y", "buy", "123.45")  # taker, fee in X
+    eng.place("X_Y", "sell", "1.234567")  # taker, fee in Y
+    eng.place("X_Y", "buy", "0.5", "77.5")  # rests, then fills as a maker
+    venue.process_candle("X_Y", 60_000, 77.71, 78.0, 77.0, 120_000)
+    fills = {f.client_id: f for f in eng.fills}
+    assert len(fills) == 3
+    for order in eng.orders.values():
+        f = fills[order.client_id]
+        received = f.amount if f.side == "buy" else f.quote
+        assert f.fee == rules.fee(received, f.maker) and str(f.fee) == str(rules.fee(received, f.maker))
+    assert [f.maker for f in eng.fills].count(True) == 1
