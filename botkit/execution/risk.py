@@ -70,7 +70,6 @@ class RiskManager:
 
     def check(
         self,
-        *,
         market: str,
         side: Side,
         amount_base: Decimal,

@@ -250,7 +250,8 @@ class MarketRules:
         if side == "buy":
             if finer_than(amount, self.money_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.price_step)}"))
-            out.extend(self._total_violations(amount))
+            if amount < self.min_total or (self.max_total > 0 and amount > self.max_total):  # (else none: no call)
+                out.extend(self._total_violations(amount))
         else:
             if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
