@@ -215,7 +215,8 @@ class ExecutionEngine:
             otype = "limit" if price is not None else "market"
         cid = validate_client_id(client_id) if client_id is not None else self.ids()
         now = self.clock()
-        amt = to_decimal(amount, "amount")
+        # (a Decimal, as strategies usually pass, without the call)
+        amt = amount if type(amount) is Decimal and amount.is_finite() else to_decimal(amount, "amount")
         px = rules.round_price(to_decimal(price, "price"), side) if price is not None else None
         stop = to_decimal(stop_price, "stop_price").quantize(rules.price_step) if stop_price is not None else None
         quote_amount = otype == "market" and side == "buy"  # (Order.quote_amount, known before the order exists)

@@ -227,30 +227,30 @@ class MarketRules:
     def limit_violations(self, amount: Decimal, price: Decimal) -> list[RuleViolation]:
         """Everything wrong with a limit order of `amount` base at `price`, in WhiteBIT's words."""
         out: list[RuleViolation] = []
-        if amount <= 0:
+        if amount <= ZERO:  # (ZERO, not 0: an int is converted to a Decimal at every comparison)
             out.append(RuleViolation(32, "amount", "Amount should be greater than 0."))
         else:
             if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
             if amount < self.min_amount:
                 out.append(RuleViolation(32, "amount", f"Given amount is less than min amount {fmt(self.min_amount)}"))
-        if price <= 0:
+        if price <= ZERO:
             out.append(RuleViolation(33, "price", "Price should be greater than 0."))
         elif finer_than(price, self.money_prec):
             out.append(RuleViolation(33, "price", f"Min price step = {fmt(self.price_step)}"))
-        if amount > 0 and price > 0:
+        if amount > ZERO and price > ZERO:
             out.extend(self._total_violations(amount * price))
         return out
 
     def market_violations(self, side: Side, amount: Decimal) -> list[RuleViolation]:
         """What is wrong with a market order; a buy's `amount` is the quote to spend, a sell's is base."""
         out: list[RuleViolation] = []
-        if amount <= 0:
+        if amount <= ZERO:  # (ZERO, not 0: an int is converted to a Decimal at every comparison)
             return [RuleViolation(32, "amount", "Amount should be greater than 0.")]
         if side == "buy":
             if finer_than(amount, self.money_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.price_step)}"))
-            if amount < self.min_total or (self.max_total > 0 and amount > self.max_total):  # (else none: no call)
+            if amount < self.min_total or (self.max_total > ZERO and amount > self.max_total):  # (else none: no call)
                 out.extend(self._total_violations(amount))
         else:
             if finer_than(amount, self.stock_prec):
@@ -262,7 +262,7 @@ class MarketRules:
     def _total_violations(self, total: Decimal) -> list[RuleViolation]:
         if total < self.min_total:
             return [RuleViolation(30, "total", f"Total (amount * price) is less than {fmt(self.min_total)}")]
-        if self.max_total > 0 and total > self.max_total:
+        if self.max_total > ZERO and total > self.max_total:
             return [RuleViolation(30, "total", f"Total (amount * price) is greater than {fmt(self.max_total)}")]
         return []
 

@@ -202,7 +202,7 @@ class SimulatedVenue:
             for a in assets:
                 if a not in read:
                     read[a] = _new_tuple(Balance, (available.get(a, ZERO), frozen.get(a, ZERO)))
-        return dict(zip(assets, map(read.__getitem__, assets), strict=True))
+        return {a: read[a] for a in assets}  # (half the cost of dict(zip(...)) over a few assets)
 
     def submit(self, order: Order, now_ms: int) -> None:
         ev = self._events or self._ev()
