@@ -167,7 +167,7 @@ def round_trips_of(
         trip: _Trip | None = None
         for f in fs:
             if trip is None:
-                trip = _Trip(f, long=f.side == "buy")
+                trip = _Trip(f, f.side == "buy")  # (entry, long)
             trip.add(f)
             if abs(trip.pos) < dust:
                 reason = (reasons or {}).get(f.client_id, "")

@@ -26,7 +26,7 @@ from botkit.market.orders import (
     OrderType,
     validate_client_id,
 )
-from botkit.market.rules import MarketRules, OrderRulesError, to_decimal
+from botkit.market.rules import MarketRules, OrderRulesError, float_to_decimal, to_decimal
 from botkit.market.types import Side
 from botkit.whitebit.endpoints import DEFAULT_REGISTRY
 
@@ -242,7 +242,10 @@ class ExecutionEngine:
         except OrderRulesError as exc:
             return self._reject(order, f"rules:{exc.violations[0].field}", str(exc))
         last_f = self.last_price(market)
-        last = to_decimal(last_f) if last_f is not None else None
+        if type(last_f) is float:  # (the usual case, without to_decimal's dispatch)
+            last: Decimal | None = float_to_decimal(last_f)
+        else:
+            last = to_decimal(last_f) if last_f is not None else None
         ref = px if px is not None else (stop if stop is not None else last)
         if quote_amount:
             notional = amt

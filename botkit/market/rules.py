@@ -53,7 +53,7 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
     if isinstance(value, Decimal):
         d = value
     elif type(value) is float:
-        return _float_to_decimal(value, what)
+        return float_to_decimal(value, what)
     else:
         try:
             d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
@@ -67,10 +67,11 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
 _last_float: tuple[float, Decimal] = (math.nan, ZERO)  # the last float converted and its Decimal (NaN: none yet)
 
 
-def _float_to_decimal(value: float, what: str) -> Decimal:
-    """`to_decimal` of a float. The last one converted is remembered: its repr costs more than the rest of an
-    order's checks, and the same price is often converted twice in a row (the last close an order is checked
-    against is usually the next candle's open, where it fills)."""
+def float_to_decimal(value: float, what: str = "value") -> Decimal:
+    """`to_decimal` of a float (the order path calls it directly for prices, which are floats). The last one
+    converted is remembered: its repr costs more than the rest of an order's checks, and the same price is often
+    converted twice in a row (the last close an order is checked against is usually the next candle's open, where it
+    fills)."""
     global _last_float
     last = _last_float  # (one tuple, read and replaced whole: threads never see half of it)
     if value == last[0] and value:  # (0.0 == -0.0, but their Decimals differ: zero is not remembered)

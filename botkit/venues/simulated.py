@@ -50,7 +50,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botkit.market.orders import OCO_REASON, Fill, Order
-from botkit.market.rules import MarketRules, to_decimal
+from botkit.market.rules import MarketRules, float_to_decimal, to_decimal
 from botkit.market.types import Balance
 from botkit.venues.book_matching import BookMatcher
 
@@ -375,7 +375,8 @@ class SimulatedVenue:
         book.resting.extend(arrived)
         if triggered:
             done_groups: set[str] = set()
-            for order, price, maker in _in_fill_order(triggered):
+            # (one order triggered, the usual case, needs no sorting: nor a call)
+            for order, price, maker in triggered if len(triggered) == 1 else _in_fill_order(triggered):
                 if order.oco_group is not None and order.oco_group in done_groups:
                     continue
                 if order in book.resting:
@@ -556,7 +557,7 @@ class SimulatedVenue:
         return None
 
     def _slipped(self, price: float, side: str, rules: MarketRules) -> Decimal:
-        worse = to_decimal(price) * self._worse[side]
+        worse = (float_to_decimal(price) if type(price) is float else to_decimal(price)) * self._worse[side]
         return worse.quantize(rules.price_step, rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
@@ -622,7 +623,7 @@ class SimulatedVenue:
     @staticmethod
     def _lock_need(order: Order, rules: MarketRules) -> tuple[str, Decimal]:
         if order.side == "buy":
-            if order.quote_amount:
+            if order.type == "market":  # (order.quote_amount, for a buy)
                 return rules.money, order.amount
             if order.type == "stop_market":
                 # Stop buys lock quote at the stop price (WhiteBIT locks at the activation price).
