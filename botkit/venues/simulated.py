@@ -360,7 +360,10 @@ class SimulatedVenue:
             if order.created_ms + lat > open_ms:
                 still.append(order)  # reaches the venue after this candle opened: not eligible yet
                 continue
-            hit = self._on_arrival(order, book.rules, o, h, lo, touch)
+            if order.type == "market":  # (`_on_arrival`'s first case, without its call)
+                hit: tuple[Order, Decimal, bool] | None = (order, self._slipped(o, order.side, book.rules), False)
+            else:
+                hit = self._on_arrival(order, book.rules, o, h, lo, touch)
             if hit is not None:
                 triggered.append(hit)
             elif order.ioc:
