@@ -301,7 +301,7 @@ def order_outcomes(orders: Iterable[Order]) -> dict[str, int]:
     filled_groups = {o.oco_group for o in orders if o.oco_group is not None and o.filled > 0}
     counts: dict[str, int] = {}
     for o in orders:
-        key = o.status.value
+        key = o.status._value_  # (the plain attribute: `.value` is an enum property, slow per order)
         if key == "cancelled" and o.oco_group in filled_groups and o.filled == 0:
             key = "oco_cancelled"
         elif o.is_open:

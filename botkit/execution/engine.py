@@ -18,6 +18,8 @@ from botkit.execution.risk import RiskManager, RiskRejection
 from botkit.execution.venue import Venue
 from botkit.market.grants import Grant, InsufficientScope
 from botkit.market.orders import (
+    NEW,
+    OPEN,
     STOP_TYPES,
     ClientIdFactory,
     Fill,
@@ -223,7 +225,7 @@ class ExecutionEngine:
         amt = rules.truncate_quote(amt) if quote_amount else rules.truncate_amount(amt)
         # (positionally: keywords cost a dict per order) client_id, market, side, type, amount, price, stop_price,
         # post_only, ioc, oco_group, status, filled, filled_quote, fee, exchange_id, created_ms, updated_ms
-        order = Order(cid, market, side, otype, amt, px, stop, post_only, ioc, oco_group, OrderStatus.NEW, ZERO, ZERO,
+        order = Order(cid, market, side, otype, amt, px, stop, post_only, ioc, oco_group, NEW, ZERO, ZERO,
                       ZERO, None, now, now)
         if cid in self.open:
             return self._reject(order, "client_id", f"clientOrderId {cid} is already used by an open order")
@@ -349,7 +351,7 @@ class ExecutionEngine:
             self.journal.record("accepted", parent, exchange_id)
             return
         order.exchange_id = exchange_id
-        order.transition(OrderStatus.OPEN, time_ms)
+        order.transition(OPEN, time_ms)  # (OrderStatus.OPEN, read once)
         if self._journaled:
             self.journal.record("accepted", order, exchange_id)
         if self.tell_updates:  # (what `tell` checks first: a backtest's strategy often hears no updates)

@@ -202,16 +202,17 @@ class MarketRules:
 
     def truncate_amount(self, amount: Decimal) -> Decimal:
         """Amount cut down (never up) to `stockPrec` decimals."""
-        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), rounding=ROUND_DOWN)
+        # (rounding positionally: a keyword costs quantize a parse of its arguments)
+        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), ROUND_DOWN)
 
     def truncate_quote(self, total: Decimal) -> Decimal:
         """A quote-currency amount (market-buy size) cut down to `moneyPrec` decimals."""
-        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=ROUND_DOWN)
+        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), ROUND_DOWN)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Price to `moneyPrec` decimals, toward the passive side: buys down, sells up."""
         rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=rounding)
+        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding)
 
     # ---- fees ---------------------------------------------------------------------------------------------------
 

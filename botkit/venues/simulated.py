@@ -561,7 +561,7 @@ class SimulatedVenue:
 
     def _slipped(self, price: float, side: str, rules: MarketRules) -> Decimal:
         worse = (float_to_decimal(price) if type(price) is float else to_decimal(price)) * self._worse[side]
-        return worse.quantize(rules.price_step, rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+        return worse.quantize(rules.price_step, ROUND_CEILING if side == "buy" else ROUND_FLOOR)  # (rounding)
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
               base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
