@@ -87,3 +87,37 @@ def test_fee_rates_worked_out_once_give_the_fees_rules_give() -> None:
         received = f.amount if f.side == "buy" else f.quote
         assert f.fee == rules.fee(received, f.maker) and str(f.fee) == str(rules.fee(received, f.maker))
     assert [f.maker for f in eng.fills].count(True) == 1
+
+
+def test_prices_converted_directly_equal_to_decimal_and_statuses_read_once_are_the_members() -> None:
+    import random
+
+    from botkit.market import orders
+    from botkit.market.orders import OrderStatus
+    from botkit.market.rules import float_to_decimal, to_decimal
+
+    rnd = random.Random(5)
+    for _ in range(2000):
+        x = round(rnd.uniform(0.0001, 100_000), rnd.randint(0, 8))
+        for value in (x, x, -x):  # (twice: the remembered conversion too)
+            d = float_to_decimal(value)
+            assert d == to_decimal(repr(value)) and str(d) == str(to_decimal(repr(value)))
+    assert (orders.NEW, orders.OPEN, orders.PARTIALLY_FILLED, orders.FILLED) == (
+        OrderStatus.NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+    assert all(type(s) is OrderStatus for s in (orders.NEW, orders.OPEN, orders.PARTIALLY_FILLED, orders.FILLED))
+
+
+def test_needs_equity_follows_the_daily_loss_limit() -> None:
+    assert RiskManager(RiskLimits(daily_loss_limit=D("5"))).needs_equity is True
+    assert RiskManager(RiskLimits()).needs_equity is False
+
+
+def test_round_trips_and_lots_keep_their_fields_in_order() -> None:
+    from botkit.backtest.trades import Lot, RoundTrip
+
+    assert RoundTrip._fields == ("market", "side", "entry_ms", "exit_ms", "entry_price", "exit_price", "amount",
+                                 "pnl", "fees", "closed", "closed_amount", "fills", "exit_reason")
+    assert Lot._fields == ("market", "side", "entry_ms", "exit_ms", "entry_price", "exit_price", "amount", "pnl",
+                           "fees", "closed", "entry_id", "exit_reason")
+    rt = RoundTrip("X_Y", "long", 1, 5, D(1), D(2), D(3), 1.5, 0.25, True)
+    assert (rt.closed_amount, rt.fills, rt.exit_reason, rt.duration_ms) == (D(0), 0, "", 4)
