@@ -30,7 +30,7 @@ from botkit.auth.clock import SYSTEM_CLOCK, TokenClock
 from botkit.auth.errors import ReauthRequired
 from botkit.auth.signing import HmacSigner
 from botkit.config import BotConfig
-from botkit.execution.engine import ExecutionEngine, Rejection
+from botkit.execution.engine import ExecutionEngine, MemoryJournal, Rejection
 from botkit.execution.journal import JournalLocked, SqliteJournal
 from botkit.execution.portfolio import mark_to_market
 from botkit.execution.risk import RiskManager
@@ -647,7 +647,7 @@ class LiveRunner:
             last_price=self.state.last_price,
             equity=self._equity,
             ids=ids,
-            journal=self.journal,
+            journal=self.journal if self.journal is not None else MemoryJournal(),  # (paper: in memory)
             keep_closed=False,
         )
         self.reporter.open()

@@ -27,14 +27,14 @@ class Valuation:
         assets with no such market (or no price yet) are left out."""
         quote, priced, last_price = self.quote, self.priced, self.last_price
         total = 0.0
-        for asset, bal in balances.items():
+        for asset, bal in balances.items():  # (bal.available + bal.frozen: Balance.total without its property call)
             if asset == quote:
-                total += float(bal.total)
+                total += float(bal.available + bal.frozen)
                 continue
             market = priced.get(asset)
             px = last_price(market) if market is not None else None
             if px is not None:
-                total += float(bal.total) * px
+                total += float(bal.available + bal.frozen) * px
         return total
 
 

@@ -56,6 +56,8 @@ class RiskManager:
         self.state = RiskState()
         # The daily loss limit as the float the equity is compared with (limits are frozen: converted once).
         self._loss_limit = float(limits.daily_loss_limit) if limits.daily_loss_limit is not None else None
+        # Whether `check` needs the equity: asked before every order (an attribute, not a property, for that).
+        self.needs_equity = limits.daily_loss_limit is not None
 
     def new_day_if_needed(self, now_ms: int, equity: float) -> None:
         """Record the equity at the first event of each UTC day (the daily-loss baseline)."""
@@ -64,13 +66,8 @@ class RiskManager:
             self.state.day_start_ms = day
             self.state.day_start_equity = equity
 
-    @property
-    def needs_equity(self) -> bool:
-        return self.limits.daily_loss_limit is not None
-
     def check(
         self,
-        *,
         market: str,
         side: Side,
         amount_base: Decimal,

@@ -53,7 +53,7 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
     if isinstance(value, Decimal):
         d = value
     elif type(value) is float:
-        return _float_to_decimal(value, what)
+        return float_to_decimal(value, what)
     else:
         try:
             d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
@@ -67,10 +67,11 @@ def to_decimal(value: Decimal | str | int | float, what: str = "value") -> Decim
 _last_float: tuple[float, Decimal] = (math.nan, ZERO)  # the last float converted and its Decimal (NaN: none yet)
 
 
-def _float_to_decimal(value: float, what: str) -> Decimal:
-    """`to_decimal` of a float. The last one converted is remembered: its repr costs more than the rest of an
-    order's checks, and the same price is often converted twice in a row (the last close an order is checked
-    against is usually the next candle's open, where it fills)."""
+def float_to_decimal(value: float, what: str = "value") -> Decimal:
+    """`to_decimal` of a float (the order path calls it directly for prices, which are floats). The last one
+    converted is remembered: its repr costs more than the rest of an order's checks, and the same price is often
+    converted twice in a row (the last close an order is checked against is usually the next candle's open, where it
+    fills)."""
     global _last_float
     last = _last_float  # (one tuple, read and replaced whole: threads never see half of it)
     if value == last[0] and value:  # (0.0 == -0.0, but their Decimals differ: zero is not remembered)
@@ -201,16 +202,17 @@ class MarketRules:
 
     def truncate_amount(self, amount: Decimal) -> Decimal:
         """Amount cut down (never up) to `stockPrec` decimals."""
-        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), rounding=ROUND_DOWN)
+        # (rounding positionally: a keyword costs quantize a parse of its arguments)
+        return amount.quantize(_STEPS.get(self.stock_prec) or step_of(self.stock_prec), ROUND_DOWN)
 
     def truncate_quote(self, total: Decimal) -> Decimal:
         """A quote-currency amount (market-buy size) cut down to `moneyPrec` decimals."""
-        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=ROUND_DOWN)
+        return total.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), ROUND_DOWN)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Price to `moneyPrec` decimals, toward the passive side: buys down, sells up."""
         rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding=rounding)
+        return price.quantize(_STEPS.get(self.money_prec) or step_of(self.money_prec), rounding)
 
     # ---- fees ---------------------------------------------------------------------------------------------------
 
@@ -227,30 +229,31 @@ class MarketRules:
     def limit_violations(self, amount: Decimal, price: Decimal) -> list[RuleViolation]:
         """Everything wrong with a limit order of `amount` base at `price`, in WhiteBIT's words."""
         out: list[RuleViolation] = []
-        if amount <= 0:
+        if amount <= ZERO:  # (ZERO, not 0: an int is converted to a Decimal at every comparison)
             out.append(RuleViolation(32, "amount", "Amount should be greater than 0."))
         else:
             if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
             if amount < self.min_amount:
                 out.append(RuleViolation(32, "amount", f"Given amount is less than min amount {fmt(self.min_amount)}"))
-        if price <= 0:
+        if price <= ZERO:
             out.append(RuleViolation(33, "price", "Price should be greater than 0."))
         elif finer_than(price, self.money_prec):
             out.append(RuleViolation(33, "price", f"Min price step = {fmt(self.price_step)}"))
-        if amount > 0 and price > 0:
+        if amount > ZERO and price > ZERO:
             out.extend(self._total_violations(amount * price))
         return out
 
     def market_violations(self, side: Side, amount: Decimal) -> list[RuleViolation]:
         """What is wrong with a market order; a buy's `amount` is the quote to spend, a sell's is base."""
         out: list[RuleViolation] = []
-        if amount <= 0:
+        if amount <= ZERO:  # (ZERO, not 0: an int is converted to a Decimal at every comparison)
             return [RuleViolation(32, "amount", "Amount should be greater than 0.")]
         if side == "buy":
             if finer_than(amount, self.money_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.price_step)}"))
-            out.extend(self._total_violations(amount))
+            if amount < self.min_total or (self.max_total > ZERO and amount > self.max_total):  # (else none: no call)
+                out.extend(self._total_violations(amount))
         else:
             if finer_than(amount, self.stock_prec):
                 out.append(RuleViolation(32, "amount", f"Min amount step = {fmt(self.amount_step)}"))
@@ -261,7 +264,7 @@ class MarketRules:
     def _total_violations(self, total: Decimal) -> list[RuleViolation]:
         if total < self.min_total:
             return [RuleViolation(30, "total", f"Total (amount * price) is less than {fmt(self.min_total)}")]
-        if self.max_total > 0 and total > self.max_total:
+        if self.max_total > ZERO and total > self.max_total:
             return [RuleViolation(30, "total", f"Total (amount * price) is greater than {fmt(self.max_total)}")]
         return []
 

@@ -7,7 +7,6 @@ amounts, balances) is Decimal and lives in the execution layer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -198,9 +197,12 @@ class BookMoved(RuntimeError):
     """A lazily built BookView was read after its callback returned and the book changed."""
 
 
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """One asset of an account: what is free to use and what open orders lock. Money: Decimal."""
+class Balance(NamedTuple):
+    """One asset of an account: what is free to use and what open orders lock. Money: Decimal.
+
+    A named tuple, not a frozen dataclass: a backtest builds two per order (its funds move at every order and fill),
+    and a tuple is built in one `tuple.__new__` where a frozen dataclass sets each field through `object.__setattr__`.
+    """
 
     available: Decimal
     frozen: Decimal

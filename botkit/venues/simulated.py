@@ -50,7 +50,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botkit.market.orders import OCO_REASON, Fill, Order
-from botkit.market.rules import MarketRules, to_decimal
+from botkit.market.rules import MarketRules, float_to_decimal, to_decimal
 from botkit.market.types import Balance
 from botkit.venues.book_matching import BookMatcher
 
@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the port's other half, named in annotations only (no upward
 
 INF = float("inf")
 ZERO = Decimal(0)
+_new_tuple = tuple.__new__  # Balance(a, f) without the named tuple's Python `__new__`: tuple.__new__(Balance, (a, f))
 
 
 FillKind = Literal["candles", "trades", "book"]
@@ -92,6 +93,11 @@ class MarketBook:
     reports: deque[tuple[float, Callable[..., None], tuple[Any, ...]]] = field(default_factory=deque)
     cancels: list[tuple[int, Order]] = field(default_factory=list)
     queue: dict[str, float] = field(default_factory=dict)  # client id -> volume still queued ahead (trades model)
+    # (taker, maker) fee rates, `rules.fee_rate(maker)` worked out once: indexed by `maker`, for every fill
+    fee_rates: tuple[Decimal, Decimal] = (ZERO, ZERO)
+
+    def __post_init__(self) -> None:
+        self.fee_rates = (self.rules.fee_rate(False), self.rules.fee_rate(True))
 
     def refresh(self) -> None:
         lo, hi = -INF, INF
@@ -161,7 +167,7 @@ class SimulatedVenue:
         self._assets: tuple[str, ...] = ()  # every asset, sorted (assets are only ever added)
         self._locks: dict[str, tuple[str, Decimal]] = {}  # lock key -> (asset, amount)
         self._lock_key: dict[str, str] = {}  # client id -> lock key
-        self._members: dict[str, set[str]] = {}  # lock key -> open client ids using it
+        self._members: dict[str, set[str]] = {}  # OCO lock key -> open client ids using it (others: their own)
         self._events: VenueEvents | None = None
         self._next_id = 0
         self._slip = self.fill_model.slippage_pct / 100
@@ -182,7 +188,7 @@ class SimulatedVenue:
     def balance(self, asset: str) -> Balance:
         bal = self._read.get(asset)
         if bal is None:
-            bal = Balance(self._available.get(asset, ZERO), self._frozen.get(asset, ZERO))
+            bal = _new_tuple(Balance, (self._available.get(asset, ZERO), self._frozen.get(asset, ZERO)))
             if asset in self._available:
                 self._read[asset] = bal
         return bal
@@ -191,33 +197,40 @@ class SimulatedVenue:
         assets, read = self._assets, self._read
         if len(assets) != len(self._available):
             assets = self._assets = tuple(sorted(self._available))
-        if len(read) != len(assets):  # funds moved since some asset was last read
+        if len(read) != len(assets):  # funds moved since some asset was last read: as `balance` builds them
+            available, frozen = self._available, self._frozen
             for a in assets:
-                self.balance(a)
-        return dict(zip(assets, map(read.__getitem__, assets), strict=True))
+                if a not in read:
+                    read[a] = _new_tuple(Balance, (available.get(a, ZERO), frozen.get(a, ZERO)))
+        return {a: read[a] for a in assets}  # (half the cost of dict(zip(...)) over a few assets)
 
     def submit(self, order: Order, now_ms: int) -> None:
-        ev = self._ev()
+        ev = self._events or self._ev()
         book = self.books[order.market]
         asset, need = self._lock_need(order, book.rules)
+        cid, group = order.client_id, order.oco_group
         # Orders of one OCO group share one lock (WhiteBIT locks an OCO pair once): lock only what is missing.
-        key = f"oco:{order.oco_group}" if order.oco_group is not None else order.client_id
+        key = f"oco:{group}" if group is not None else cid
         held_asset, held = self._locks.get(key, (asset, ZERO))
         if held_asset != asset:
-            ev.order_rejected(order, now_ms, f"oco: orders of group {order.oco_group} must lock the same asset")
+            ev.order_rejected(order, now_ms, f"oco: orders of group {group} must lock the same asset")
             return
-        extra = max(ZERO, need - held)
-        if self._available[asset] < extra:
+        extra = need - held
+        if not extra > ZERO:  # (max(ZERO, extra), without the call)
+            extra = ZERO
+        available = self._available
+        if available[asset] < extra:
             ev.order_rejected(
-                order, now_ms, f"balance: Not enough balance ({asset} available {self._available[asset]}, need {extra})"
+                order, now_ms, f"balance: Not enough balance ({asset} available {available[asset]}, need {extra})"
             )
             return
-        self._available[asset] -= extra
+        available[asset] -= extra
         self._frozen[asset] += extra
         self._read.pop(asset, None)
         self._locks[key] = (asset, held + extra)
-        self._lock_key[order.client_id] = key
-        self._members.setdefault(key, set()).add(order.client_id)
+        self._lock_key[cid] = key
+        if group is not None:
+            self._members.setdefault(key, set()).add(cid)
         self._next_id += 1
         ev.order_accepted(order, now_ms, str(self._next_id))
         depth = self.depth.get(order.market)
@@ -347,7 +360,10 @@ class SimulatedVenue:
             if order.created_ms + lat > open_ms:
                 still.append(order)  # reaches the venue after this candle opened: not eligible yet
                 continue
-            hit = self._on_arrival(order, book.rules, o, h, lo, touch)
+            if order.type == "market":  # (`_on_arrival`'s first case, without its call)
+                hit: tuple[Order, Decimal, bool] | None = (order, self._slipped(o, order.side, book.rules), False)
+            else:
+                hit = self._on_arrival(order, book.rules, o, h, lo, touch)
             if hit is not None:
                 triggered.append(hit)
             elif order.ioc:
@@ -362,7 +378,8 @@ class SimulatedVenue:
         book.resting.extend(arrived)
         if triggered:
             done_groups: set[str] = set()
-            for order, price, maker in _in_fill_order(triggered):
+            # (one order triggered, the usual case, needs no sorting: nor a call)
+            for order, price, maker in triggered if len(triggered) == 1 else _in_fill_order(triggered):
                 if order.oco_group is not None and order.oco_group in done_groups:
                     continue
                 if order in book.resting:
@@ -543,8 +560,8 @@ class SimulatedVenue:
         return None
 
     def _slipped(self, price: float, side: str, rules: MarketRules) -> Decimal:
-        worse = to_decimal(price) * self._worse[side]
-        return worse.quantize(rules.price_step, rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+        worse = (float_to_decimal(price) if type(price) is float else to_decimal(price)) * self._worse[side]
+        return worse.quantize(rules.price_step, ROUND_CEILING if side == "buy" else ROUND_FLOOR)  # (rounding)
 
     def _fill(self, order: Order, rules: MarketRules, price: Decimal, maker: bool, time_ms: int,
               base: Decimal | None = None, complete: bool = True, ref: Decimal | None = None) -> None:
@@ -555,25 +572,29 @@ class SimulatedVenue:
         key = self._lock_key[cid]
         asset, locked = self._locks[key]
         book = self.books[order.market]
+        buy = order.side == "buy"
         if base is None:
-            base = order.amount - self._done.get(cid, ZERO)
-            if order.side == "buy" and order.quote_amount:
+            if buy and order.type == "market":  # (order.quote_amount)
                 base = rules.truncate_amount(order.amount / price)
-        if order.side == "buy":
+            else:
+                base = order.amount - self._done.get(cid, ZERO)
+        # (fees as `rules.fee`: what is received times the rate)
+        if buy:
             quote = base * price
-            fee = rules.fee(base, maker)
+            fee = base * book.fee_rates[maker]
             spent = quote
             fee_asset = rules.stock
             got = base - fee
         else:
             quote = base * price
-            fee = rules.fee(quote, maker)
+            fee = quote * book.fee_rates[maker]
             spent = base
             fee_asset = rules.money
             got = quote - fee
         if complete:
             del self._lock_key[cid]
-            self._members[key].discard(cid)
+            if order.oco_group is not None:
+                self._members[key].discard(cid)
             del self._locks[key]
             self._done.pop(cid, None)
             book.queue.pop(cid, None)
@@ -591,7 +612,10 @@ class SimulatedVenue:
         self._read.pop(asset, None)
         self._read.pop(fee_asset, None)
         fill = Fill(cid, order.market, order.side, price, base, quote, fee, fee_asset, maker, time_ms, ref)
-        self._report(book, time_ms, self._ev().order_filled, order, fill, complete)
+        if self._flat:
+            self._report(book, time_ms, self._ev().order_filled, order, fill, complete)
+        else:  # (`_report`'s first case, without its call: a backtest's every fill)
+            (self._events or self._ev()).order_filled(order, fill, complete)
 
     def _cancel_expired(self, order: Order, time_ms: int, reason: str) -> None:
         self._unlock(order)
@@ -602,7 +626,7 @@ class SimulatedVenue:
     @staticmethod
     def _lock_need(order: Order, rules: MarketRules) -> tuple[str, Decimal]:
         if order.side == "buy":
-            if order.quote_amount:
+            if order.type == "market":  # (order.quote_amount, for a buy)
                 return rules.money, order.amount
             if order.type == "stop_market":
                 # Stop buys lock quote at the stop price (WhiteBIT locks at the activation price).
@@ -614,11 +638,14 @@ class SimulatedVenue:
         """Release an order's funds, unless another open order of its OCO group still needs them."""
         self._done.pop(order.client_id, None)
         key = self._lock_key.pop(order.client_id)
-        members = self._members[key]
-        members.discard(order.client_id)
-        if members or key not in self._locks:
+        members = self._members.get(key)  # (None: not an OCO order; its lock is its own)
+        if members is not None:
+            members.discard(order.client_id)
+            if members:
+                return
+            del self._members[key]
+        if key not in self._locks:
             return
-        del self._members[key]
         asset, amount = self._locks.pop(key)
         self._frozen[asset] -= amount
         self._available[asset] += amount
