@@ -264,10 +264,17 @@ class ExecutionEngine:
         if self.risk.needs_equity and self.equity is not None:
             equity = self.equity()
             self.risk.new_day_if_needed(now, equity)
-        # (positionally, as RiskManager.check names them: keywords cost 40 % more per call)
-        # market, side, amount_base, notional, price, last_price, position, now_ms, equity
-        verdict = self.risk.check(market, side, base, notional, px, last, self.venue.balance(rules.stock).total, now,
-                                  equity)
+        verdict = self.risk.check(
+            market=market,
+            side=side,
+            amount_base=base,
+            notional=notional,
+            price=px,
+            last_price=last,
+            position=self.venue.balance(rules.stock).total,
+            now_ms=now,
+            equity=equity,
+        )  # (by name: two Decimal | None arguments side by side must never swap unseen)
         if verdict is not None:
             return self._reject_risk(order, verdict)
         self.open[cid] = order
