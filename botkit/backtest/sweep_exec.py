@@ -8,6 +8,7 @@ engine or the worker count: every backtest is deterministic, and the caller orde
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -16,9 +17,10 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -182,21 +184,45 @@ class ProcessEngine:
         todo = iter(jobs)
         limit = self.workers * 4
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < limit:
-                job = next(todo, None)
-                if job is None:
-                    exhausted = True
-                    break
-                pending.add(self._pool.submit(_run_in_process, job))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
+        with _ctrl_c_between_steps() as interrupted:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    job = next(todo, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    pending.add(self._pool.submit(_run_in_process, job))
+                if not pending:
+                    return
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                if interrupted():
+                    raise KeyboardInterrupt
+                for fut in done:
+                    yield fut.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_steps() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C noted, then raised by the caller between two steps: a KeyboardInterrupt raised inside the pool's
+    `submit` (half-way through writing to its wake-up pipe) can leave the pool unable to shut down, and the sweep
+    hangs after saying it was interrupted. Off the main thread (no signal handlers there) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    seen = False
+
+    def note(signum: int, frame: object) -> None:
+        nonlocal seen
+        seen = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class RayEngine:
