@@ -65,9 +65,6 @@ class _Worker:
         self.name = f"{os.getpid()}@{os.uname().nodename}" + _ray_node()
         logging.getLogger("botkit").setLevel(logging.ERROR)  # rejections etc. are counted in the figures
 
-    def series(self, cfg: BotConfig) -> list[CandleSeries]:
-        return self._series(self._key(cfg), cfg)
-
     @staticmethod
     def _key(cfg: BotConfig) -> str:
         return json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
